@@ -1,0 +1,52 @@
+"""A run directory: resolved config, per-round metrics (JSON lines), model, summary.json.
+
+`summary.json` is written last and atomically: a directory without it is not a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from credit.atomic import atomic_write_json
+
+CONFIG, ROUNDS, MODEL, SUMMARY = "config.json", "rounds.jsonl", "model.pt", "summary.json"
+
+
+class RunDirectory:
+    """Writes one run's outputs under `path`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).resolve()
+
+    def create(self) -> RunDirectory:
+        if (self.path / SUMMARY).exists():
+            raise FileExistsError(f"{self.path} already holds a finished run; choose another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / ROUNDS).unlink(missing_ok=True)
+        return self
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        atomic_write_json(self.file(CONFIG), config)
+
+    def append_round(self, record: dict[str, Any]) -> None:
+        """One JSON object per line, flushed, so a reader can follow a live run."""
+        with open(self.file(ROUNDS), "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def rounds(self) -> list[dict[str, Any]]:
+        path = self.file(ROUNDS)
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_json(self.file(SUMMARY), summary)
+
+    def summary(self) -> dict[str, Any]:
+        return json.loads(self.file(SUMMARY).read_text())

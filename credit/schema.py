@@ -1,0 +1,107 @@
+"""Dataset spec: which column is the label, which are features, which codes mean missing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from credit.errors import InputError
+
+_SPEC_KEYS = {"label", "bad", "numeric", "categorical", "drop", "missing", "log"}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """The columns every partner's table must have, and how to read them.
+
+    `log` lists numeric columns that get a signed log1p; `None` lets the feature
+    fitter decide from the federated statistics (heavy right tail → log).
+    """
+
+    label: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...] = ()
+    bad: int | float | str = 1
+    drop: tuple[str, ...] = ()
+    missing: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    log: tuple[str, ...] | None = None
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.numeric + self.categorical
+
+    @property
+    def expected_columns(self) -> set[str]:
+        return {self.label, *self.features, *self.drop}
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "label": self.label,
+            "bad": self.bad,
+            "numeric": list(self.numeric),
+            "categorical": list(self.categorical),
+            "drop": list(self.drop),
+            "missing": {k: list(v) for k, v in self.missing.items()},
+        }
+        if self.log is not None:
+            out["log"] = list(self.log)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, source: str = "[dataset]") -> DatasetSpec:
+        """Validate a `[dataset]` table once, at the edge."""
+        unknown = set(raw) - _SPEC_KEYS
+        if unknown:
+            raise InputError(
+                f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}", source=source
+            )
+        label = raw.get("label")
+        if not isinstance(label, str) or not label:
+            raise InputError("must name the label column as a string", source=source, field="label")
+        bad = raw.get("bad", 1)
+        if not isinstance(bad, (int, float, str)) or isinstance(bad, bool):
+            raise InputError("must be a number or a string", source=source, field="bad")
+
+        def names(key: str, required: bool = False) -> tuple[str, ...]:
+            value = raw.get(key, [] if not required else None)
+            if value is None or not isinstance(value, list) or not all(
+                isinstance(v, str) and v for v in value
+            ):
+                raise InputError("must be a list of column names", source=source, field=key)
+            if len(set(value)) != len(value):
+                raise InputError("lists a column twice", source=source, field=key)
+            return tuple(value)
+
+        numeric, categorical, drop = names("numeric", True), names("categorical"), names("drop")
+        if not numeric and not categorical:
+            raise InputError("no feature columns: list some in numeric or categorical", source=source)
+        seen: dict[str, str] = {label: "label"}
+        for key, cols in (("numeric", numeric), ("categorical", categorical), ("drop", drop)):
+            for col in cols:
+                if col in seen:
+                    raise InputError(
+                        f"column '{col}' is both in {seen[col]} and {key}", source=source, field=key
+                    )
+                seen[col] = key
+        missing_raw = raw.get("missing", {})
+        if not isinstance(missing_raw, Mapping):
+            raise InputError("must be a table of column = [codes]", source=source, field="missing")
+        missing: dict[str, tuple[Any, ...]] = {}
+        for col, codes in missing_raw.items():
+            if col not in numeric and col not in categorical:
+                raise InputError(
+                    f"names column '{col}' that is not a numeric or categorical feature",
+                    source=source, field="missing",
+                )
+            if not isinstance(codes, list):
+                codes = [codes]
+            missing[col] = tuple(codes)
+        log = None
+        if "log" in raw:
+            log = names("log")
+            stray = [c for c in log if c not in numeric]
+            if stray:
+                raise InputError(f"{stray} are not numeric columns", source=source, field="log")
+        return cls(label=label, numeric=numeric, categorical=categorical, bad=bad,
+                   drop=drop, missing=missing, log=log)

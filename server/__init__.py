@@ -1,0 +1,1 @@
+"""Coordinator side: the Flower ServerApp (`server.app`) and its round loop (`server.training`)."""

@@ -1,0 +1,75 @@
+"""fedcredit ServerApp: coordinates the partners (`flwr run .` or `fedcredit simulate`).
+
+Run config (pyproject `[tool.flwr.app.config]`, overridable with `--run-config`):
+`scenario` (path; "" = the embedded synthetic consortium), `out-dir`, and optional
+overrides `rounds`, `model`, `strategy` (0 / "" keep the scenario's value).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from credit.errors import InputError
+from credit.scenario import Scenario, load_scenario
+
+app = ServerApp()
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The run config, validated once."""
+
+    scenario: str = ""
+    out_dir: str = ""
+    rounds: int = 0
+    model: str = ""
+    strategy: str = ""
+    deployment: bool = False
+
+    @classmethod
+    def from_run_config(cls, cfg: dict) -> RunSettings:
+        known = {"scenario", "out-dir", "rounds", "model", "strategy", "deployment"}
+        unknown = set(cfg) - known
+        if unknown:
+            raise InputError(f"unknown run-config key(s) {sorted(unknown)}; known: {sorted(known)}",
+                             source="run config")
+        rounds = cfg.get("rounds", 0)
+        if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 0:
+            raise InputError("must be a whole number ≥ 0", source="run config", field="rounds")
+        return cls(str(cfg.get("scenario", "")), str(cfg.get("out-dir", "")), rounds,
+                   str(cfg.get("model", "")), str(cfg.get("strategy", "")), bool(cfg.get("deployment", False)))
+
+    def resolve_scenario(self) -> Scenario:
+        if self.scenario:
+            scenario = load_scenario(self.scenario)
+        else:
+            from credit.synthetic import default_scenario_path
+
+            scenario = load_scenario(default_scenario_path())
+        changes = {k: v for k, v in (("rounds", self.rounds), ("model", self.model),
+                                     ("strategy", self.strategy)) if v}
+        return scenario.with_federation(**changes) if changes else scenario
+
+    def resolve_out_dir(self, scenario: Scenario) -> Path:
+        if self.out_dir:
+            return Path(self.out_dir)
+        return Path("runs") / f"{scenario.name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    from credit.rundir import RunDirectory
+    from server.strategy import build_strategy
+    from server.training import FederatedTraining
+
+    settings = RunSettings.from_run_config(dict(context.run_config))
+    scenario = settings.resolve_scenario()
+    run_dir = RunDirectory(settings.resolve_out_dir(scenario)).create()
+    run_dir.write_config({"run_config": dict(context.run_config), "scenario": scenario.to_dict()})
+    strategy = build_strategy(scenario.federation, scenario.min_available_nodes)
+    FederatedTraining(grid, scenario, run_dir, strategy, simulation=not settings.deployment).run()

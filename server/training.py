@@ -1,0 +1,161 @@
+"""The coordinator's round loop on a Flower Grid.
+
+Round 0 asks every partner for column statistics and fits the shared transform;
+rounds 1..R send the global model for local training (each reply also evaluates the
+model it received), a final message evaluates the last model. The strategy object
+(FedAvg/FedProx/FedAdam) chooses nodes and aggregates; this loop keeps the records.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from logging import INFO, WARNING
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from credit.artefact import ScoringModel
+from credit.errors import InputError
+from credit.features import ColumnStats, FeatureTransform
+from credit.metrics import ScoreHistogram
+from credit.model import build_model
+from credit.protocol import REPORT_KEY, STATS_ACTION, TASK_KEY, PartnerReport, TaskConfig
+from credit.rundir import MODEL, RunDirectory
+from credit.scenario import Scenario
+
+PROGRESS = {"fedcredit": True}  # marks our log lines so a quiet console can keep just these
+
+
+class FederationError(RuntimeError):
+    """The federation cannot go on (no nodes, every partner failed, bad partner data)."""
+
+
+class FederatedTraining:
+    """Runs one federated training of `scenario` and writes its run directory."""
+
+    def __init__(self, grid: Grid, scenario: Scenario, run_dir: RunDirectory, strategy: Strategy,
+                 *, simulation: bool):
+        self.grid, self.scenario, self.run_dir, self.strategy = grid, scenario, run_dir, strategy
+        self.fed = scenario.federation
+        # In simulation each node learns its partner from the roster; in deployment it names itself.
+        self.task = TaskConfig(scenario.dataset, self.fed, roster=scenario.partners if simulation else ())
+        self.partners: dict[str, PartnerReport] = {}
+
+    # -- messaging -----------------------------------------------------------------------
+    def _wait_for_nodes(self) -> list[int]:
+        need, deadline = self.scenario.min_available_nodes, time.monotonic() + self.fed.round_timeout
+        while len(nodes := list(self.grid.get_node_ids())) < need:
+            if time.monotonic() > deadline:
+                raise FederationError(f"only {len(nodes)} of {need} partner nodes connected within "
+                                      f"{self.fed.round_timeout:.0f} s")
+            time.sleep(0.2)
+        return nodes
+
+    def _config(self) -> ConfigRecord:
+        return ConfigRecord({TASK_KEY: self.task.to_json()})
+
+    def _exchange(self, messages: Iterable[Message]) -> tuple[list[Message], list[str]]:
+        messages = list(messages)
+        replies = list(self.grid.send_and_receive(messages, timeout=self.fed.round_timeout))
+        ok = [r for r in replies if not r.has_error()]
+        failures = [f"node {r.metadata.src_node_id}: {r.error.reason}" for r in replies if r.has_error()]
+        missing = len(messages) - len(replies)
+        if missing:
+            failures.append(f"{missing} node(s) did not reply within {self.fed.round_timeout:.0f} s")
+        for failure in failures:
+            log(WARNING, "partner failure: %s", failure)
+        return ok, failures
+
+    @staticmethod
+    def _report(reply: Message) -> PartnerReport:
+        return PartnerReport.from_json(str(reply.content["report"][REPORT_KEY]))
+
+    # -- the run -------------------------------------------------------------------------
+    def fit_transform(self) -> FeatureTransform:
+        """Round 0: column statistics from every partner → the shared transform."""
+        nodes = self._wait_for_nodes()
+        messages = [Message(RecordDict({"config": self._config()}), dst_node_id=n,
+                            message_type=f"query.{STATS_ACTION}") for n in nodes]
+        replies, failures = self._exchange(messages)
+        if failures or len(replies) < self.scenario.min_available_nodes:
+            raise FederationError("the statistics round failed: " + "; ".join(failures or ["too few replies"]))
+        reports = [self._report(r) for r in replies]
+        names = [r.partner for r in reports]
+        if len(set(names)) != len(names):
+            raise FederationError(f"two nodes claim the same partner name: {sorted(names)}")
+        self.partners = {r.partner: r for r in reports}
+        transform = FeatureTransform.fit(ColumnStats.combine(r.stats for r in reports), self.scenario.dataset)
+        self.task = TaskConfig(self.task.spec, self.fed, transform, self.task.roster)
+        return transform
+
+    def _record(self, rnd: int, reports: list[PartnerReport], started: float, failures: list[str],
+                train_loss: float | None = None) -> dict[str, Any]:
+        per_partner = {r.partner: r.evaluation.metrics() for r in reports}
+        pooled = ScoreHistogram.combine(r.evaluation for r in reports).metrics()
+        record = {"round": rnd, "pooled": pooled, "partners": per_partner, "train_loss": train_loss,
+                  "seconds": round(time.monotonic() - started, 3), "failures": failures}
+        self.run_dir.append_round(record)
+        loss = f"  train loss {train_loss:.4f}" if train_loss is not None else ""
+        log(INFO, "round %2d/%d  pooled AUC %.4f  KS %.4f  Brier %.4f%s  (%.1f s)", rnd, self.fed.rounds,
+            pooled["auc"], pooled["ks"], pooled["brier"], loss, record["seconds"], extra=PROGRESS)
+        return record
+
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        log(INFO, "fedcredit: %s, %d partners, %s/%s, %d rounds", self.scenario.name,
+            len(self.scenario.partners), self.fed.model, self.fed.strategy, self.fed.rounds, extra=PROGRESS)
+        transform = self.fit_transform()
+        stats_seconds = time.monotonic() - started
+        log(INFO, "round  0: shared transform fitted from %d partners' statistics (%d features, %.1f s)",
+            len(self.partners), transform.n_features, stats_seconds, extra=PROGRESS)
+        model = build_model(self.fed.model, transform.n_features, hidden=self.fed.hidden, seed=self.fed.seed)
+        arrays = ArrayRecord(model.state_dict())
+        last_loss: float | None = None
+        round_started = time.monotonic()
+        for rnd in range(1, self.fed.rounds + 1):
+            messages = self.strategy.configure_train(rnd, arrays, self._config(), self.grid)
+            replies, failures = self._exchange(messages)
+            if not replies:
+                raise FederationError(f"round {rnd}: no partner returned an update: " + "; ".join(failures))
+            # Each reply evaluated the model it received: that is the previous round's result.
+            self._record(rnd - 1, [self._report(r) for r in replies], round_started, failures, last_loss)
+            round_started = time.monotonic()
+            new_arrays, train_metrics = self.strategy.aggregate_train(rnd, replies)
+            if new_arrays is None:
+                raise FederationError(f"round {rnd}: aggregation failed")
+            arrays = new_arrays
+            last_loss = float(train_metrics["train-loss"]) if train_metrics else None
+        messages = self.strategy.configure_evaluate(self.fed.rounds, arrays, self._config(), self.grid)
+        replies, failures = self._exchange(messages)
+        if not replies:
+            raise FederationError("final evaluation: no partner replied: " + "; ".join(failures))
+        final_reports = [self._report(r) for r in replies]
+        final = self._record(self.fed.rounds, final_reports, round_started, failures, last_loss)
+
+        ScoringModel(self.scenario.dataset, transform, self.fed.model, self.fed.hidden,
+                     arrays.to_torch_state_dict(),
+                     {"scenario": self.scenario.name, "rounds": self.fed.rounds}).save(self.run_dir.file(MODEL))
+        order = {p.name: i for i, p in enumerate(self.scenario.partners)}
+        summary = {
+            "scenario": self.scenario.name,
+            "model": self.fed.model,
+            "strategy": self.fed.strategy,
+            "rounds": self.fed.rounds,
+            "federated": final["pooled"],
+            "partners": [
+                {"name": r.partner, "kind": r.kind, "rows_train": r.rows_train, "rows_test": r.rows_test,
+                 "federated": final["partners"][r.partner]}
+                for r in sorted(final_reports, key=lambda r: order.get(r.partner, len(order)))
+            ],
+            "features": transform.feature_names,
+            "artefact": MODEL,
+            "timing": {"seconds_total": round(time.monotonic() - started, 3),
+                       "seconds_statistics_round": round(stats_seconds, 3)},
+        }
+        self.run_dir.write_summary(summary)
+        log(INFO, "run directory: %s", self.run_dir.path, extra=PROGRESS)
+        return summary

@@ -1,0 +1,114 @@
+"""`fedcredit simulate`: the ServerApp and ClientApp on Flower's Simulation Engine (Ray).
+
+The same apps as `flwr run .` and deployment; this runner only (1) checks every partner's
+table before anything starts, (2) starts a lean Ray simulation in-process, (3) adds the
+centralised and local-only yardsticks, and (4) moves the finished run directory into place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clients.partner import PartnerData, open_partner_data
+from credit.errors import InputError
+from credit.rundir import RunDirectory
+from credit.scenario import Scenario
+from server.app import RunSettings
+from simulations.yardsticks import centralised, local_only
+
+OBJECT_STORE_BYTES = 100 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def check_partners(scenario: Scenario) -> dict[str, PartnerData]:
+    """Load and check every partner's table exactly as its client will; errors stop the run."""
+    return {p.name: open_partner_data(p, scenario.dataset, scenario.federation) for p in scenario.partners}
+
+
+def backend_config(num_cpus: int | None = None) -> dict[str, Any]:
+    """One Ray actor using every CPU (fastest and leanest on small machines)."""
+    cpus = num_cpus or os.cpu_count() or 1
+    return {
+        "client_resources": {"num_cpus": cpus, "num_gpus": 0.0},
+        "init_args": {"num_cpus": cpus, "num_gpus": 0, "object_store_memory": OBJECT_STORE_BYTES,
+                      "include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"},
+    }
+
+
+class _ProgressOnly(logging.Filter):
+    """Keep Flower's console to warnings and fedcredit's own progress lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or getattr(record, "fedcredit", False)
+
+
+def run_flower_simulation(settings: RunSettings, num_partners: int, *, verbose: bool = False) -> None:
+    """Run server.app + clients.app in-process on the Simulation Engine with this run config."""
+    from flwr.app import Context, RecordDict
+    from flwr.common.logger import console_handler
+    from flwr.simulation.run_simulation import _run_simulation
+    from flwr.supercore.telemetry import EventType
+
+    from clients.app import app as client_app
+    from server.app import app as server_app
+
+    run_config = {"scenario": settings.scenario, "out-dir": settings.out_dir, "rounds": settings.rounds,
+                  "model": settings.model, "strategy": settings.strategy, "deployment": False}
+    context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=run_config)
+    quiet = _ProgressOnly()
+    if not verbose:
+        console_handler.addFilter(quiet)
+    try:
+        _run_simulation(num_supernodes=num_partners, client_app=client_app, server_app=server_app,
+                        backend_config=backend_config(), server_app_context=context,
+                        exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE)
+    finally:
+        console_handler.removeFilter(quiet)
+
+
+def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool = True) -> SimulationResult:
+    """Validate, simulate, add yardsticks; return the finished run directory and summary."""
+    started = time.monotonic()
+    scenario = settings.resolve_scenario()
+    data = check_partners(scenario)                       # bad input stops here, nothing written
+    final = settings.resolve_out_dir(scenario).resolve()
+    if final.exists() and any(final.iterdir()):
+        raise InputError("already exists and is not empty; choose another --out", source=str(final))
+    staging = final.with_name(final.name + ".incomplete")
+    shutil.rmtree(staging, ignore_errors=True)
+    staged = RunSettings(str(scenario.source), str(staging), settings.rounds, settings.model,
+                         settings.strategy)
+    run_flower_simulation(staged, len(scenario.partners), verbose=verbose)
+    run_dir = RunDirectory(staging)
+    if not run_dir.file("summary.json").exists():
+        raise RuntimeError(f"the simulation ended without a summary; see {staging}")
+    summary = run_dir.summary()
+    fed_seconds = time.monotonic() - started
+    if yardsticks:
+        t = time.monotonic()
+        cen = centralised(data, scenario.dataset, scenario.federation)
+        summary["centralized"] = cen["pooled"]
+        for p in summary["partners"]:
+            p["local"] = local_only(data[p["name"]], scenario.dataset, scenario.federation)
+            p["centralized"] = cen["partners"][p["name"]]
+        summary["timing"]["seconds_yardsticks"] = round(time.monotonic() - t, 3)
+    summary["timing"]["seconds_wall"] = round(time.monotonic() - started, 3)
+    summary["timing"]["seconds_simulation"] = round(fed_seconds, 3)
+    summary["timing"]["peak_rss_mb_driver"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    run_dir.write_summary(summary)
+    if final.exists():
+        final.rmdir()
+    staging.rename(final)
+    return SimulationResult(final, summary)
