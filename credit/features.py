@@ -24,7 +24,7 @@ Z_LIMIT = 24.0
 N_BINS = 4800
 Z_EDGES = np.linspace(-Z_LIMIT, Z_LIMIT, N_BINS + 1)
 LOW_QUANTILE, HIGH_QUANTILE = 0.005, 0.995
-SKEW_FOR_LOG = 2.0          # auto log: right tail heavier than this skewness
+SKEW_FOR_LOG = 1.0          # auto log: right tail heavier than this skewness
 MIN_LEVEL_COUNT = 5         # rarer categorical levels fold into OTHER
 OTHER, MISSING = "__other__", "__missing__"
 

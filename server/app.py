@@ -48,7 +48,7 @@ class RunSettings:
         if self.scenario:
             scenario = load_scenario(self.scenario)
         else:
-            from credit.synthetic import default_scenario_path
+            from credit.embedded import default_scenario_path
 
             scenario = load_scenario(default_scenario_path())
         changes = {k: v for k, v in (("rounds", self.rounds), ("model", self.model),

@@ -47,11 +47,18 @@ class FederatedTraining:
 
     # -- messaging -----------------------------------------------------------------------
     def _wait_for_nodes(self) -> list[int]:
-        need, deadline = self.scenario.min_available_nodes, time.monotonic() + self.fed.round_timeout
+        need, start = self.scenario.min_available_nodes, time.monotonic()
+        next_note = start + 10
         while len(nodes := list(self.grid.get_node_ids())) < need:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now - start > self.fed.round_timeout:
                 raise FederationError(f"only {len(nodes)} of {need} partner nodes connected within "
                                       f"{self.fed.round_timeout:.0f} s")
+            if now > next_note:
+                log(WARNING, "waiting for partner nodes: %d of %d connected (a simulation needs "
+                    "num-supernodes=%d, e.g. flwr run . local --federation-config \"num-supernodes=%d\")",
+                    len(nodes), need, need, need)
+                next_note = now + 10
             time.sleep(0.2)
         return nodes
 
@@ -93,11 +100,12 @@ class FederatedTraining:
         return transform
 
     def _record(self, rnd: int, reports: list[PartnerReport], started: float, failures: list[str],
-                train_loss: float | None = None) -> dict[str, Any]:
+                train_loss: float | None = None, train_steps: int = 0) -> dict[str, Any]:
         per_partner = {r.partner: r.evaluation.metrics() for r in reports}
         pooled = ScoreHistogram.combine(r.evaluation for r in reports).metrics()
         record = {"round": rnd, "pooled": pooled, "partners": per_partner, "train_loss": train_loss,
-                  "seconds": round(time.monotonic() - started, 3), "failures": failures}
+                  "train_steps": train_steps, "seconds": round(time.monotonic() - started, 3),
+                  "failures": failures}
         self.run_dir.append_round(record)
         loss = f"  train loss {train_loss:.4f}" if train_loss is not None else ""
         log(INFO, "round %2d/%d  pooled AUC %.4f  KS %.4f  Brier %.4f%s  (%.1f s)", rnd, self.fed.rounds,
@@ -114,27 +122,29 @@ class FederatedTraining:
             len(self.partners), transform.n_features, stats_seconds, extra=PROGRESS)
         model = build_model(self.fed.model, transform.n_features, hidden=self.fed.hidden, seed=self.fed.seed)
         arrays = ArrayRecord(model.state_dict())
-        last_loss: float | None = None
+        last_loss, last_steps = None, 0
         round_started = time.monotonic()
         for rnd in range(1, self.fed.rounds + 1):
             messages = self.strategy.configure_train(rnd, arrays, self._config(), self.grid)
             replies, failures = self._exchange(messages)
             if not replies:
                 raise FederationError(f"round {rnd}: no partner returned an update: " + "; ".join(failures))
+            reports = [self._report(r) for r in replies]
             # Each reply evaluated the model it received: that is the previous round's result.
-            self._record(rnd - 1, [self._report(r) for r in replies], round_started, failures, last_loss)
+            self._record(rnd - 1, reports, round_started, failures, last_loss, last_steps)
             round_started = time.monotonic()
             new_arrays, train_metrics = self.strategy.aggregate_train(rnd, replies)
             if new_arrays is None:
                 raise FederationError(f"round {rnd}: aggregation failed")
             arrays = new_arrays
             last_loss = float(train_metrics["train-loss"]) if train_metrics else None
+            last_steps = sum(r.steps for r in reports)
         messages = self.strategy.configure_evaluate(self.fed.rounds, arrays, self._config(), self.grid)
         replies, failures = self._exchange(messages)
         if not replies:
             raise FederationError("final evaluation: no partner replied: " + "; ".join(failures))
         final_reports = [self._report(r) for r in replies]
-        final = self._record(self.fed.rounds, final_reports, round_started, failures, last_loss)
+        final = self._record(self.fed.rounds, final_reports, round_started, failures, last_loss, last_steps)
 
         ScoringModel(self.scenario.dataset, transform, self.fed.model, self.fed.hidden,
                      arrays.to_torch_state_dict(),

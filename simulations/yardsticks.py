@@ -5,6 +5,7 @@ per partner. Both use the same preprocessing method, model and training loop as 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,16 +20,22 @@ from credit.scenario import FederationSettings
 from credit.schema import DatasetSpec
 
 
-def _classifier(fed: FederationSettings) -> CreditClassifier:
-    return CreditClassifier(fed.model, hidden=fed.hidden, epochs=fed.rounds * fed.local_epochs,
-                            batch_size=fed.batch_size, optimizer=fed.optimizer,
-                            learning_rate=fed.learning_rate, weight_decay=fed.weight_decay, seed=fed.seed)
+MIN_STEPS = 1000  # a yardstick is trained to convergence, not starved on a small partner
+
+
+def yardstick_epochs(rows: int, fed: FederationSettings) -> int:
+    """At least the federation's epochs, and at least MIN_STEPS optimizer steps."""
+    steps_per_epoch = math.ceil(rows / fed.batch_size)
+    return max(fed.rounds * fed.local_epochs, math.ceil(MIN_STEPS / steps_per_epoch))
 
 
 def _fit(features: pd.DataFrame, label: np.ndarray, spec: DatasetSpec,
          fed: FederationSettings) -> tuple[FeatureTransform, CreditClassifier]:
     transform = FeatureTransform.fit(ColumnStats.from_frame(features, spec), spec)
-    return transform, _classifier(fed).fit(transform.transform(features), label.astype(np.float32))
+    clf = CreditClassifier(fed.model, hidden=fed.hidden, epochs=yardstick_epochs(len(label), fed),
+                           batch_size=fed.batch_size, optimizer=fed.optimizer,
+                           learning_rate=fed.learning_rate, weight_decay=fed.weight_decay, seed=fed.seed)
+    return transform, clf.fit(transform.transform(features), label.astype(np.float32))
 
 
 def centralised(data: Mapping[str, PartnerData], spec: DatasetSpec, fed: FederationSettings) -> dict[str, Any]:

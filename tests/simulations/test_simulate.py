@@ -1,0 +1,84 @@
+"""A real Flower simulation (Ray) of three partners, and bad input stopping it early."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from clients.partner import open_partner_data
+from credit.artefact import ScoringModel
+from credit.scenario import load_scenario
+from server.app import RunSettings
+from simulations.cli import main
+from simulations.runner import simulate
+from tests.conftest import make_partner_frame, write_scenario
+
+pytestmark = pytest.mark.e2e
+
+
+def test_three_partner_simulation_writes_a_complete_run(three_partners: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = simulate(RunSettings(scenario=str(three_partners), out_dir=str(out)))
+    assert result.run_dir == out.resolve()
+    assert not out.with_name("run.incomplete").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.pt", "rounds.jsonl", "summary.json"]
+
+    summary = json.loads((out / "summary.json").read_text())
+    # the contract other tools rely on
+    assert {"auc", "ks", "gini", "brier"} <= summary["federated"].keys()
+    assert {"auc", "ks"} <= summary["centralized"].keys()
+    assert [p["name"] for p in summary["partners"]] == ["bank-a", "insurer-b", "platform-c"]
+    for p in summary["partners"]:
+        assert {"name", "kind", "rows_train", "rows_test"} <= p.keys()
+        assert 0.5 < p["local"]["auc"] < 1 and 0.5 < p["federated"]["auc"] < 1
+    assert summary["partners"][0]["rows_train"] == 1125 and summary["partners"][0]["rows_test"] == 375
+
+    rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rounds] == [0, 1, 2, 3]
+    assert rounds[-1]["pooled"] == summary["federated"]
+    assert json.loads((out / "config.json").read_text())["scenario"]["federation"]["rounds"] == 3
+
+    # pooled metrics from histograms == scikit-learn on the same pooled test rows, scored by the artefact
+    scenario = load_scenario(three_partners)
+    model = ScoringModel.load(out / "model.pt")
+    labels, scores = [], []
+    for partner in scenario.partners:
+        test = open_partner_data(partner, scenario.dataset, scenario.federation).test
+        labels.append(test.label)
+        scores.append(model.predict_proba(test.features))
+    pooled_auc = roc_auc_score(np.concatenate(labels), np.concatenate(scores))
+    assert summary["federated"]["auc"] == pytest.approx(pooled_auc, abs=1e-3)
+    assert summary["federated"]["auc"] > 0.7
+
+
+def test_cli_stops_bad_input_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    frames = {"bank-a": make_partner_frame(600, 1), "insurer-b": make_partner_frame(600, 2).rename(
+        columns={"income": "salary"})}
+    scenario = write_scenario(tmp_path / "s", frames)
+    out = tmp_path / "run"
+    assert main(["simulate", "--scenario", str(scenario), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("fedcredit: error: partner 'insurer-b'")
+    assert "insurer-b.csv" in err and "['income']" in err
+    assert not out.exists() and not out.with_name("run.incomplete").exists()
+
+
+def test_unknown_model_in_scenario_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = write_scenario(tmp_path / "s", {"a": make_partner_frame(300, 1)}, federation={"model": "forest"})
+    assert main(["simulate", "--scenario", str(scenario), "--out", str(tmp_path / "run")]) == 2
+    assert "field 'model': unknown model" in capsys.readouterr().err
+
+
+def test_existing_run_directory_is_not_overwritten(three_partners: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    assert main(["simulate", "--scenario", str(three_partners), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (out / "summary.json").read_text() == "{}"
