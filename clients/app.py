@@ -3,7 +3,7 @@
 Who the partner is and where its data lives come from `node_config`
 (`partner`, `kind`, `data-path`) in deployment; in simulation the node's
 `partition-id` picks its entry from the roster the coordinator sends.
-Heavy imports (torch, pandas) happen inside the handlers, so a deployment
+Heavy imports (torch, pandas, opacus) happen inside the handlers, so a deployment
 ClientApp process starts fast.
 """
 
@@ -13,8 +13,18 @@ from pathlib import Path
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
+from flwr.clientapp.mod import fixedclipping_mod
 
 app = ClientApp()
+CLIPPING_KEY = "clipping_norm"   # what Flower's client-side fixed-clipping wrapper sends
+
+
+def client_dp_mod(msg: Message, context: Context, call_next):
+    """Flower's fixedclipping_mod, applied only when the server asks for client-level DP."""
+    config = msg.content.config_records.get("config")
+    if config is not None and CLIPPING_KEY in config:
+        return fixedclipping_mod(msg, context, call_next)
+    return call_next(msg, context)
 
 
 def _task(msg: Message):
@@ -44,9 +54,12 @@ def _data(msg: Message, context: Context):
     return task, open_partner_data(_partner(context, task), task.spec, task.federation)
 
 
-def _reply(msg: Message, report, *, arrays: ArrayRecord | None = None, weight: int) -> Message:
+def _reply(msg: Message, report, *, arrays: ArrayRecord | None = None) -> Message:
     from credit.protocol import REPORT_KEY
 
+    config = msg.content.config_records.get("config")
+    uniform = config is not None and CLIPPING_KEY in config   # partner-level DP accounting: equal weights
+    weight = 1 if uniform else max(int(report.rows_train), 1)
     content = RecordDict({"metrics": MetricRecord({"num-examples": weight}),
                           "report": ConfigRecord({REPORT_KEY: report.to_json()})})
     if arrays is not None:
@@ -62,27 +75,34 @@ def stats(msg: Message, context: Context) -> Message:
     from clients.partner import column_statistics
 
     task, data = _data(msg, context)
-    return _reply(msg, column_statistics(data, task.spec), weight=len(data.train))
+    return _reply(msg, column_statistics(data, task))
 
 
-@app.train()
+@app.train(mods=[client_dp_mod])
 def train(msg: Message, context: Context) -> Message:
-    """Evaluate the received global model, train it locally, return the update."""
+    """Evaluate the received global model, train it locally (through the privacy gate),
+    return the update — or a reply that declines the round with the reason."""
     from clients.partner import train_round
 
     task, data = _data(msg, context)
     config = msg.content["config"]
+    saved = context.state.config_records.get("privacy")
+    calibrated = float(saved["noise"]) if saved is not None and saved.get("run") == task.run else None
     state, report = train_round(data, task, msg.content["arrays"].to_torch_state_dict(),
                                 server_round=int(config.get("server-round", 0)),
-                                proximal_mu=float(config.get("proximal-mu", 0.0)))
-    return _reply(msg, report, arrays=ArrayRecord(state), weight=len(data.train))
+                                proximal_mu=float(config.get("proximal-mu", 0.0)), calibrated=calibrated)
+    if report.privacy and report.privacy.get("noise_multiplier"):
+        context.state["privacy"] = ConfigRecord({"run": task.run, "noise": float(report.privacy["noise_multiplier"])})
+    return _reply(msg, report, arrays=ArrayRecord(state) if state is not None else None)
 
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    """Score the partner's test rows with the received model; send the histogram."""
-    from clients.partner import evaluate_model, report
+    """Score the partner's test rows with the received model; send the histogram and
+    the partner's lifetime privacy statement."""
+    from clients.partner import privacy_statement, evaluate_model, privacy_gate, report
 
     task, data = _data(msg, context)
     histogram = evaluate_model(data, task, msg.content["arrays"].to_torch_state_dict())
-    return _reply(msg, report(data, evaluation=histogram), weight=len(data.test))
+    return _reply(msg, report(data, task, evaluation=histogram,
+                              privacy=privacy_statement(privacy_gate(data, task), data)))

@@ -1,38 +1,54 @@
 """The work a partner does on its own rows: statistics, one training round, evaluation.
 
-No Flower here: `clients.app` translates messages into these calls, so the same code
-serves simulation and deployment.
+No Flower here: `clients.app` translates messages into these calls, so the same code serves
+simulation and deployment. Privacy is a gate on this one path: with a "sample" policy the
+statistics are noised and every DP-SGD round is planned against, and charged to, the
+partner's lifetime ledger before anything leaves.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from credit.features import ColumnStats, FeatureTransform
+from credit.features import ColumnStats
 from credit.loading import PartnerTable, load_table, partner_seed, split_train_test
 from credit.metrics import ScoreHistogram
 from credit.model import build_model, make_loader, make_optimizer, predict_proba, train_epochs
 from credit.protocol import PartnerReport, TaskConfig
 from credit.scenario import FederationSettings, Partner
 from credit.schema import DatasetSpec
+from privacy.accountant import PrivacySpent, Release
+from privacy.gate import PrivacyGate
+from privacy.ledger import PrivacyLedger, ledger_path
 
 
 @dataclass(frozen=True)
 class PartnerData:
-    """A partner's checked rows, split locally into train and test."""
+    """A partner's checked rows, split locally into train and test, and the data's fingerprint."""
 
     partner: Partner
     train: PartnerTable
     test: PartnerTable
+    fingerprint: str
 
 
 _CACHE: dict[tuple, PartnerData] = {}  # a simulation actor serves many messages; deployment one
+
+
+def file_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def open_partner_data(partner: Partner, spec: DatasetSpec, federation: FederationSettings) -> PartnerData:
@@ -48,47 +64,103 @@ def open_partner_data(partner: Partner, spec: DatasetSpec, federation: Federatio
                                        seed=partner_seed(federation.seed, partner.name))
         if len(_CACHE) >= 8:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = PartnerData(partner, train, test)
+        _CACHE[key] = PartnerData(partner, train, test, file_fingerprint(path))
     return _CACHE[key]
 
 
-def report(data: PartnerData, **fields) -> PartnerReport:
-    return PartnerReport(data.partner.name, data.partner.kind, len(data.train), len(data.test), **fields)
+def privacy_gate(data: PartnerData, task: TaskConfig) -> PrivacyGate | None:
+    """The partner's gate when its policy asks for record-level DP, else None."""
+    policy = data.partner.privacy
+    if not policy.enabled:
+        return None
+    if policy.ledger_dir == "run":
+        folder = Path(task.run_dir) / "ledgers"
+    else:
+        folder = Path(policy.ledger_dir) if policy.ledger_dir else Path(data.partner.data).parent
+    ledger = PrivacyLedger.open(ledger_path(folder, data.partner.name), data.fingerprint, data.partner.name)
+    gate = PrivacyGate(policy, ledger, rows=len(data.train), source=f"partner '{data.partner.name}' privacy")
+    gate.check_policy(task.federation.batch_size, task.federation.local_epochs)
+    return gate
 
 
-def column_statistics(data: PartnerData, spec: DatasetSpec) -> PartnerReport:
-    """Round 0: additive statistics of the training rows for the shared transform."""
-    return report(data, stats=ColumnStats.from_frame(data.train.features, spec))
+def privacy_statement(gate: PrivacyGate | None, data: PartnerData, *, spent: PrivacySpent | None = None,
+               release: Release | None = None, status: str = "ok") -> dict[str, Any]:
+    """The partner's privacy statement: lifetime epsilon, budget, and what was released."""
+    policy = data.partner.privacy
+    if gate is None:
+        return {"mode": policy.mode}
+    spent = spent or gate.statement()
+    out = {"mode": policy.mode, "epsilon": spent.epsilon, "epsilon_prv": spent.epsilon_prv,
+           "epsilon_rdp": spent.epsilon_rdp, "accountant": spent.accountant, "note": spent.note,
+           "delta": policy.delta, "budget": policy.epsilon, "remaining": max(policy.epsilon - spent.epsilon, 0.0),
+           "max_grad_norm": policy.max_grad_norm, "status": status}
+    if release is not None:
+        out.update(noise_multiplier=release.noise_multiplier, sample_rate=release.sample_rate, steps=release.steps)
+    return out
 
 
-def _design(data: PartnerData, transform: FeatureTransform) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    return (transform.transform(data.train.features), data.train.label.astype(np.float32),
-            transform.transform(data.test.features), data.test.label)
+def report(data: PartnerData, task: TaskConfig, **fields: Any) -> PartnerReport:
+    rows = task.weights.get(data.partner.name, len(data.train))
+    return PartnerReport(data.partner.name, data.partner.kind, rows, len(data.test), **fields)
+
+
+def column_statistics(data: PartnerData, task: TaskConfig) -> PartnerReport:
+    """Round 0: additive statistics of the training rows for the shared transform
+    (noised and charged to the ledger under a DP policy)."""
+    from privacy.statistics import noisy_statistics
+
+    stats = ColumnStats.from_frame(data.train.features, task.spec)
+    gate = privacy_gate(data, task)
+    if gate is None:
+        return report(data, task, stats=stats, privacy=privacy_statement(None, data))
+    private, release, sd = noisy_statistics(stats, data.partner.privacy.stats_noise_multiplier)
+    gate.charge(release, mechanism="gaussian-statistics", run=task.run, round=0)
+    return PartnerReport(data.partner.name, data.partner.kind, private.rows, len(data.test), stats=private,
+                         stats_noise_sd=sd, privacy=privacy_statement(gate, data, release=release))
 
 
 def evaluate_model(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor]) -> ScoreHistogram:
     """Score the partner's test rows with a model; only the histogram leaves."""
-    assert task.transform is not None, "evaluation needs the fitted transform"
     model = _model(task, state)
-    x_test = task.transform.transform(data.test.features)
-    return ScoreHistogram.from_scores(data.test.label, predict_proba(model, x_test))
+    return ScoreHistogram.from_scores(data.test.label, predict_proba(model, task.transform.transform(data.test.features)))
 
 
-def train_round(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor], *,
-                server_round: int, proximal_mu: float = 0.0) -> tuple[dict[str, torch.Tensor], PartnerReport]:
-    """Evaluate the received global model, then train it locally for `local_epochs`."""
-    assert task.transform is not None, "training needs the fitted transform"
+def train_round(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor], *, server_round: int,
+                proximal_mu: float = 0.0, calibrated: float | None = None
+                ) -> tuple[dict[str, torch.Tensor] | None, PartnerReport]:
+    """Evaluate the received global model, then train it locally — through the privacy gate.
+
+    Returns (new state, report); the state is None when the partner declines the round.
+    """
+    from privacy.dpsgd import make_private
+
     fed = task.federation
-    x_train, y_train, x_test, y_test = _design(data, task.transform)
+    evaluation = evaluate_model(data, task, state)
+    gate = privacy_gate(data, task)
     model = _model(task, state)
-    evaluation = ScoreHistogram.from_scores(y_test, predict_proba(model, x_test))
-    loader = make_loader(x_train, y_train, batch_size=fed.batch_size,
+    x_train = task.transform.transform(data.train.features)
+    loader = make_loader(x_train, data.train.label.astype(np.float32), batch_size=fed.batch_size,
                          seed=partner_seed(fed.seed + server_round, data.partner.name))
     optimizer = make_optimizer(model, fed.optimizer, lr=fed.learning_rate, weight_decay=fed.weight_decay)
-    result = train_epochs(model, loader, optimizer, epochs=fed.local_epochs,
-                          proximal_mu=proximal_mu, anchor=state)
+    if gate is None:
+        result = train_epochs(model, loader, optimizer, epochs=fed.local_epochs, proximal_mu=proximal_mu, anchor=state)
+        privacy = privacy_statement(None, data)
+    else:
+        plan = gate.plan(batch_size=fed.batch_size, local_epochs=fed.local_epochs,
+                         rounds_left=fed.rounds - server_round + 1, calibrated=calibrated)
+        if not plan.train:
+            return None, report(data, task, evaluation=evaluation, declined=plan.reason,
+                                privacy=privacy_statement(gate, data, status="declined"))
+        private = make_private(model, optimizer, loader, noise_multiplier=plan.noise_multiplier,
+                               max_grad_norm=data.partner.privacy.max_grad_norm)
+        # FedProx's proximal term does not pass through per-sample clipping, so it is not used here
+        result = train_epochs(private.model, private.loader, private.optimizer, epochs=fed.local_epochs)
+        release = Release(plan.noise_multiplier, private.sample_rate, result.steps)
+        gate.charge(release, mechanism="dp-sgd", run=task.run, round=server_round)   # before the update leaves
+        privacy = privacy_statement(gate, data, spent=plan.after if result.steps == plan.steps else None, release=release)
     new_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return new_state, report(data, evaluation=evaluation, train_loss=result.loss, steps=result.steps)
+    return new_state, report(data, task, evaluation=evaluation, train_loss=result.loss, steps=result.steps,
+                             privacy=privacy)
 
 
 def _model(task: TaskConfig, state: Mapping[str, torch.Tensor]) -> torch.nn.Module:

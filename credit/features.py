@@ -20,9 +20,24 @@ import pandas as pd
 from credit.schema import DatasetSpec
 
 # Histogram grid on z = sign(x)·log1p(|x|): covers |x| up to e^24 ≈ 2.6e10 at 1 % resolution.
+# Private statistics use a coarser grid (COARSE_BINS divides N_BINS, so grids merge).
 Z_LIMIT = 24.0
 N_BINS = 4800
+COARSE_BINS = 96
 Z_EDGES = np.linspace(-Z_LIMIT, Z_LIMIT, N_BINS + 1)
+
+
+def z_edges(bins: int) -> np.ndarray:
+    return np.linspace(-Z_LIMIT, Z_LIMIT, bins + 1)
+
+
+def coarsen(hist: np.ndarray, bins: int) -> np.ndarray:
+    """Sum neighbouring bins of a finer histogram down to `bins` bins."""
+    if len(hist) == bins:
+        return hist
+    if len(hist) % bins:
+        raise ValueError(f"cannot merge a {len(hist)}-bin histogram into {bins} bins")
+    return hist.reshape(bins, -1).sum(axis=1)
 LOW_QUANTILE, HIGH_QUANTILE = 0.005, 0.995
 SKEW_FOR_LOG = 1.0          # auto log: right tail heavier than this skewness
 MIN_LEVEL_COUNT = 5         # rarer categorical levels fold into OTHER
@@ -47,14 +62,15 @@ class ColumnStats:
     levels: dict[str, dict[str, int]] = field(default_factory=dict)   # categorical: level → count
 
     @classmethod
-    def from_frame(cls, features: pd.DataFrame, spec: DatasetSpec) -> ColumnStats:
+    def from_frame(cls, features: pd.DataFrame, spec: DatasetSpec, *, bins: int = N_BINS) -> ColumnStats:
         stats = cls(rows=len(features))
+        edges = z_edges(bins)
         for col in spec.numeric:
             values = features[col].to_numpy(dtype=np.float64)
             observed = values[~np.isnan(values)]
             stats.missing[col] = int(len(values) - len(observed))
             z = np.clip(signed_log1p(observed), -Z_LIMIT, Z_LIMIT)
-            stats.histograms[col] = np.histogram(z, bins=Z_EDGES)[0].astype(np.float64)
+            stats.histograms[col] = np.histogram(z, bins=edges)[0].astype(np.float64)
         for col in spec.categorical:
             series = features[col]
             stats.missing[col] = int(series.isna().sum())
@@ -73,7 +89,7 @@ class ColumnStats:
             rows=self.rows + other.rows,
             missing={c: self.missing.get(c, 0) + other.missing.get(c, 0)
                      for c in self.missing.keys() | other.missing.keys()},
-            histograms={c: self.histograms.get(c, 0) + other.histograms.get(c, 0)
+            histograms={c: _merge(self.histograms.get(c), other.histograms.get(c))
                         for c in self.histograms.keys() | other.histograms.keys()},
             levels=levels,
         )
@@ -106,19 +122,27 @@ class ColumnStats:
         )
 
 
+def _merge(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray:
+    if a is None or b is None:
+        return (a if b is None else b).copy()
+    bins = min(len(a), len(b))
+    return coarsen(a, bins) + coarsen(b, bins)
+
+
 def histogram_quantile(hist: np.ndarray, q: float) -> float:
     """The q-quantile on the z scale, interpolating linearly inside a bin."""
     counts = np.clip(hist, 0, None)
     total = counts.sum()
     if total <= 0:
         return 0.0
+    edges = z_edges(len(counts))
     cum = np.cumsum(counts)
     target = q * total
     i = int(np.searchsorted(cum, target, side="left"))
     i = min(i, len(counts) - 1)
     before = cum[i - 1] if i > 0 else 0.0
     frac = (target - before) / counts[i] if counts[i] > 0 else 0.5
-    return float(Z_EDGES[i] + frac * (Z_EDGES[i + 1] - Z_EDGES[i]))
+    return float(edges[i] + frac * (edges[i + 1] - edges[i]))
 
 
 @dataclass(frozen=True)
@@ -142,11 +166,13 @@ class FeatureTransform:
     categorical: dict[str, tuple[str, ...]]
 
     @classmethod
-    def fit(cls, stats: ColumnStats, spec: DatasetSpec) -> FeatureTransform:
+    def fit(cls, stats: ColumnStats, spec: DatasetSpec, *, min_count: float = 0.0) -> FeatureTransform:
+        """Fit from (summed) statistics; counts at or below `min_count` are treated as noise."""
         numeric: dict[str, NumericRule] = {}
-        centres = (Z_EDGES[:-1] + Z_EDGES[1:]) / 2
         for col in spec.numeric:
             hist = np.clip(stats.histograms[col], 0, None)
+            edges = z_edges(len(hist))
+            centres = (edges[:-1] + edges[1:]) / 2
             z_lo, z_med, z_hi = (histogram_quantile(hist, q) for q in (LOW_QUANTILE, 0.5, HIGH_QUANTILE))
             low, median, high = (float(signed_expm1(np.float64(z))) for z in (z_lo, z_med, z_hi))
             raw = np.clip(signed_expm1(centres), low, high)
@@ -162,13 +188,13 @@ class FeatureTransform:
             mean = float(weights @ t)
             std = float(np.sqrt(max(weights @ (t - mean) ** 2, 0.0)))
             numeric[col] = NumericRule(low, high, median, use_log, mean, std if std > 1e-12 else 1.0,
-                                       indicator=stats.missing.get(col, 0) > 0)
+                                       indicator=stats.missing.get(col, 0) > min_count)
         categorical: dict[str, tuple[str, ...]] = {}
         for col in spec.categorical:
             counts = stats.levels.get(col, {})
-            kept = sorted((lvl for lvl, n in counts.items() if n >= MIN_LEVEL_COUNT),
+            kept = sorted((lvl for lvl, n in counts.items() if n >= max(MIN_LEVEL_COUNT, min_count)),
                           key=lambda lvl: (-counts[lvl], lvl))
-            levels = tuple(kept) + (OTHER,) + ((MISSING,) if stats.missing.get(col, 0) > 0 else ())
+            levels = tuple(kept) + (OTHER,) + ((MISSING,) if stats.missing.get(col, 0) > min_count else ())
             categorical[col] = levels
         return cls(numeric, categorical)
 

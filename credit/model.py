@@ -88,16 +88,15 @@ def train_epochs(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
     for _ in range(epochs):
         total, count = 0.0, 0
         for xb, yb in loader:
-            if len(yb) == 0:  # Poisson sampling may draw an empty batch
-                continue
             optimizer.zero_grad()
-            loss = loss_fn(model(xb), yb)
+            # Poisson sampling may draw an empty batch: it is still a (noisy) step
+            loss = loss_fn(model(xb), yb) if len(yb) else model(xb).sum() * 0.0
             if anchors is not None:
                 loss = loss + proximal_mu / 2 * sum(((p - a) ** 2).sum() for p, a in zip(params, anchors))
             loss.backward()
             optimizer.step()
             steps += 1
-            total += float(loss.detach()) * len(yb)
+            total += float(loss.detach()) * len(yb) if len(yb) else 0.0
             count += len(yb)
         last_loss = total / max(count, 1)
     return TrainResult(last_loss, steps)

@@ -7,8 +7,7 @@ payloads here means both sides agree on them without importing each other.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 from credit.features import ColumnStats, FeatureTransform
@@ -33,13 +32,17 @@ class TaskConfig:
     federation: FederationSettings
     transform: FeatureTransform | None = None
     roster: tuple[Partner, ...] = ()
+    run: str = ""                                  # run id, recorded in ledgers and audit trails
+    run_dir: str = ""                              # simulation only: where "run"-scoped ledgers live
+    weights: dict[str, int] = field(default_factory=dict)  # public (noised) example counts per partner
 
     def to_json(self) -> str:
         return json.dumps({
             "spec": self.spec.to_dict(),
             "federation": self.federation.to_dict(),
             "transform": self.transform.to_dict() if self.transform else None,
-            "roster": [{"name": p.name, "kind": p.kind, "data": str(p.data)} for p in self.roster],
+            "roster": [p.to_dict() for p in self.roster],
+            "run": self.run, "run_dir": self.run_dir, "weights": self.weights,
         })
 
     @classmethod
@@ -49,7 +52,8 @@ class TaskConfig:
             spec=DatasetSpec.from_dict(raw["spec"]),
             federation=FederationSettings.from_dict(raw["federation"], source="task config"),
             transform=FeatureTransform.from_dict(raw["transform"]) if raw["transform"] else None,
-            roster=tuple(Partner(p["name"], p["kind"], Path(p["data"])) for p in raw["roster"]),
+            roster=tuple(Partner.from_dict(p) for p in raw["roster"]),
+            run=raw["run"], run_dir=raw["run_dir"], weights=dict(raw["weights"]),
         )
 
 
@@ -65,6 +69,9 @@ class PartnerReport:
     evaluation: ScoreHistogram | None = None  # the received global model on the partner's test rows
     train_loss: float | None = None
     steps: int = 0
+    stats_noise_sd: float = 0.0       # std of the noise on each released count (0: exact)
+    privacy: dict[str, Any] | None = None   # the partner's privacy statement after this message
+    declined: str = ""                # why the partner did not train this round
 
     def to_json(self) -> str:
         return json.dumps({
@@ -72,7 +79,8 @@ class PartnerReport:
             "rows_train": self.rows_train, "rows_test": self.rows_test,
             "stats": self.stats.to_dict() if self.stats else None,
             "evaluation": self.evaluation.to_dict() if self.evaluation else None,
-            "train_loss": self.train_loss, "steps": self.steps,
+            "train_loss": self.train_loss, "steps": self.steps, "stats_noise_sd": self.stats_noise_sd,
+            "privacy": self.privacy, "declined": self.declined,
         })
 
     @classmethod
@@ -84,4 +92,5 @@ class PartnerReport:
             stats=ColumnStats.from_dict(raw["stats"]) if raw["stats"] else None,
             evaluation=ScoreHistogram.from_dict(raw["evaluation"]) if raw["evaluation"] else None,
             train_loss=raw["train_loss"], steps=int(raw["steps"]),
+            stats_noise_sd=float(raw["stats_noise_sd"]), privacy=raw["privacy"], declined=raw["declined"],
         )

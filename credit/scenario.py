@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -16,17 +17,95 @@ PARTNER_KINDS = ("bank", "insurer", "platform")
 MODELS = ("logistic", "mlp")
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 OPTIMIZERS = ("sgd", "adam")
-_TOP_LEVEL = {"dataset", "partners", "federation", "synthetic"}
+PRIVACY_MODES = ("sample", "client", "off")
+_TOP_LEVEL = {"dataset", "partners", "federation", "synthetic", "privacy"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True)
+class PrivacyPolicy:
+    """A partner's own privacy policy; the partner's policy wins over any server proposal.
+
+    mode "sample": record-level DP-SGD (each customer row is the unit) with a lifetime
+    budget of `epsilon` at `delta`, charged to the partner's ledger; "client": Flower's
+    partner-level DP (fixed clipping of the update, noise added by the server);
+    "off": no formal guarantee. `noise_multiplier` None calibrates the noise so the
+    planned rounds fit the remaining budget. `ledger_dir` None keeps the ledger beside
+    the partner's data; "run" keeps it in the run directory (synthetic demo data only).
+    """
+
+    mode: str = "off"
+    epsilon: float = 1.0
+    delta: float = 1e-6
+    max_grad_norm: float = 1.0
+    noise_multiplier: float | None = None
+    stats_noise_multiplier: float = 20.0
+    ledger_dir: str | None = None
+    client_noise_multiplier: float = 1.0
+    client_clipping_norm: float = 1.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode == "sample"
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, base: PrivacyPolicy | None = None,
+                  base_dir: Path | None = None, source: str) -> PrivacyPolicy:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(raw) - known
+        if unknown:
+            raise InputError(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(known)}", source=source)
+        values = dict(raw)
+        if base is None and "mode" not in values:
+            values["mode"] = "sample"  # a [privacy] table means DP unless it says otherwise
+        ledger = values.get("ledger_dir")
+        if isinstance(ledger, str) and ledger not in ("", "run") and base_dir is not None:
+            values["ledger_dir"] = str((base_dir / ledger).resolve())
+        policy = replace(base, **values) if base else cls(**values)
+        policy.validate(source=source)
+        return policy
+
+    def validate(self, *, source: str) -> None:
+        def check(ok: bool, key: str, what: str) -> None:
+            if not ok:
+                raise InputError(f"{what} (got {getattr(self, key)!r})", source=source, field=key)
+
+        def positive(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and math.isfinite(v)
+
+        check(self.mode in PRIVACY_MODES, "mode", f"choose one of {list(PRIVACY_MODES)}")
+        check(positive(self.epsilon), "epsilon", "the lifetime budget must be a number > 0")
+        check(positive(self.delta) and self.delta < 1e-2, "delta", "must be > 0 and well below 1/rows")
+        check(positive(self.max_grad_norm), "max_grad_norm", "must be > 0")
+        check(self.noise_multiplier is None or positive(self.noise_multiplier), "noise_multiplier",
+              "must be > 0, or left out to calibrate it to the budget")
+        check(positive(self.stats_noise_multiplier), "stats_noise_multiplier", "must be > 0")
+        check(self.ledger_dir is None or isinstance(self.ledger_dir, str), "ledger_dir", "must be a path")
+        check(positive(self.client_noise_multiplier), "client_noise_multiplier", "must be > 0")
+        check(positive(self.client_clipping_norm), "client_clipping_norm", "must be > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Partner:
-    """One member of the consortium and where its table lives (absolute path)."""
+    """One member of the consortium, where its table lives (absolute path), its policy."""
 
     name: str
     kind: str
     data: Path
+    privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
+    key: str | None = None      # vault key: a key file path, "env:NAME" or "passphrase-env:NAME"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "data": str(self.data), "privacy": self.privacy.to_dict(),
+                "key": self.key}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Partner:
+        return cls(raw["name"], raw["kind"], Path(raw["data"]),
+                   PrivacyPolicy(**raw["privacy"]) if raw.get("privacy") else PrivacyPolicy(), raw.get("key"))
 
 
 @dataclass(frozen=True)
@@ -116,6 +195,11 @@ class Scenario:
     source: Path | None = None
 
     @property
+    def client_dp(self) -> PrivacyPolicy | None:
+        """The shared policy when the federation uses partner-level DP (mode "client")."""
+        return self.partners[0].privacy if self.partners[0].privacy.mode == "client" else None
+
+    @property
     def min_available_nodes(self) -> int:
         return self.federation.min_available_nodes or len(self.partners)
 
@@ -137,7 +221,7 @@ class Scenario:
             "name": self.name,
             "source": str(self.source) if self.source else None,
             "dataset": self.dataset.to_dict(),
-            "partners": [{"name": p.name, "kind": p.kind, "data": str(p.data)} for p in self.partners],
+            "partners": [p.to_dict() for p in self.partners],
             "federation": self.federation.to_dict(),
         }
 
@@ -152,6 +236,8 @@ class Scenario:
         if "dataset" not in raw:
             raise InputError("missing the [dataset] table", source=where)
         dataset = DatasetSpec.from_dict(raw["dataset"], source=f"{where} [dataset]")
+        default_policy = (PrivacyPolicy.from_dict(raw["privacy"], base_dir=base_dir, source=f"{where} [privacy]")
+                          if "privacy" in raw else PrivacyPolicy())
         partners_raw = raw.get("partners")
         if not isinstance(partners_raw, list) or not partners_raw:
             raise InputError("needs at least one [[partners]] entry", source=where)
@@ -160,7 +246,7 @@ class Scenario:
             at = f"{where} [[partners]] #{i + 1}"
             if not isinstance(entry, Mapping):
                 raise InputError("must be a table", source=at)
-            extra = set(entry) - {"name", "kind", "data"}
+            extra = set(entry) - {"name", "kind", "data", "privacy", "key"}
             if extra:
                 raise InputError(f"unknown key(s) {sorted(extra)}", source=at)
             pname = entry.get("name")
@@ -175,8 +261,27 @@ class Scenario:
             data = entry.get("data")
             if not isinstance(data, str) or not data:
                 raise InputError("must give the path of the partner's table", source=at, field="data")
-            partners.append(Partner(pname, kind, (base_dir / data).resolve()))
+            policy = default_policy
+            if "privacy" in entry:
+                if not isinstance(entry["privacy"], Mapping):
+                    raise InputError("must be a table", source=at, field="privacy")
+                policy = PrivacyPolicy.from_dict(entry["privacy"], base=default_policy, base_dir=base_dir,
+                                                 source=f"{at} [partners.privacy]")
+            key = entry.get("key")
+            if key is not None:
+                if not isinstance(key, str) or not key:
+                    raise InputError("must name a key file, env:NAME or passphrase-env:NAME", source=at, field="key")
+                if not key.startswith(("env:", "passphrase-env:")):
+                    key = str((base_dir / key).resolve())
+            partners.append(Partner(pname, kind, (base_dir / data).resolve(), policy, key))
         federation = FederationSettings.from_dict(raw.get("federation", {}), source=f"{where} [federation]")
+        modes = {p.privacy.mode for p in partners}
+        if "client" in modes and len(modes) > 1:
+            raise InputError("partner-level DP (mode 'client') is federation-wide: set it in [privacy] for every "
+                             "partner, not for some", source=where, field="mode")
+        if "client" in modes and federation.strategy == "fedadam":
+            raise InputError("partner-level DP accounting needs strategy 'fedavg' or 'fedprox'",
+                             source=where, field="strategy")
         scenario = cls(name, dataset, tuple(partners), federation, source)
         if scenario.min_available_nodes > len(partners):
             raise InputError(f"asks for {scenario.min_available_nodes} nodes but lists only "

@@ -64,7 +64,7 @@ class RunSettings:
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     from credit.rundir import RunDirectory
-    from server.strategy import build_strategy
+    from server.strategy import build_strategy, with_partner_level_dp
     from server.training import FederatedTraining
 
     settings = RunSettings.from_run_config(dict(context.run_config))
@@ -72,4 +72,6 @@ def main(grid: Grid, context: Context) -> None:
     run_dir = RunDirectory(settings.resolve_out_dir(scenario)).create()
     run_dir.write_config({"run_config": dict(context.run_config), "scenario": scenario.to_dict()})
     strategy = build_strategy(scenario.federation, scenario.min_available_nodes)
+    if scenario.client_dp is not None:
+        strategy = with_partner_level_dp(strategy, scenario.client_dp, len(scenario.partners))
     FederatedTraining(grid, scenario, run_dir, strategy, simulation=not settings.deployment).run()

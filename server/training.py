@@ -3,13 +3,17 @@
 Round 0 asks every partner for column statistics and fits the shared transform;
 rounds 1..R send the global model for local training (each reply also evaluates the
 model it received), a final message evaluates the last model. The strategy object
-(FedAvg/FedProx/FedAdam) chooses nodes and aggregates; this loop keeps the records.
+(FedAvg/FedProx/FedAdam, possibly wrapped for client-level DP) chooses nodes and
+aggregates; this loop keeps the records. A partner may decline a round (its privacy
+budget): the others go on, and the run ends cleanly when no partner can train.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from logging import INFO, WARNING
 from typing import Any
 
@@ -19,13 +23,15 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from credit.artefact import ScoringModel
-from credit.errors import InputError
 from credit.features import ColumnStats, FeatureTransform
 from credit.metrics import ScoreHistogram
 from credit.model import build_model
 from credit.protocol import REPORT_KEY, STATS_ACTION, TASK_KEY, PartnerReport, TaskConfig
 from credit.rundir import MODEL, RunDirectory
 from credit.scenario import Scenario
+from privacy.report import write_privacy_report
+from server.strategy import partner_level_dp_statement
+from privacy.statistics import denoise
 
 PROGRESS = {"fedcredit": True}  # marks our log lines so a quiet console can keep just these
 
@@ -41,9 +47,14 @@ class FederatedTraining:
                  *, simulation: bool):
         self.grid, self.scenario, self.run_dir, self.strategy = grid, scenario, run_dir, strategy
         self.fed = scenario.federation
+        run_id = run_dir.path.name.removesuffix(".incomplete")
         # In simulation each node learns its partner from the roster; in deployment it names itself.
-        self.task = TaskConfig(scenario.dataset, self.fed, roster=scenario.partners if simulation else ())
+        self.task = TaskConfig(scenario.dataset, self.fed, roster=scenario.partners if simulation else (),
+                               run=run_id, run_dir=str(run_dir.path) if simulation else "")
         self.partners: dict[str, PartnerReport] = {}
+        self.node_partner: dict[int, str] = {}
+        self.stopped: dict[str, dict[str, Any]] = {}      # partner → {round, reason}
+        self.privacy_rounds: list[dict[str, Any]] = []
 
     # -- messaging -----------------------------------------------------------------------
     def _wait_for_nodes(self) -> list[int]:
@@ -69,13 +80,16 @@ class FederatedTraining:
         messages = list(messages)
         replies = list(self.grid.send_and_receive(messages, timeout=self.fed.round_timeout))
         ok = [r for r in replies if not r.has_error()]
-        failures = [f"node {r.metadata.src_node_id}: {r.error.reason}" for r in replies if r.has_error()]
+        failures = [f"{self._who(r.metadata.src_node_id)}: {r.error.reason}" for r in replies if r.has_error()]
         missing = len(messages) - len(replies)
         if missing:
             failures.append(f"{missing} node(s) did not reply within {self.fed.round_timeout:.0f} s")
         for failure in failures:
             log(WARNING, "partner failure: %s", failure)
         return ok, failures
+
+    def _who(self, node_id: int) -> str:
+        return f"partner '{self.node_partner[node_id]}'" if node_id in self.node_partner else f"node {node_id}"
 
     @staticmethod
     def _report(reply: Message) -> PartnerReport:
@@ -94,10 +108,19 @@ class FederatedTraining:
         names = [r.partner for r in reports]
         if len(set(names)) != len(names):
             raise FederationError(f"two nodes claim the same partner name: {sorted(names)}")
+        self.node_partner = {r.metadata.src_node_id: rep.partner for r, rep in zip(replies, reports)}
         self.partners = {r.partner: r for r in reports}
-        transform = FeatureTransform.fit(ColumnStats.combine(r.stats for r in reports), self.scenario.dataset)
-        self.task = TaskConfig(self.task.spec, self.fed, transform, self.task.roster)
+        noise_sd = math.sqrt(sum(r.stats_noise_sd ** 2 for r in reports))
+        stats = denoise(ColumnStats.combine(r.stats for r in reports), noise_sd)
+        transform = FeatureTransform.fit(stats, self.scenario.dataset, min_count=3 * noise_sd)
+        # Example counts the partners released (noised under DP) are the public FedAvg weights.
+        self.task = replace(self.task, transform=transform, weights={r.partner: r.rows_train for r in reports})
+        self._privacy_record(0, reports)
         return transform
+
+    def _privacy_record(self, rnd: int, reports: list[PartnerReport]) -> None:
+        self.privacy_rounds.append({"round": rnd, "partners": {r.partner: r.privacy for r in reports
+                                                               if r.privacy and r.privacy.get("mode") == "sample"}})
 
     def _record(self, rnd: int, reports: list[PartnerReport], started: float, failures: list[str],
                 train_loss: float | None = None, train_steps: int = 0) -> dict[str, Any]:
@@ -112,6 +135,10 @@ class FederatedTraining:
             pooled["auc"], pooled["ks"], pooled["brier"], loss, record["seconds"], extra=PROGRESS)
         return record
 
+    def _train_messages(self, rnd: int, arrays: ArrayRecord) -> list[Message]:
+        messages = self.strategy.configure_train(rnd, arrays, self._config(), self.grid)
+        return [m for m in messages if self.node_partner.get(m.metadata.dst_node_id) not in self.stopped]
+
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
         log(INFO, "fedcredit: %s, %d partners, %s/%s, %d rounds", self.scenario.name,
@@ -122,50 +149,79 @@ class FederatedTraining:
             len(self.partners), transform.n_features, stats_seconds, extra=PROGRESS)
         model = build_model(self.fed.model, transform.n_features, hidden=self.fed.hidden, seed=self.fed.seed)
         arrays = ArrayRecord(model.state_dict())
-        last_loss, last_steps = None, 0
+        last_loss, last_steps, trained_rounds, ended = None, 0, 0, ""
         round_started = time.monotonic()
         for rnd in range(1, self.fed.rounds + 1):
-            messages = self.strategy.configure_train(rnd, arrays, self._config(), self.grid)
+            messages = self._train_messages(rnd, arrays)
+            if not messages:
+                ended = f"no partner can train from round {rnd}"
+                break
             replies, failures = self._exchange(messages)
             if not replies:
-                raise FederationError(f"round {rnd}: no partner returned an update: " + "; ".join(failures))
+                raise FederationError(f"round {rnd}: no partner replied: " + "; ".join(failures))
             reports = [self._report(r) for r in replies]
             # Each reply evaluated the model it received: that is the previous round's result.
             self._record(rnd - 1, reports, round_started, failures, last_loss, last_steps)
             round_started = time.monotonic()
-            new_arrays, train_metrics = self.strategy.aggregate_train(rnd, replies)
+            for rep in reports:
+                if rep.declined:
+                    self.stopped[rep.partner] = {"round": rnd, "reason": rep.declined}
+                    log(WARNING, "partner '%s' stopped at round %d: %s", rep.partner, rnd, rep.declined, extra=PROGRESS)
+            self._privacy_record(rnd, [rep for rep in reports if not rep.declined])
+            updates = [r for r, rep in zip(replies, reports) if not rep.declined]
+            if not updates:
+                ended = f"no partner can train from round {rnd}"
+                break
+            new_arrays, train_metrics = self.strategy.aggregate_train(rnd, updates)
             if new_arrays is None:
                 raise FederationError(f"round {rnd}: aggregation failed")
-            arrays = new_arrays
+            arrays, trained_rounds = new_arrays, rnd
             last_loss = float(train_metrics["train-loss"]) if train_metrics else None
-            last_steps = sum(r.steps for r in reports)
-        messages = self.strategy.configure_evaluate(self.fed.rounds, arrays, self._config(), self.grid)
+            last_steps = sum(rep.steps for rep in reports)
+        if ended:
+            log(WARNING, "%s: ending the run after %d trained round(s)", ended, trained_rounds, extra=PROGRESS)
+        messages = self.strategy.configure_evaluate(trained_rounds, arrays, self._config(), self.grid)
         replies, failures = self._exchange(messages)
         if not replies:
             raise FederationError("final evaluation: no partner replied: " + "; ".join(failures))
         final_reports = [self._report(r) for r in replies]
-        final = self._record(self.fed.rounds, final_reports, round_started, failures, last_loss, last_steps)
+        final = self._record(trained_rounds, final_reports, round_started, failures, last_loss, last_steps)
 
         ScoringModel(self.scenario.dataset, transform, self.fed.model, self.fed.hidden,
                      arrays.to_torch_state_dict(),
-                     {"scenario": self.scenario.name, "rounds": self.fed.rounds}).save(self.run_dir.file(MODEL))
+                     {"scenario": self.scenario.name, "rounds": trained_rounds}).save(self.run_dir.file(MODEL))
+        summary = self._summary(final, final_reports, transform, trained_rounds, ended, started, stats_seconds)
+        self.run_dir.write_summary(summary)
+        write_privacy_report(self.run_dir.path, summary, self.privacy_rounds)
+        log(INFO, "run directory: %s", self.run_dir.path, extra=PROGRESS)
+        return summary
+
+    def _summary(self, final: dict[str, Any], reports: list[PartnerReport], transform: FeatureTransform,
+                 trained_rounds: int, ended: str, started: float, stats_seconds: float) -> dict[str, Any]:
         order = {p.name: i for i, p in enumerate(self.scenario.partners)}
-        summary = {
+        partners = []
+        for r in sorted(reports, key=lambda r: order.get(r.partner, len(order))):
+            privacy = dict(r.privacy or {"mode": "off"})
+            if r.partner in self.stopped:
+                privacy.update(status="stopped", stopped_round=self.stopped[r.partner]["round"],
+                               stopped_reason=self.stopped[r.partner]["reason"])
+            partners.append({"name": r.partner, "kind": r.kind, "rows_train": r.rows_train,
+                             "rows_test": r.rows_test, "federated": final["partners"][r.partner],
+                             "privacy": privacy})
+        return {
             "scenario": self.scenario.name,
+            "run": self.task.run,
             "model": self.fed.model,
             "strategy": self.fed.strategy,
-            "rounds": self.fed.rounds,
+            "rounds": trained_rounds,
+            "rounds_planned": self.fed.rounds,
+            "ended_early": ended or None,
             "federated": final["pooled"],
-            "partners": [
-                {"name": r.partner, "kind": r.kind, "rows_train": r.rows_train, "rows_test": r.rows_test,
-                 "federated": final["partners"][r.partner]}
-                for r in sorted(final_reports, key=lambda r: order.get(r.partner, len(order)))
-            ],
+            "partners": partners,
+            "client_dp": (partner_level_dp_statement(self.strategy, self.scenario.client_dp, len(reports))
+                          if self.scenario.client_dp else None),
             "features": transform.feature_names,
             "artefact": MODEL,
             "timing": {"seconds_total": round(time.monotonic() - started, 3),
                        "seconds_statistics_round": round(stats_seconds, 3)},
         }
-        self.run_dir.write_summary(summary)
-        log(INFO, "run directory: %s", self.run_dir.path, extra=PROGRESS)
-        return summary

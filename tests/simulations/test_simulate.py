@@ -26,7 +26,8 @@ def test_three_partner_simulation_writes_a_complete_run(three_partners: Path, tm
     result = simulate(RunSettings(scenario=str(three_partners), out_dir=str(out)))
     assert result.run_dir == out.resolve()
     assert not out.with_name("run.incomplete").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.pt", "rounds.jsonl", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.pt", "privacy_report.html",
+                                                     "privacy_report.json", "rounds.jsonl", "summary.json"]
 
     summary = json.loads((out / "summary.json").read_text())
     # the contract other tools rely on
