@@ -87,8 +87,8 @@ def privacy_statement(gate: PrivacyGate | None, data: PartnerData, *, spent: Pri
                release: Release | None = None, status: str = "ok") -> dict[str, Any]:
     """The partner's privacy statement: lifetime epsilon, budget, and what was released."""
     policy = data.partner.privacy
-    if gate is None:
-        return {"mode": policy.mode}
+    if gate is None:  # no record-level guarantee: no epsilon to state
+        return {"mode": policy.mode, "epsilon": None, "delta": None, "budget": None, "status": "off"}
     spent = spent or gate.statement()
     out = {"mode": policy.mode, "epsilon": spent.epsilon, "epsilon_prv": spent.epsilon_prv,
            "epsilon_rdp": spent.epsilon_rdp, "accountant": spent.accountant, "note": spent.note,

@@ -78,6 +78,8 @@ def _plot(report: dict[str, Any]) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not any(p["mode"] == "sample" for p in report["partners"]):
+        return ""
     fig, ax = plt.subplots(figsize=(8, 4.2), dpi=110)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, p in enumerate(r for r in report["partners"] if r["mode"] == "sample"):
@@ -150,7 +152,8 @@ th {{ background: #f2f2f2; }} td:first-child, th:first-child {{ text-align: left
 <h1>Privacy budget report</h1>
 <p>Run <b>{_fmt(report['run'])}</b> of scenario <b>{_fmt(report['scenario'])}</b>, generated {_fmt(report['generated'])}.</p>
 <p>Utility bought: pooled federated AUC <b>{_fmt(utility['federated_auc'], 4)}</b>{'' if cen is None else f' (centralised non-private: {cen:.4f})'}.</p>
-<img alt="Lifetime epsilon per partner against its budget" src="data:image/png;base64,{plot}">
+{f'<img alt="Lifetime epsilon per partner against its budget" src="data:image/png;base64,{plot}">' if plot else
+ '<p><b>No partner trained with record-level differential privacy in this run.</b></p>'}
 <h2>Per partner (lifetime, after this run)</h2>
 <table><tr><th>partner</th><th>kind</th><th>mode</th><th>ε (PRV)</th><th>ε (RDP)</th><th>budget</th>
 <th>remaining</th><th>δ</th><th>status</th><th>federated AUC</th><th>local-only AUC</th></tr>{partner_rows}</table>

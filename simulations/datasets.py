@@ -39,7 +39,8 @@ def require(path: Path) -> Path:
     return path
 
 
-def write_taiwan_partners(out_dir: str | Path, *, rounds: int = 20, extra_federation: dict | None = None) -> Path:
+def write_taiwan_partners(out_dir: str | Path, *, rounds: int = 20, extra_federation: dict | None = None,
+                          privacy: dict | None = None) -> Path:
     """Split the Taiwan data into three partners by EDUCATION; return the scenario path."""
     frame = read_table(require(TAIWAN))
     out_dir = Path(out_dir)
@@ -50,6 +51,8 @@ def write_taiwan_partners(out_dir: str | Path, *, rounds: int = 20, extra_federa
         partners.append({"name": name, "kind": kind, "data": f"{name}.csv"})
     scenario = {"dataset": TAIWAN_DATASET, "partners": partners,
                 "federation": {"rounds": rounds, "model": "logistic", **(extra_federation or {})}}
+    if privacy:
+        scenario["privacy"] = privacy
     (tmp / "scenario.toml").write_text(tomli_w.dumps(scenario))
     if out_dir.exists():
         shutil.rmtree(out_dir)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clients.partner import PartnerData, open_partner_data
+from clients.partner import PartnerData, open_partner_data, privacy_gate
+from credit.protocol import TaskConfig
 from credit.errors import InputError
 from credit.rundir import RunDirectory
 from credit.scenario import Scenario
@@ -24,6 +25,7 @@ from server.app import RunSettings
 from simulations.yardsticks import centralised, local_only
 
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
+os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silence a Ray FutureWarning (no GPUs here)
 
 
 @dataclass(frozen=True)
@@ -32,9 +34,14 @@ class SimulationResult:
     summary: dict[str, Any]
 
 
-def check_partners(scenario: Scenario) -> dict[str, PartnerData]:
-    """Load and check every partner's table exactly as its client will; errors stop the run."""
-    return {p.name: open_partner_data(p, scenario.dataset, scenario.federation) for p in scenario.partners}
+def check_partners(scenario: Scenario, run_dir: Path | None = None) -> dict[str, PartnerData]:
+    """Load and check every partner's table and privacy policy (ledger, delta, noise) exactly as
+    its client will; errors stop the run before anything trains."""
+    data = {p.name: open_partner_data(p, scenario.dataset, scenario.federation) for p in scenario.partners}
+    task = TaskConfig(scenario.dataset, scenario.federation, run_dir=str(run_dir or ""))
+    for d in data.values():
+        privacy_gate(d, task)
+    return data
 
 
 def backend_config(num_cpus: int | None = None) -> dict[str, Any]:
@@ -82,12 +89,16 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
     """Validate, simulate, add yardsticks; return the finished run directory and summary."""
     started = time.monotonic()
     scenario = settings.resolve_scenario()
-    data = check_partners(scenario)                       # bad input stops here, nothing written
     final = settings.resolve_out_dir(scenario).resolve()
     if final.exists() and any(final.iterdir()):
         raise InputError("already exists and is not empty; choose another --out", source=str(final))
     staging = final.with_name(final.name + ".incomplete")
     shutil.rmtree(staging, ignore_errors=True)
+    try:
+        data = check_partners(scenario, staging)              # bad input stops here
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     staged = RunSettings(str(scenario.source), str(staging), settings.rounds, settings.model,
                          settings.strategy)
     run_flower_simulation(staged, len(scenario.partners), verbose=verbose)
