@@ -114,9 +114,12 @@ def column_statistics(data: PartnerData, task: TaskConfig) -> PartnerReport:
     if gate is None:
         return report(data, task, stats=stats, privacy=privacy_statement(None, data))
     private, release, sd = noisy_statistics(stats, data.partner.privacy.stats_noise_multiplier)
+    after, reason = gate.admit(release)
+    if after is None:
+        return report(data, task, declined=reason, privacy=privacy_statement(gate, data, status="declined"))
     gate.charge(release, mechanism="gaussian-statistics", run=task.run, round=0)
     return PartnerReport(data.partner.name, data.partner.kind, private.rows, len(data.test), stats=private,
-                         stats_noise_sd=sd, privacy=privacy_statement(gate, data, release=release))
+                         stats_noise_sd=sd, privacy=privacy_statement(gate, data, spent=after, release=release))
 
 
 def evaluate_model(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor]) -> ScoreHistogram:

@@ -57,6 +57,16 @@ class PrivacyGate:
                              f"over the budget {self.policy.epsilon:g}: raise the noise or leave it out to calibrate",
                              source=self.source, field="noise_multiplier")
 
+    def admit(self, release: Release) -> tuple[PrivacySpent | None, str]:
+        """(lifetime statement after `release`, "") if it fits the budget, else (None, reason)."""
+        prior = self.ledger.releases()
+        after = compose([*prior, release], self.policy.delta)
+        if after.epsilon <= self.policy.epsilon:
+            return after, ""
+        before = compose(prior, self.policy.delta).epsilon
+        return None, (f"declined: this release would bring epsilon to {after.epsilon:.3f}, over the budget "
+                      f"{self.policy.epsilon:g} (spent {before:.3f})")
+
     def plan(self, *, batch_size: int, local_epochs: int, rounds_left: int,
              calibrated: float | None = None) -> RoundPlan:
         """Plan this round; `calibrated` reuses the noise chosen earlier in the same run."""
@@ -69,13 +79,8 @@ class PrivacyGate:
                                         sample_rate=q, steps=steps * max(rounds_left, 1))
             except BudgetError as exc:
                 return RoundPlan(False, None, q, steps, None, f"declined: {exc}")
-        after = compose([*prior, Release(sigma, q, steps)], self.policy.delta)
-        if after.epsilon > self.policy.epsilon:
-            before = compose(prior, self.policy.delta).epsilon
-            return RoundPlan(False, sigma, q, steps, None,
-                             f"declined: this round would bring epsilon to {after.epsilon:.3f}, over the "
-                             f"budget {self.policy.epsilon:g} (spent {before:.3f})")
-        return RoundPlan(True, sigma, q, steps, after)
+        after, reason = self.admit(Release(sigma, q, steps))
+        return RoundPlan(after is not None, sigma, q, steps, after, reason)
 
     def charge(self, release: Release, *, mechanism: str, run: str, round: int) -> LedgerEntry:
         """Record spend durably; call BEFORE the update leaves the partner."""

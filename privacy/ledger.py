@@ -71,6 +71,18 @@ class PrivacyLedger:
         ledger.check_writable()
         return ledger
 
+    @classmethod
+    def inspect(cls, path: str | Path) -> PrivacyLedger:
+        """Open an existing ledger read-only (chain verified) without knowing its dataset."""
+        path = Path(path)
+        if not path.is_file():
+            raise LedgerError("ledger file not found", source=str(path))
+        records = cls(path, "", "")._records()
+        header = records[0] if records else {}
+        if header.get("type") != "header" or header.get("format") != FORMAT:
+            raise LedgerError(f"not a {FORMAT} file", source=str(path))
+        return cls(path, header["fingerprint"], header.get("partner", ""))
+
     def check_writable(self) -> None:
         if not os.access(self.path, os.W_OK):
             raise LedgerError("cannot be written: check its permissions and the disk", source=str(self.path))

@@ -110,6 +110,13 @@ class FederatedTraining:
             raise FederationError(f"two nodes claim the same partner name: {sorted(names)}")
         self.node_partner = {r.metadata.src_node_id: rep.partner for r, rep in zip(replies, reports)}
         self.partners = {r.partner: r for r in reports}
+        for rep in reports:
+            if rep.declined:
+                self.stopped[rep.partner] = {"round": 0, "reason": rep.declined}
+                log(WARNING, "partner '%s' stopped at round 0: %s", rep.partner, rep.declined, extra=PROGRESS)
+        reports = [r for r in reports if not r.declined]
+        if not reports:
+            raise FederationError("no partner can release its statistics: every privacy budget is spent")
         noise_sd = math.sqrt(sum(r.stats_noise_sd ** 2 for r in reports))
         stats = denoise(ColumnStats.combine(r.stats for r in reports), noise_sd)
         transform = FeatureTransform.fit(stats, self.scenario.dataset, min_count=3 * noise_sd)

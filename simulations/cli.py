@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from credit.errors import InputError
+from simulations.cli_privacy import register as register_privacy
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -56,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--rounds", type=int, default=20)
     syn.add_argument("--model", choices=["logistic", "mlp"], default="logistic")
     syn.set_defaults(func=_synth)
+
+    register_privacy(sub)
     return parser
 
 

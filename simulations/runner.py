@@ -22,6 +22,8 @@ from credit.errors import InputError
 from credit.rundir import RunDirectory
 from credit.scenario import Scenario
 from server.app import RunSettings
+from privacy.report import write_privacy_report
+from simulations.membership_audit import membership_audit
 from simulations.yardsticks import centralised, local_only
 
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
@@ -115,10 +117,12 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
             p["local"] = local_only(data[p["name"]], scenario.dataset, scenario.federation)
             p["centralized"] = cen["partners"][p["name"]]
         summary["timing"]["seconds_yardsticks"] = round(time.monotonic() - t, 3)
+        summary["membership_audit"] = membership_audit(staging, summary, data, scenario)
     summary["timing"]["seconds_wall"] = round(time.monotonic() - started, 3)
     summary["timing"]["seconds_simulation"] = round(fed_seconds, 3)
     summary["timing"]["peak_rss_mb_driver"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     run_dir.write_summary(summary)
+    write_privacy_report(staging, summary)
     if final.exists():
         final.rmdir()
     staging.rename(final)

@@ -35,7 +35,8 @@ def make_partner_frame(n: int, seed: int, *, shift: float = 0.0) -> pd.DataFrame
 
 
 def write_scenario(folder: Path, frames: dict[str, pd.DataFrame], *, dataset: dict | None = None,
-                   federation: dict | None = None, kinds: dict[str, str] | None = None) -> Path:
+                   federation: dict | None = None, kinds: dict[str, str] | None = None,
+                   privacy: dict | None = None, partner_privacy: dict[str, dict] | None = None) -> Path:
     """Write each frame as `<name>.csv` plus a scenario.toml; return the scenario path."""
     folder.mkdir(parents=True, exist_ok=True)
     partners = []
@@ -43,9 +44,13 @@ def write_scenario(folder: Path, frames: dict[str, pd.DataFrame], *, dataset: di
         frame.to_csv(folder / f"{name}.csv", index=False)
         kind = (kinds or {}).get(name, ("bank", "insurer", "platform")[i % 3])
         partners.append({"name": name, "kind": kind, "data": f"{name}.csv"})
+        if partner_privacy and name in partner_privacy:
+            partners[-1]["privacy"] = partner_privacy[name]
     scenario = {"dataset": dataset or SPEC, "partners": partners,
                 "federation": {"rounds": 3, "model": "logistic", "local_epochs": 3,
                               "learning_rate": 0.05, **(federation or {})}}
+    if privacy:
+        scenario["privacy"] = privacy
     path = folder / "scenario.toml"
     path.write_text(tomli_w.dumps(scenario))
     return path

@@ -1,0 +1,55 @@
+"""`fedcredit report RUN_DIR` and `fedcredit ledger show LEDGER`: reports for privacy officers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from credit.errors import InputError
+
+
+def _report(args: argparse.Namespace) -> int:
+    from privacy.report import HTML_NAME, JSON_NAME, render_text, write_privacy_report
+
+    run_dir = Path(args.run_dir)
+    summary_path = run_dir / "summary.json"
+    if not summary_path.is_file():
+        raise InputError("no summary.json: not a finished run directory", source=str(run_dir))
+    if not (run_dir / JSON_NAME).is_file():
+        raise InputError(f"no {JSON_NAME}: the run predates privacy reports", source=str(run_dir))
+    report = write_privacy_report(run_dir, json.loads(summary_path.read_text()))
+    print(render_text(report))
+    print(f"written: {run_dir / JSON_NAME}, {run_dir / HTML_NAME}")
+    return 0
+
+
+def _ledger_show(args: argparse.Namespace) -> int:
+    from privacy.ledger import PrivacyLedger
+
+    ledger = PrivacyLedger.inspect(args.ledger)
+    entries = ledger.entries()
+    delta = args.delta if args.delta is not None else (entries[-1].delta if entries else 1e-6)
+    print(f"ledger {ledger.path}\npartner {ledger.partner or '?'}  dataset {ledger.fingerprint[:16]}…  "
+          f"{len(entries)} release(s)")
+    print(f"{'#':>3}  {'time':<25} {'run':<28} {'round':>5}  {'mechanism':<20} {'noise':>7} {'rate':>8} {'steps':>6}")
+    for e in entries:
+        print(f"{e.seq:>3}  {e.time:<25} {e.run[:28]:<28} {e.round:>5}  {e.mechanism:<20} "
+              f"{e.release.noise_multiplier:>7.3f} {e.release.sample_rate:>8.5f} {e.release.steps:>6}")
+    spent = ledger.spent(delta)
+    print(f"lifetime epsilon {spent.epsilon:.4f} at delta {delta:g} ({spent.accountant}; "
+          f"RDP bound {spent.epsilon_rdp:.4f}){'; ' + spent.note if spent.note else ''}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    rep = sub.add_parser("report", help="write privacy_report.{json,html} for a run and print a summary")
+    rep.add_argument("run_dir", help="a finished run directory")
+    rep.set_defaults(func=_report)
+
+    led = sub.add_parser("ledger", help="a partner's lifetime privacy ledger")
+    led_sub = led.add_subparsers(dest="ledger_command", required=True)
+    show = led_sub.add_parser("show", help="list every release and the lifetime epsilon")
+    show.add_argument("ledger", help="a *.privacy-ledger.jsonl file")
+    show.add_argument("--delta", type=float, help="delta for the epsilon (default: the ledger's own)")
+    show.set_defaults(func=_ledger_show)
