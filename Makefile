@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
 
-.PHONY: run test bench venv clean
+.PHONY: run test bench venv clean system-deps
 
 # (Re)create the virtual environment whenever the dependencies change.
 # torch is installed first, pinned, so nothing pulls a CUDA build.
@@ -23,7 +23,11 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/fedcredit simulate
 
-test: $(STAMP)
+# Headless Chromium renders the HTML privacy report in a test (Debian package; needs root).
+system-deps:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

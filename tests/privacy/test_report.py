@@ -1,0 +1,69 @@
+"""The privacy report: JSON content, and the HTML page rendered by headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from privacy.report import render_text, write_privacy_report
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _summary() -> tuple[dict, list[dict]]:
+    partners, rounds = [], []
+    for i, (name, sr, sigma, budget) in enumerate((("bank-a", 0.01, 1.1, 1.0), ("platform-c", 0.1, 1.4, 0.8))):
+        statement = {"mode": "sample", "epsilon": 0.3 + 0.1 * i, "epsilon_rdp": 0.4, "delta": 1e-6,
+                     "budget": budget, "remaining": budget - 0.3, "accountant": "prv", "status": "ok",
+                     "max_grad_norm": 1.0}
+        partners.append({"name": name, "kind": "bank", "rows_train": 100, "rows_test": 30,
+                         "federated": {"auc": 0.78}, "local": {"auc": 0.74}, "privacy": statement})
+    for rnd in range(4):
+        rounds.append({"round": rnd, "partners": {
+            p["name"]: {**p["privacy"], "epsilon": 0.2 * (rnd + 1) * b, "noise_multiplier": s, "sample_rate": sr,
+                        "steps": 1 if rnd == 0 else 40}
+            for p, (sr, s, b) in zip(partners, ((0.01, 1.1, 1.0), (0.1, 1.4, 0.8)))}})
+    partners[1]["privacy"].update(status="stopped", stopped_round=3, stopped_reason="declined: over budget")
+    summary = {"run": "r1", "scenario": "demo", "federated": {"auc": 0.78}, "centralized": {"auc": 0.79},
+               "partners": partners}
+    return summary, rounds
+
+
+def test_report_json_lists_every_release_and_statement(tmp_path: Path) -> None:
+    summary, rounds = _summary()
+    report = write_privacy_report(tmp_path, summary, rounds)
+    saved = json.loads((tmp_path / "privacy_report.json").read_text())
+    assert saved["partners"] == report["partners"]
+    assert len(saved["rounds"]) == 8
+    assert {"steps", "sample_rate", "noise_multiplier", "clip_norm", "delta", "epsilon", "epsilon_rdp",
+            "budget", "remaining", "status"} <= saved["rounds"][0].keys()
+    text = render_text(report)
+    assert "platform-c" in text and "stopped at round 3" in text and "ε = 0.300 of 1" in text
+    # regenerating from the run directory keeps the per-round records
+    again = write_privacy_report(tmp_path, summary)
+    assert again["rounds"] == saved["rounds"]
+
+
+def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
+    summary, rounds = _summary()
+    write_privacy_report(tmp_path, summary, rounds)
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1400",
+                    f"--screenshot={shot}", (tmp_path / "privacy_report.html").as_uri()],
+                   check=True, timeout=90, capture_output=True)
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(shot)
+    assert pixels.shape[0] == 1400 and pixels.shape[1] == 1200
+    plot_area = pixels[150:650, 30:900, :3]
+    coloured = np.abs(plot_area - plot_area.mean(axis=2, keepdims=True)).sum(axis=2) > 0.3
+    assert coloured.sum() > 500, "the epsilon plot did not render with coloured lines"
