@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from credit.errors import InputError
+from server.training import FederationError
 from simulations.cli_privacy import register as register_privacy
 
 
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"fedcredit: error: {exc}", file=sys.stderr)
         return 2
+    except FederationError as exc:
+        print(f"fedcredit: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("fedcredit: interrupted", file=sys.stderr)
         return 130
