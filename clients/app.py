@@ -47,11 +47,12 @@ def _partner(context: Context, task):
     raise InputError("set 'partner' and 'data-path' in the node config", source="node_config")
 
 
-def _data(msg: Message, context: Context):
+def _data(msg: Message, context: Context, purpose: str):
     from clients.partner import open_partner_data
 
     task = _task(msg)
-    return task, open_partner_data(_partner(context, task), task.spec, task.federation)
+    rnd = int(msg.content["config"].get("server-round", 0))
+    return task, open_partner_data(_partner(context, task), task, purpose=purpose, round=rnd)
 
 
 def _reply(msg: Message, report, *, arrays: ArrayRecord | None = None) -> Message:
@@ -74,7 +75,7 @@ def stats(msg: Message, context: Context) -> Message:
     """Round 0: column statistics of the partner's training rows (never rows)."""
     from clients.partner import column_statistics
 
-    task, data = _data(msg, context)
+    task, data = _data(msg, context, "stats")
     return _reply(msg, column_statistics(data, task))
 
 
@@ -84,7 +85,7 @@ def train(msg: Message, context: Context) -> Message:
     return the update — or a reply that declines the round with the reason."""
     from clients.partner import train_round
 
-    task, data = _data(msg, context)
+    task, data = _data(msg, context, "train")
     config = msg.content["config"]
     saved = context.state.config_records.get("privacy")
     calibrated = float(saved["noise"]) if saved is not None and saved.get("run") == task.run else None
@@ -102,7 +103,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     the partner's lifetime privacy statement."""
     from clients.partner import privacy_statement, evaluate_model, privacy_gate, report
 
-    task, data = _data(msg, context)
+    task, data = _data(msg, context, "evaluate")
     histogram = evaluate_model(data, task, msg.content["arrays"].to_torch_state_dict())
     return _reply(msg, report(data, task, evaluation=histogram,
                               privacy=privacy_statement(privacy_gate(data, task), data)))

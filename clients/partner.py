@@ -19,15 +19,20 @@ import numpy as np
 import torch
 
 from credit.features import ColumnStats
-from credit.loading import PartnerTable, load_table, partner_seed, split_train_test
+from credit.loading import (PartnerTable, load_table, partner_seed, prepare_table, read_table_bytes,
+                           split_train_test)
 from credit.metrics import ScoreHistogram
 from credit.model import build_model, make_loader, make_optimizer, predict_proba, train_epochs
 from credit.protocol import PartnerReport, TaskConfig
 from credit.scenario import FederationSettings, Partner
 from credit.schema import DatasetSpec
+from privacy.access import AccessPolicy, open_vault
 from privacy.accountant import PrivacySpent, Release
+from privacy.audit import AuditLog
 from privacy.gate import PrivacyGate
+from privacy.keys import load_key
 from privacy.ledger import PrivacyLedger, ledger_path
+from privacy.vault import is_vault
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class PartnerData:
     fingerprint: str
 
 
-_CACHE: dict[tuple, PartnerData] = {}  # a simulation actor serves many messages; deployment one
+_CACHE: dict[tuple, PartnerData] = {}  # plain files only; a simulation actor serves many messages
 
 
 def file_fingerprint(path: Path) -> str:
@@ -51,20 +56,49 @@ def file_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def open_partner_data(partner: Partner, spec: DatasetSpec, federation: FederationSettings) -> PartnerData:
-    """Load, check and split a partner's table (cached while the file is unchanged)."""
+def privacy_folder(partner: Partner, task: TaskConfig) -> Path:
+    """Where the partner keeps its ledger and audit trail (beside its data by default)."""
+    where = partner.privacy.ledger_dir
+    if where == "run":
+        return Path(task.run_dir) / "ledgers"
+    return Path(where) if where else Path(partner.data).parent
+
+
+def audit_log(partner: Partner, task: TaskConfig) -> AuditLog:
+    return AuditLog(privacy_folder(partner, task) / f"{partner.name}.audit.jsonl")
+
+
+def _split(partner: Partner, table: PartnerTable, federation: FederationSettings,
+           fingerprint: str) -> PartnerData:
+    train, test = split_train_test(table, test_fraction=federation.test_fraction,
+                                   seed=partner_seed(federation.seed, partner.name))
+    return PartnerData(partner, train, test, fingerprint)
+
+
+def open_partner_data(partner: Partner, task: TaskConfig, *, purpose: str, round: int | None = None) -> PartnerData:
+    """Load, check and split a partner's table for `purpose`.
+
+    A vault is decrypted in memory only, for a purpose the partner allows, leaving an audit
+    event each time (never cached); a plain file is cached while it is unchanged.
+    """
+    spec, federation = task.spec, task.federation
     path = Path(partner.data)
+    source = f"partner '{partner.name}'"
+    if path.is_file() and is_vault(path):
+        plaintext = open_vault(path, load_key(partner.key) if partner.key else None, purpose=purpose,
+                               policy=AccessPolicy(frozenset(partner.purposes)), audit=audit_log(partner, task),
+                               partner=partner.name, run=task.run, round=round)
+        table = prepare_table(read_table_bytes(plaintext, source=f"{source} ({path})"), spec,
+                              source=f"{source} ({path})", min_rows=federation.min_rows, min_bad=federation.min_bad)
+        return _split(partner, table, federation, hashlib.sha256(plaintext).hexdigest())
     stat = path.stat() if path.exists() else None
     key = (partner, json.dumps(spec.to_dict(), sort_keys=True), federation.test_fraction, federation.seed,
            federation.min_rows, federation.min_bad, stat and (stat.st_mtime_ns, stat.st_size))
     if key not in _CACHE:
-        table = load_table(path, spec, source=f"partner '{partner.name}'",
-                           min_rows=federation.min_rows, min_bad=federation.min_bad)
-        train, test = split_train_test(table, test_fraction=federation.test_fraction,
-                                       seed=partner_seed(federation.seed, partner.name))
+        table = load_table(path, spec, source=source, min_rows=federation.min_rows, min_bad=federation.min_bad)
         if len(_CACHE) >= 8:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = PartnerData(partner, train, test, file_fingerprint(path))
+        _CACHE[key] = _split(partner, table, federation, file_fingerprint(path))
     return _CACHE[key]
 
 
@@ -73,14 +107,21 @@ def privacy_gate(data: PartnerData, task: TaskConfig) -> PrivacyGate | None:
     policy = data.partner.privacy
     if not policy.enabled:
         return None
-    if policy.ledger_dir == "run":
-        folder = Path(task.run_dir) / "ledgers"
-    else:
-        folder = Path(policy.ledger_dir) if policy.ledger_dir else Path(data.partner.data).parent
-    ledger = PrivacyLedger.open(ledger_path(folder, data.partner.name), data.fingerprint, data.partner.name)
+    ledger = PrivacyLedger.open(ledger_path(privacy_folder(data.partner, task), data.partner.name),
+                                data.fingerprint, data.partner.name)
     gate = PrivacyGate(policy, ledger, rows=len(data.train), source=f"partner '{data.partner.name}' privacy")
     gate.check_policy(task.federation.batch_size, task.federation.local_epochs)
     return gate
+
+
+def charge(gate: PrivacyGate, data: PartnerData, task: TaskConfig, release: Release, *, mechanism: str,
+           round: int, epsilon: float | None) -> None:
+    """Record spend in the ledger and the audit trail — before anything leaves the partner."""
+    gate.charge(release, mechanism=mechanism, run=task.run, round=round)
+    audit_log(data.partner, task).append({
+        "event": "privacy-release", "partner": data.partner.name, "purpose": mechanism, "dataset": data.fingerprint,
+        "run": task.run, "round": round, "epsilon": epsilon, "noise_multiplier": release.noise_multiplier,
+        "sample_rate": release.sample_rate, "steps": release.steps})
 
 
 def privacy_statement(gate: PrivacyGate | None, data: PartnerData, *, spent: PrivacySpent | None = None,
@@ -113,11 +154,12 @@ def column_statistics(data: PartnerData, task: TaskConfig) -> PartnerReport:
     gate = privacy_gate(data, task)
     if gate is None:
         return report(data, task, stats=stats, privacy=privacy_statement(None, data))
-    private, release, sd = noisy_statistics(stats, data.partner.privacy.stats_noise_multiplier)
+    private, release, sd = noisy_statistics(stats, data.partner.privacy.stats_noise_multiplier,
+                                            public_levels=frozenset(task.spec.levels))
     after, reason = gate.admit(release)
     if after is None:
         return report(data, task, declined=reason, privacy=privacy_statement(gate, data, status="declined"))
-    gate.charge(release, mechanism="gaussian-statistics", run=task.run, round=0)
+    charge(gate, data, task, release, mechanism="gaussian-statistics", round=0, epsilon=after.epsilon)
     return PartnerReport(data.partner.name, data.partner.kind, private.rows, len(data.test), stats=private,
                          stats_noise_sd=sd, privacy=privacy_statement(gate, data, spent=after, release=release))
 
@@ -159,8 +201,10 @@ def train_round(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.T
         # FedProx's proximal term does not pass through per-sample clipping, so it is not used here
         result = train_epochs(private.model, private.loader, private.optimizer, epochs=fed.local_epochs)
         release = Release(plan.noise_multiplier, private.sample_rate, result.steps)
-        gate.charge(release, mechanism="dp-sgd", run=task.run, round=server_round)   # before the update leaves
-        privacy = privacy_statement(gate, data, spent=plan.after if result.steps == plan.steps else None, release=release)
+        spent = plan.after if result.steps == plan.steps else None
+        charge(gate, data, task, release, mechanism="dp-sgd", round=server_round,   # before the update leaves
+               epsilon=spent.epsilon if spent else None)
+        privacy = privacy_statement(gate, data, spent=spent, release=release)
     new_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return new_state, report(data, task, evaluation=evaluation, train_loss=result.loss, steps=result.steps,
                              privacy=privacy)

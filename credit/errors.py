@@ -12,3 +12,7 @@ class InputError(ValueError):
         super().__init__(f"{prefix}: {message}" if prefix else message)
         self.source = source
         self.field = field
+
+
+class FederationError(RuntimeError):
+    """The federation cannot go on (no nodes, every partner failed or declined)."""

@@ -74,7 +74,12 @@ class ColumnStats:
         for col in spec.categorical:
             series = features[col]
             stats.missing[col] = int(series.isna().sum())
-            stats.levels[col] = {str(k): int(v) for k, v in series.dropna().value_counts().items()}
+            counts = {str(k): int(v) for k, v in series.dropna().value_counts().items()}
+            if col in spec.levels:  # a public code list: count exactly those levels, the rest as OTHER
+                declared = spec.levels[col]
+                counts = {**{lvl: counts.get(lvl, 0) for lvl in declared},
+                          OTHER: sum(n for lvl, n in counts.items() if lvl not in declared)}
+            stats.levels[col] = counts
         return stats
 
     def __add__(self, other: ColumnStats) -> ColumnStats:
@@ -192,7 +197,7 @@ class FeatureTransform:
         categorical: dict[str, tuple[str, ...]] = {}
         for col in spec.categorical:
             counts = stats.levels.get(col, {})
-            kept = sorted((lvl for lvl, n in counts.items() if n >= max(MIN_LEVEL_COUNT, min_count)),
+            kept = sorted((lvl for lvl, n in counts.items() if n >= max(MIN_LEVEL_COUNT, min_count) and lvl != OTHER),
                           key=lambda lvl: (-counts[lvl], lvl))
             levels = tuple(kept) + (OTHER,) + ((MISSING,) if stats.missing.get(col, 0) > min_count else ())
             categorical[col] = levels

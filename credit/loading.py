@@ -11,7 +11,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from credit.errors import InputError
-from credit.schema import DatasetSpec
+from credit.schema import DatasetSpec, category_text
 
 # pandas' default NA markers plus a few seen in credit extracts.
 NA_MARKERS = ["", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "none", "?", "#N/A", "<NA>", "."]
@@ -55,15 +55,27 @@ def read_table(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+def read_table_bytes(data: bytes, *, source: str) -> pd.DataFrame:
+    """Parse a table held in memory (e.g. decrypted from a vault): Parquet, gzipped or plain CSV."""
+    import io
+
+    if not data:
+        raise InputError("the table is empty", source=source)
+    try:
+        if data[:4] == b"PAR1":
+            frame = pd.read_parquet(io.BytesIO(data))
+        else:
+            frame = pd.read_csv(io.BytesIO(data), na_values=NA_MARKERS, keep_default_na=True, low_memory=False,
+                                compression="gzip" if data[:2] == b"\x1f\x8b" else None)
+    except Exception as exc:
+        raise InputError(f"cannot be read as a table: {exc}", source=source) from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
 def _as_category(series: pd.Series) -> pd.Series:
     """Categorical codes as strings ('1', not '1.0'); missing stays missing."""
-    def text(v: object) -> object:
-        if pd.isna(v):
-            return np.nan
-        if isinstance(v, float) and v.is_integer():
-            return str(int(v))
-        return str(v).strip()
-    return series.map(text).astype(object)
+    return series.map(lambda v: np.nan if pd.isna(v) else category_text(v)).astype(object)
 
 
 def prepare_table(frame: pd.DataFrame, spec: DatasetSpec, *, source: str,
@@ -114,8 +126,7 @@ def prepare_table(frame: pd.DataFrame, spec: DatasetSpec, *, source: str,
         features[col] = series.astype("float64")
     for col in spec.categorical:
         series = _as_category(frame[col])
-        codes = {str(int(c)) if isinstance(c, float) and c.is_integer() else str(c)
-                 for c in spec.missing.get(col, ())}
+        codes = {category_text(c) for c in spec.missing.get(col, ())}
         if codes:
             series = series.mask(series.isin(codes))
         features[col] = series

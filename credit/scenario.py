@@ -18,6 +18,10 @@ MODELS = ("logistic", "mlp")
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 OPTIMIZERS = ("sgd", "adam")
 PRIVACY_MODES = ("sample", "client", "off")
+# What a partner's data may be opened for. A simulation also checks tables before the run
+# ("check") and trains the yardsticks ("yardstick"); a deployed partner allows only the first three.
+DEPLOYMENT_PURPOSES = ("stats", "train", "evaluate")
+SIMULATION_PURPOSES = (*DEPLOYMENT_PURPOSES, "check", "yardstick")
 _TOP_LEVEL = {"dataset", "partners", "federation", "synthetic", "privacy"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -97,15 +101,17 @@ class Partner:
     data: Path
     privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
     key: str | None = None      # vault key: a key file path, "env:NAME" or "passphrase-env:NAME"
+    purposes: tuple[str, ...] = SIMULATION_PURPOSES
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "data": str(self.data), "privacy": self.privacy.to_dict(),
-                "key": self.key}
+                "key": self.key, "purposes": list(self.purposes)}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Partner:
         return cls(raw["name"], raw["kind"], Path(raw["data"]),
-                   PrivacyPolicy(**raw["privacy"]) if raw.get("privacy") else PrivacyPolicy(), raw.get("key"))
+                   PrivacyPolicy(**raw["privacy"]) if raw.get("privacy") else PrivacyPolicy(), raw.get("key"),
+                   tuple(raw.get("purposes", SIMULATION_PURPOSES)))
 
 
 @dataclass(frozen=True)
@@ -246,7 +252,7 @@ class Scenario:
             at = f"{where} [[partners]] #{i + 1}"
             if not isinstance(entry, Mapping):
                 raise InputError("must be a table", source=at)
-            extra = set(entry) - {"name", "kind", "data", "privacy", "key"}
+            extra = set(entry) - {"name", "kind", "data", "privacy", "key", "purposes"}
             if extra:
                 raise InputError(f"unknown key(s) {sorted(extra)}", source=at)
             pname = entry.get("name")
@@ -273,7 +279,11 @@ class Scenario:
                     raise InputError("must name a key file, env:NAME or passphrase-env:NAME", source=at, field="key")
                 if not key.startswith(("env:", "passphrase-env:")):
                     key = str((base_dir / key).resolve())
-            partners.append(Partner(pname, kind, (base_dir / data).resolve(), policy, key))
+            purposes = entry.get("purposes", list(SIMULATION_PURPOSES))
+            if not isinstance(purposes, list) or not purposes or not all(isinstance(x, str) and x for x in purposes):
+                raise InputError("must be a list of purposes, e.g. [\"stats\", \"train\", \"evaluate\"]",
+                                 source=at, field="purposes")
+            partners.append(Partner(pname, kind, (base_dir / data).resolve(), policy, key, tuple(purposes)))
         federation = FederationSettings.from_dict(raw.get("federation", {}), source=f"{where} [federation]")
         modes = {p.privacy.mode for p in partners}
         if "client" in modes and len(modes) > 1:

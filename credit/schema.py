@@ -8,7 +8,7 @@ from typing import Any
 
 from credit.errors import InputError
 
-_SPEC_KEYS = {"label", "bad", "numeric", "categorical", "drop", "missing", "log"}
+_SPEC_KEYS = {"label", "bad", "numeric", "categorical", "drop", "missing", "log", "levels"}
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,8 @@ class DatasetSpec:
 
     `log` lists numeric columns that get a signed log1p; `None` lets the feature
     fitter decide from the federated statistics (heavy right tail → log).
+    `levels` declares the public code list of categorical columns (e.g. a codebook):
+    partners then count exactly those levels, so no level name ever depends on the data.
     """
 
     label: str
@@ -26,6 +28,7 @@ class DatasetSpec:
     drop: tuple[str, ...] = ()
     missing: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     log: tuple[str, ...] | None = None
+    levels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -46,6 +49,8 @@ class DatasetSpec:
         }
         if self.log is not None:
             out["log"] = list(self.log)
+        if self.levels:
+            out["levels"] = {k: list(v) for k, v in self.levels.items()}
         return out
 
     @classmethod
@@ -103,5 +108,21 @@ class DatasetSpec:
             stray = [c for c in log if c not in numeric]
             if stray:
                 raise InputError(f"{stray} are not numeric columns", source=source, field="log")
+        levels_raw = raw.get("levels", {})
+        if not isinstance(levels_raw, Mapping):
+            raise InputError("must be a table of column = [codes]", source=source, field="levels")
+        levels: dict[str, tuple[str, ...]] = {}
+        for col, codes in levels_raw.items():
+            if col not in categorical or not isinstance(codes, list) or not codes:
+                raise InputError(f"'{col}' must be a categorical column with a list of codes",
+                                 source=source, field="levels")
+            levels[col] = tuple(category_text(c) for c in codes)
         return cls(label=label, numeric=numeric, categorical=categorical, bad=bad,
-                   drop=drop, missing=missing, log=log)
+                   drop=drop, missing=missing, log=log, levels=levels)
+
+
+def category_text(value: Any) -> str:
+    """How a categorical code is spelled everywhere: '1' for 1 and 1.0, stripped text otherwise."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()

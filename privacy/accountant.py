@@ -21,6 +21,7 @@ from opacus.accountants import PRVAccountant, RDPAccountant
 
 EPS_ERROR = 0.01      # PRV: absolute error allowed in epsilon
 MAX_NOISE = 1000.0
+MIN_NOISE = 0.5       # calibration never goes below this (weaker noise gives no meaningful guarantee)
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,8 @@ class BudgetError(ValueError):
 
 def calibrate_noise(prior: list[Release], *, budget: float, delta: float, sample_rate: float,
                     steps: int, rel_tol: float = 0.01) -> float:
-    """The smallest noise multiplier (within `rel_tol`) for which the prior releases plus
-    `steps` more DP-SGD steps at `sample_rate` stay within `budget` epsilon at `delta`."""
+    """The smallest noise multiplier (within `rel_tol`, at least MIN_NOISE) for which the prior
+    releases plus `steps` more DP-SGD steps at `sample_rate` stay within `budget` epsilon at `delta`."""
     def fits(sigma: float) -> bool:
         return compose([*prior, Release(sigma, sample_rate, steps)], delta).epsilon <= budget
 
@@ -115,8 +116,10 @@ def calibrate_noise(prior: list[Release], *, budget: float, delta: float, sample
             raise BudgetError(f"no noise multiplier ≤ {MAX_NOISE:g} fits {steps} steps into the "
                               f"remaining budget ({budget - already:.3f})")
     lo = hi / 2
-    while lo > 0.05 and fits(lo):
+    while lo >= MIN_NOISE and fits(lo):
         hi, lo = lo, lo / 2
+    if hi <= MIN_NOISE or (lo < MIN_NOISE and fits(MIN_NOISE)):
+        return MIN_NOISE
     while hi / lo > 1 + rel_tol:
         mid = math.sqrt(lo * hi)
         hi, lo = (mid, lo) if fits(mid) else (hi, mid)

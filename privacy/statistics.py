@@ -25,9 +25,12 @@ def sensitivity(stats: ColumnStats) -> float:
     return math.sqrt(len(stats.missing) + 1)
 
 
-def noisy_statistics(stats: ColumnStats, noise_multiplier: float,
+def noisy_statistics(stats: ColumnStats, noise_multiplier: float, *, public_levels: frozenset[str] = frozenset(),
                      rng: np.random.Generator | None = None) -> tuple[ColumnStats, Release, float]:
-    """(noised coarse statistics, the release to charge, the noise standard deviation per count)."""
+    """(noised coarse statistics, the release to charge, the noise standard deviation per count).
+
+    Columns in `public_levels` have a declared code list: all their counts are sent (noised);
+    other columns' levels are sent only when their noisy count clears the threshold."""
     rng = rng or np.random.default_rng(secrets.randbits(128))
     sd = noise_multiplier * sensitivity(stats)
 
@@ -37,7 +40,8 @@ def noisy_statistics(stats: ColumnStats, noise_multiplier: float,
     levels = {}
     for col, counts in stats.levels.items():
         noised = {lvl: n + noise() for lvl, n in counts.items()}
-        levels[col] = {lvl: float(n) for lvl, n in noised.items() if n >= LEVEL_THRESHOLD_SD * sd}
+        floor = -np.inf if col in public_levels else LEVEL_THRESHOLD_SD * sd
+        levels[col] = {lvl: float(n) for lvl, n in noised.items() if n >= floor}
     private = ColumnStats(
         rows=max(1, int(round(stats.rows + noise()))),
         missing={c: float(m + noise()) for c, m in stats.missing.items()},

@@ -23,6 +23,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from credit.artefact import ScoringModel
+from credit.errors import FederationError
 from credit.features import ColumnStats, FeatureTransform
 from credit.metrics import ScoreHistogram
 from credit.model import build_model
@@ -34,10 +35,6 @@ from server.strategy import partner_level_dp_statement
 from privacy.statistics import denoise
 
 PROGRESS = {"fedcredit": True}  # marks our log lines so a quiet console can keep just these
-
-
-class FederationError(RuntimeError):
-    """The federation cannot go on (no nodes, every partner failed, bad partner data)."""
 
 
 class FederatedTraining:

@@ -6,9 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from credit.errors import InputError
-from server.training import FederationError
+from credit.errors import FederationError, InputError
 from simulations.cli_privacy import register as register_privacy
+from simulations.cli_security import register as register_security
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     syn.set_defaults(func=_synth)
 
     register_privacy(sub)
+    register_security(sub)
     return parser
 
 

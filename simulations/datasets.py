@@ -26,6 +26,9 @@ TAIWAN_DATASET = {
     "numeric": ["LIMIT_BAL", "AGE", *[f"BILL_AMT{i}" for i in range(1, 7)], *[f"PAY_AMT{i}" for i in range(1, 7)]],
     "categorical": ["SEX", "EDUCATION", "MARRIAGE", "PAY_0", *[f"PAY_{i}" for i in range(2, 7)]],
     "drop": ["ID"],
+    # the public codebook (UCI #350, plus the undocumented codes found in the data)
+    "levels": {"SEX": [1, 2], "EDUCATION": list(range(7)), "MARRIAGE": [0, 1, 2, 3],
+               **{col: list(range(-2, 10)) for col in ("PAY_0", "PAY_2", "PAY_3", "PAY_4", "PAY_5", "PAY_6")}},
 }
 # Three partners of unequal size, split by education level (codes 0/4/5/6 join high school).
 TAIWAN_PARTNERS = (("uni-bank", "bank", (2,)), ("grad-insurer", "insurer", (1,)),

@@ -36,11 +36,13 @@ class SimulationResult:
     summary: dict[str, Any]
 
 
-def check_partners(scenario: Scenario, run_dir: Path | None = None) -> dict[str, PartnerData]:
+def check_partners(scenario: Scenario, run_dir: Path | None = None, *, purpose: str = "check"
+                   ) -> dict[str, PartnerData]:
     """Load and check every partner's table and privacy policy (ledger, delta, noise) exactly as
     its client will; errors stop the run before anything trains."""
-    data = {p.name: open_partner_data(p, scenario.dataset, scenario.federation) for p in scenario.partners}
-    task = TaskConfig(scenario.dataset, scenario.federation, run_dir=str(run_dir or ""))
+    task = TaskConfig(scenario.dataset, scenario.federation, run=run_dir.name.removesuffix(".incomplete")
+                      if run_dir else "", run_dir=str(run_dir or ""))
+    data = {p.name: open_partner_data(p, task, purpose=purpose) for p in scenario.partners}
     for d in data.values():
         privacy_gate(d, task)
     return data
@@ -111,6 +113,7 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
     fed_seconds = time.monotonic() - started
     if yardsticks:
         t = time.monotonic()
+        data = check_partners(scenario, staging, purpose="yardstick")
         cen = centralised(data, scenario.dataset, scenario.federation)
         summary["centralized"] = cen["pooled"]
         for p in summary["partners"]:

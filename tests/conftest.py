@@ -36,16 +36,16 @@ def make_partner_frame(n: int, seed: int, *, shift: float = 0.0) -> pd.DataFrame
 
 def write_scenario(folder: Path, frames: dict[str, pd.DataFrame], *, dataset: dict | None = None,
                    federation: dict | None = None, kinds: dict[str, str] | None = None,
-                   privacy: dict | None = None, partner_privacy: dict[str, dict] | None = None) -> Path:
-    """Write each frame as `<name>.csv` plus a scenario.toml; return the scenario path."""
+                   privacy: dict | None = None, partner_fields: dict[str, dict] | None = None) -> Path:
+    """Write each frame as `<name>.csv` plus a scenario.toml; return the scenario path.
+    `partner_fields` adds or replaces keys of a partner's entry (privacy, data, key, ...)."""
     folder.mkdir(parents=True, exist_ok=True)
     partners = []
     for i, (name, frame) in enumerate(frames.items()):
         frame.to_csv(folder / f"{name}.csv", index=False)
         kind = (kinds or {}).get(name, ("bank", "insurer", "platform")[i % 3])
         partners.append({"name": name, "kind": kind, "data": f"{name}.csv"})
-        if partner_privacy and name in partner_privacy:
-            partners[-1]["privacy"] = partner_privacy[name]
+        partners[-1].update((partner_fields or {}).get(name, {}))
     scenario = {"dataset": dataset or SPEC, "partners": partners,
                 "federation": {"rounds": 3, "model": "logistic", "local_epochs": 3,
                               "learning_rate": 0.05, **(federation or {})}}

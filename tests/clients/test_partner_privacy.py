@@ -39,7 +39,7 @@ def _ledger(scenario, data) -> PrivacyLedger:
 def test_dp_sgd_round_is_charged_before_the_update_leaves(taiwan: Path) -> None:
     scenario = load_scenario(taiwan)
     partner = scenario.partner("school-platform")
-    data = open_partner_data(partner, scenario.dataset, scenario.federation)
+    data = open_partner_data(partner, TaskConfig(scenario.dataset, scenario.federation), purpose="check")
     task = _task(scenario, "run-1")
 
     stats = column_statistics(data, task)
@@ -70,7 +70,7 @@ def test_a_second_run_continues_the_ledger_and_refuses_over_budget(taiwan: Path)
     scenario = load_scenario(taiwan)
     partner = scenario.partner("grad-insurer")
     tight = replace(partner, privacy=replace(partner.privacy, epsilon=0.6, noise_multiplier=2.5))
-    data = open_partner_data(tight, scenario.dataset, scenario.federation)
+    data = open_partner_data(tight, TaskConfig(scenario.dataset, scenario.federation), purpose="check")
     task = _task(scenario, "run-1")
     stats = column_statistics(data, task)
     task = replace(task, transform=FeatureTransform.fit(stats.stats, scenario.dataset))
@@ -92,5 +92,5 @@ def test_gate_is_built_only_for_a_dp_policy(taiwan: Path) -> None:
     scenario = load_scenario(taiwan)
     partner = scenario.partners[0]
     off = replace(partner, privacy=replace(partner.privacy, mode="off"))
-    data = open_partner_data(off, scenario.dataset, scenario.federation)
+    data = open_partner_data(off, TaskConfig(scenario.dataset, scenario.federation), purpose="check")
     assert privacy_gate(data, _task(scenario, "r")) is None

@@ -20,7 +20,7 @@ FRAMES = {"bank-a": (1500, 1, 0.0), "insurer-b": (900, 2, 0.5), "platform-c": (5
 
 def _scenario(folder: Path, epsilon: float, platform_epsilon: float) -> Path:
     frames = {n: make_partner_frame(rows, seed, shift=shift) for n, (rows, seed, shift) in FRAMES.items()}
-    return write_scenario(folder, frames, dataset=SPEC, partner_privacy={"platform-c": {"epsilon": platform_epsilon}},
+    return write_scenario(folder, frames, dataset=SPEC, partner_fields={"platform-c": {"privacy": {"epsilon": platform_epsilon}}},
                           privacy={"mode": "sample", "epsilon": epsilon, "delta": 1e-4, "noise_multiplier": 3.0,
                                    "ledger_dir": "ledgers"})
 

@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from clients.partner import open_partner_data
 from credit.artefact import ScoringModel
+from credit.protocol import TaskConfig
 from credit.scenario import load_scenario
 from server.app import RunSettings
 from simulations.cli import main
@@ -49,7 +50,7 @@ def test_three_partner_simulation_writes_a_complete_run(three_partners: Path, tm
     model = ScoringModel.load(out / "model.pt")
     labels, scores = [], []
     for partner in scenario.partners:
-        test = open_partner_data(partner, scenario.dataset, scenario.federation).test
+        test = open_partner_data(partner, TaskConfig(scenario.dataset, scenario.federation), purpose="check").test
         labels.append(test.label)
         scores.append(model.predict_proba(test.features))
     pooled_auc = roc_auc_score(np.concatenate(labels), np.concatenate(scores))
