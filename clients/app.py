@@ -1,7 +1,7 @@
 """fedcredit ClientApp: one partner's side of the federation.
 
-Who the partner is and where its data lives come from `node_config`
-(`partner`, `kind`, `data-path`) in deployment; in simulation the node's
+Who the partner is, where its data lives and its privacy policy come from its own
+config file, named by `node_config` (`partner-config`) in deployment; in simulation the node's
 `partition-id` picks its entry from the roster the coordinator sends.
 Heavy imports (torch, pandas, opacus) happen inside the handlers, so a deployment
 ClientApp process starts fast.
@@ -14,6 +14,8 @@ from pathlib import Path
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.clientapp.mod import fixedclipping_mod
+
+from clients.secure import secure_aggregation_mod
 
 app = ClientApp()
 CLIPPING_KEY = "clipping_norm"   # what Flower's client-side fixed-clipping wrapper sends
@@ -34,17 +36,22 @@ def _task(msg: Message):
 
 
 def _partner(context: Context, task):
+    """Deployment: the partner's own config file (or a bare name and data path) from the
+    node config; simulation: the roster entry for this node's partition id."""
     from credit.errors import InputError
-    from credit.scenario import Partner
+    from credit.scenario import DEPLOYMENT_PURPOSES, Partner, load_partner_file
 
     node = context.node_config
+    if "partner-config" in node:
+        return load_partner_file(str(node["partner-config"]))
     if "partner" in node:
         if "data-path" not in node:
             raise InputError("node_config has 'partner' but no 'data-path'", source="node_config")
-        return Partner(str(node["partner"]), str(node.get("kind", "bank")), Path(str(node["data-path"])))
+        return Partner(str(node["partner"]), str(node.get("kind", "bank")), Path(str(node["data-path"])),
+                       purposes=DEPLOYMENT_PURPOSES)
     if "partition-id" in node and task.roster:
         return task.roster[int(node["partition-id"])]
-    raise InputError("set 'partner' and 'data-path' in the node config", source="node_config")
+    raise InputError("set 'partner-config' (or 'partner' and 'data-path') in the node config", source="node_config")
 
 
 def _data(msg: Message, context: Context, purpose: str):
@@ -79,7 +86,7 @@ def stats(msg: Message, context: Context) -> Message:
     return _reply(msg, column_statistics(data, task))
 
 
-@app.train(mods=[client_dp_mod])
+@app.train(mods=[secure_aggregation_mod, client_dp_mod])
 def train(msg: Message, context: Context) -> Message:
     """Evaluate the received global model, train it locally (through the privacy gate),
     return the update — or a reply that declines the round with the reason."""

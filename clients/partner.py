@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from credit.errors import InputError
 from credit.features import ColumnStats
 from credit.loading import (PartnerTable, load_table, partner_seed, prepare_table, read_table_bytes,
                            split_train_test)
@@ -82,8 +83,10 @@ def open_partner_data(partner: Partner, task: TaskConfig, *, purpose: str, round
     event each time (never cached); a plain file is cached while it is unchanged.
     """
     spec, federation = task.spec, task.federation
-    path = Path(partner.data)
     source = f"partner '{partner.name}'"
+    if partner.data is None:
+        raise InputError("has no data path: give `data` in its [[partners]] entry or partner config", source=source)
+    path = Path(partner.data)
     if path.is_file() and is_vault(path):
         plaintext = open_vault(path, load_key(partner.key) if partner.key else None, purpose=purpose,
                                policy=AccessPolicy(frozenset(partner.purposes)), audit=audit_log(partner, task),

@@ -22,7 +22,7 @@ PRIVACY_MODES = ("sample", "client", "off")
 # ("check") and trains the yardsticks ("yardstick"); a deployed partner allows only the first three.
 DEPLOYMENT_PURPOSES = ("stats", "train", "evaluate")
 SIMULATION_PURPOSES = (*DEPLOYMENT_PURPOSES, "check", "yardstick")
-_TOP_LEVEL = {"dataset", "partners", "federation", "synthetic", "privacy"}
+_TOP_LEVEL = {"dataset", "partners", "federation", "synthetic", "privacy", "coordinator"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -98,18 +98,19 @@ class Partner:
 
     name: str
     kind: str
-    data: Path
+    data: Path | None          # None on a coordinator's scenario: the data stays with the partner
     privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
     key: str | None = None      # vault key: a key file path, "env:NAME" or "passphrase-env:NAME"
     purposes: tuple[str, ...] = SIMULATION_PURPOSES
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "data": str(self.data), "privacy": self.privacy.to_dict(),
+        return {"name": self.name, "kind": self.kind, "data": str(self.data) if self.data else None,
+                "privacy": self.privacy.to_dict(),
                 "key": self.key, "purposes": list(self.purposes)}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Partner:
-        return cls(raw["name"], raw["kind"], Path(raw["data"]),
+        return cls(raw["name"], raw["kind"], Path(raw["data"]) if raw.get("data") else None,
                    PrivacyPolicy(**raw["privacy"]) if raw.get("privacy") else PrivacyPolicy(), raw.get("key"),
                    tuple(raw.get("purposes", SIMULATION_PURPOSES)))
 
@@ -135,6 +136,7 @@ class FederationSettings:
     min_available_nodes: int = 0  # 0 = every partner in the scenario
     round_timeout: float = 600.0
     seed: int = 0
+    secure_aggregation: bool | None = None   # SecAgg+; None = on in deployment, off in simulation
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, source: str) -> FederationSettings:
@@ -183,6 +185,9 @@ class FederationSettings:
               "min_available_nodes", "must be ≥ 0")
         check(is_num(self.round_timeout) and self.round_timeout > 0, "round_timeout", "must be > 0")
         check(is_int(self.seed), "seed", "must be a whole number")
+        check(self.secure_aggregation in (None, True, False), "secure_aggregation", "must be true or false")
+        check(not (self.secure_aggregation and self.strategy == "fedadam"), "secure_aggregation",
+              "secure aggregation averages updates: use strategy 'fedavg' or 'fedprox'")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -249,46 +254,19 @@ class Scenario:
             raise InputError("needs at least one [[partners]] entry", source=where)
         partners: list[Partner] = []
         for i, entry in enumerate(partners_raw):
-            at = f"{where} [[partners]] #{i + 1}"
-            if not isinstance(entry, Mapping):
-                raise InputError("must be a table", source=at)
-            extra = set(entry) - {"name", "kind", "data", "privacy", "key", "purposes"}
-            if extra:
-                raise InputError(f"unknown key(s) {sorted(extra)}", source=at)
-            pname = entry.get("name")
-            if not isinstance(pname, str) or not _NAME.match(pname):
-                raise InputError("needs a name of letters, digits, '-', '_' or '.'", source=at, field="name")
-            at = f"{where} partner '{pname}'"
-            if any(p.name == pname for p in partners):
-                raise InputError("appears twice", source=at, field="name")
-            kind = entry.get("kind")
-            if kind not in PARTNER_KINDS:
-                raise InputError(f"must be one of {list(PARTNER_KINDS)} (got {kind!r})", source=at, field="kind")
-            data = entry.get("data")
-            if not isinstance(data, str) or not data:
-                raise InputError("must give the path of the partner's table", source=at, field="data")
-            policy = default_policy
-            if "privacy" in entry:
-                if not isinstance(entry["privacy"], Mapping):
-                    raise InputError("must be a table", source=at, field="privacy")
-                policy = PrivacyPolicy.from_dict(entry["privacy"], base=default_policy, base_dir=base_dir,
-                                                 source=f"{at} [partners.privacy]")
-            key = entry.get("key")
-            if key is not None:
-                if not isinstance(key, str) or not key:
-                    raise InputError("must name a key file, env:NAME or passphrase-env:NAME", source=at, field="key")
-                if not key.startswith(("env:", "passphrase-env:")):
-                    key = str((base_dir / key).resolve())
-            purposes = entry.get("purposes", list(SIMULATION_PURPOSES))
-            if not isinstance(purposes, list) or not purposes or not all(isinstance(x, str) and x for x in purposes):
-                raise InputError("must be a list of purposes, e.g. [\"stats\", \"train\", \"evaluate\"]",
-                                 source=at, field="purposes")
-            partners.append(Partner(pname, kind, (base_dir / data).resolve(), policy, key, tuple(purposes)))
+            partner = parse_partner(entry, default_policy, base_dir=base_dir, at=f"{where} [[partners]] #{i + 1}",
+                                    where=where)
+            if any(p.name == partner.name for p in partners):
+                raise InputError("appears twice", source=f"{where} partner '{partner.name}'", field="name")
+            partners.append(partner)
         federation = FederationSettings.from_dict(raw.get("federation", {}), source=f"{where} [federation]")
         modes = {p.privacy.mode for p in partners}
         if "client" in modes and len(modes) > 1:
             raise InputError("partner-level DP (mode 'client') is federation-wide: set it in [privacy] for every "
                              "partner, not for some", source=where, field="mode")
+        if "client" in modes and federation.secure_aggregation:
+            raise InputError("partner-level DP (mode 'client') adds its noise after a plain aggregation: turn "
+                             "secure_aggregation off, or use mode 'sample'", source=where, field="secure_aggregation")
         if "client" in modes and federation.strategy == "fedadam":
             raise InputError("partner-level DP accounting needs strategy 'fedavg' or 'fedprox'",
                              source=where, field="strategy")
@@ -299,14 +277,81 @@ class Scenario:
         return scenario
 
 
+def parse_partner(entry: Any, default_policy: PrivacyPolicy, *, base_dir: Path, at: str, where: str,
+                  purposes: tuple[str, ...] = SIMULATION_PURPOSES) -> Partner:
+    """One partner entry (scenario [[partners]] or partner.toml [partner]) → Partner."""
+    if not isinstance(entry, Mapping):
+        raise InputError("must be a table", source=at)
+    extra = set(entry) - {"name", "kind", "data", "privacy", "key", "purposes", "public_key"}
+    if extra:
+        raise InputError(f"unknown key(s) {sorted(extra)}", source=at)
+    pname = entry.get("name")
+    if not isinstance(pname, str) or not _NAME.match(pname):
+        raise InputError("needs a name of letters, digits, '-', '_' or '.'", source=at, field="name")
+    at = f"{where} partner '{pname}'"
+    kind = entry.get("kind")
+    if kind not in PARTNER_KINDS:
+        raise InputError(f"must be one of {list(PARTNER_KINDS)} (got {kind!r})", source=at, field="kind")
+    data = entry.get("data")
+    if data is not None and (not isinstance(data, str) or not data):
+        raise InputError("must give the path of the partner's table", source=at, field="data")
+    policy = default_policy
+    if "privacy" in entry:
+        if not isinstance(entry["privacy"], Mapping):
+            raise InputError("must be a table", source=at, field="privacy")
+        policy = PrivacyPolicy.from_dict(entry["privacy"], base=default_policy, base_dir=base_dir,
+                                         source=f"{at} [partners.privacy]")
+    key = entry.get("key")
+    if key is not None:
+        if not isinstance(key, str) or not key:
+            raise InputError("must name a key file, env:NAME or passphrase-env:NAME", source=at, field="key")
+        if not key.startswith(("env:", "passphrase-env:")):
+            key = str((base_dir / key).resolve())
+    chosen = entry.get("purposes", list(purposes))
+    if not isinstance(chosen, list) or not chosen or not all(isinstance(x, str) and x for x in chosen):
+        raise InputError('must be a list of purposes, e.g. ["stats", "train", "evaluate"]', source=at,
+                         field="purposes")
+    return Partner(pname, kind, (base_dir / data).resolve() if data else None, policy, key, tuple(chosen))
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(f"{what} not found: check the path", source=str(path))
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"is not valid TOML: {exc}", source=str(path)) from exc
+
+
+def load_partner_file(path: str | Path) -> Partner:
+    """A deployed partner's own config (partner.toml: [partner], optional [privacy], [node]).
+
+    Paths are relative to the file; the access policy defaults to stats/train/evaluate.
+    The [node] table is read by the deployment commands, not here.
+    """
+    path = Path(path).expanduser().resolve()
+    raw = _read_toml(path, "partner config")
+    unknown = set(raw) - {"partner", "privacy", "node"}
+    if unknown:
+        raise InputError(f"unknown table(s) {sorted(unknown)}; allowed: ['node', 'partner', 'privacy']",
+                         source=str(path))
+    if "partner" not in raw:
+        raise InputError("missing the [partner] table (name, kind, data)", source=str(path))
+    policy = (PrivacyPolicy.from_dict(raw["privacy"], base_dir=path.parent, source=f"{path} [privacy]")
+              if "privacy" in raw else PrivacyPolicy())
+    partner = parse_partner(raw["partner"], policy, base_dir=path.parent, at=f"{path} [partner]", where=str(path),
+                            purposes=DEPLOYMENT_PURPOSES)
+    if partner.data is None:
+        raise InputError("must give the path of the partner's table", source=f"{path} [partner]", field="data")
+    if partner.privacy.mode == "client" or partner.privacy.ledger_dir == "run":
+        raise InputError("a deployed partner uses mode 'sample' or 'off' and keeps its ledger beside its data "
+                         "or in its own ledger_dir", source=f"{path} [privacy]")
+    return partner
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; data paths are resolved relative to it."""
     path = Path(path).expanduser().resolve()
-    if not path.is_file():
-        raise InputError("scenario file not found: check the path", source=str(path))
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"is not valid TOML: {exc}", source=str(path)) from exc
+    raw = _read_toml(path, "scenario file")
     name = path.stem if path.stem != "scenario" else path.parent.name
     return Scenario.from_dict(raw, base_dir=path.parent, name=name, source=path)

@@ -44,7 +44,7 @@ def build_report(summary: dict[str, Any], rounds: list[dict[str, Any]]) -> dict[
             "budget": priv.get("budget"), "remaining": priv.get("remaining"), "accountant": priv.get("accountant"),
             "status": priv.get("status", "off" if priv.get("mode") == "off" else "ok"),
             "stopped_round": priv.get("stopped_round"), "stopped_reason": priv.get("stopped_reason"),
-            "federated_auc": p["federated"]["auc"],
+            "federated_auc": (p.get("federated") or {}).get("auc"),
             "local_auc": (p.get("local") or {}).get("auc"),
         })
     per_round = []

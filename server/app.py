@@ -74,4 +74,7 @@ def main(grid: Grid, context: Context) -> None:
     strategy = build_strategy(scenario.federation, scenario.min_available_nodes)
     if scenario.client_dp is not None:
         strategy = with_partner_level_dp(strategy, scenario.client_dp, len(scenario.partners))
-    FederatedTraining(grid, scenario, run_dir, strategy, simulation=not settings.deployment).run()
+    secure = scenario.federation.secure_aggregation
+    secure = settings.deployment if secure is None else secure
+    FederatedTraining(grid, scenario, run_dir, strategy, simulation=not settings.deployment,
+                      context=context, secure=secure).run()

@@ -17,7 +17,7 @@ from dataclasses import replace
 from logging import INFO, WARNING
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.common.logger import log
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
@@ -41,9 +41,11 @@ class FederatedTraining:
     """Runs one federated training of `scenario` and writes its run directory."""
 
     def __init__(self, grid: Grid, scenario: Scenario, run_dir: RunDirectory, strategy: Strategy,
-                 *, simulation: bool):
+                 *, simulation: bool, context: Context | None = None, secure: bool = False):
         self.grid, self.scenario, self.run_dir, self.strategy = grid, scenario, run_dir, strategy
         self.fed = scenario.federation
+        self.context, self.secure = context, secure
+        self.dropped: dict[str, int] = {}                  # partner → round in which it stopped answering
         run_id = run_dir.path.name.removesuffix(".incomplete")
         # In simulation each node learns its partner from the roster; in deployment it names itself.
         self.task = TaskConfig(scenario.dataset, self.fed, roster=scenario.partners if simulation else (),
@@ -139,9 +141,63 @@ class FederatedTraining:
             pooled["auc"], pooled["ks"], pooled["brier"], loss, record["seconds"], extra=PROGRESS)
         return record
 
+    def _active(self, node_id: int) -> bool:
+        name = self.node_partner.get(node_id)
+        return name not in self.stopped and name not in self.dropped
+
+    def _note_dropouts(self, rnd: int, asked: list[int], answered: set[int]) -> None:
+        for nid in asked:
+            if nid not in answered and nid in self.node_partner:
+                self.dropped[self.node_partner[nid]] = rnd
+                log(WARNING, "partner '%s' dropped out in round %d (no reply)", self.node_partner[nid], rnd,
+                    extra=PROGRESS)
+
     def _train_messages(self, rnd: int, arrays: ArrayRecord) -> list[Message]:
         messages = self.strategy.configure_train(rnd, arrays, self._config(), self.grid)
-        return [m for m in messages if self.node_partner.get(m.metadata.dst_node_id) not in self.stopped]
+        return [m for m in messages if self._active(m.metadata.dst_node_id)]
+
+    def _plain_round(self, rnd: int, arrays: ArrayRecord
+                     ) -> tuple[ArrayRecord | None, list[PartnerReport], list[str], float | None]:
+        """One round through the strategy: (aggregate or None, reports, failures, train loss)."""
+        messages = self._train_messages(rnd, arrays)
+        replies, failures = self._exchange(messages)
+        self._note_dropouts(rnd, [m.metadata.dst_node_id for m in messages], {r.metadata.src_node_id for r in replies})
+        reports = [self._report(r) for r in replies]
+        updates = [r for r, rep in zip(replies, reports) if not rep.declined]
+        if not updates:
+            return None, reports, failures, None
+        new_arrays, metrics = self.strategy.aggregate_train(rnd, updates)
+        if new_arrays is None:
+            raise FederationError(f"round {rnd}: aggregation failed")
+        return new_arrays, reports, failures, float(metrics["train-loss"]) if metrics else None
+
+    def _secure_round(self, rnd: int, arrays: ArrayRecord
+                      ) -> tuple[ArrayRecord | None, list[PartnerReport], list[str], float | None]:
+        """One SecAgg+ round: the coordinator sees only the weighted sum of the updates."""
+        from server.secure import REPORT_METRIC, SecureAggregator
+
+        if not hasattr(self, "_aggregator"):
+            self._aggregator = SecureAggregator(self.grid, self.context, timeout=self.fed.round_timeout,
+                                                max_weight=max(max(self.task.weights.values(), default=1), 1))
+        nodes = [n for n in self.node_partner if self._active(n)]
+        config: dict[str, Any] = {TASK_KEY: self.task.to_json(), "server-round": rnd}
+        if self.fed.strategy == "fedprox":
+            config["proximal-mu"] = self.fed.proximal_mu
+        try:
+            result = self._aggregator.round(rnd, arrays, config, nodes)
+        except Exception as exc:  # the legacy workflow raises on e.g. an all-zero total weight
+            raise FederationError(f"round {rnd}: secure aggregation failed: {exc}") from exc
+        answered = {nid for nid, _ in result.results}
+        self._note_dropouts(rnd, nodes, answered)
+        failures = [f"{self._who(n)}: no masked update" for n in nodes if n not in answered]
+        reports = [PartnerReport.from_json(str(fitres.metrics[REPORT_METRIC])) for _, fitres in result.results]
+        trained = [r for r in reports if not r.declined]
+        if result.arrays is None or not trained:
+            if result.arrays is None and not reports:
+                raise FederationError(f"round {rnd}: secure aggregation halted (too few partners answered)")
+            return None, reports, failures, None
+        loss = sum(r.train_loss * r.rows_train for r in trained) / max(sum(r.rows_train for r in trained), 1)
+        return result.arrays, reports, failures, loss
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
@@ -156,14 +212,12 @@ class FederatedTraining:
         last_loss, last_steps, trained_rounds, ended = None, 0, 0, ""
         round_started = time.monotonic()
         for rnd in range(1, self.fed.rounds + 1):
-            messages = self._train_messages(rnd, arrays)
-            if not messages:
+            if not any(self._active(n) for n in self.node_partner):
                 ended = f"no partner can train from round {rnd}"
                 break
-            replies, failures = self._exchange(messages)
-            if not replies:
+            new_arrays, reports, failures, loss = (self._secure_round if self.secure else self._plain_round)(rnd, arrays)
+            if not reports:
                 raise FederationError(f"round {rnd}: no partner replied: " + "; ".join(failures))
-            reports = [self._report(r) for r in replies]
             # Each reply evaluated the model it received: that is the previous round's result.
             self._record(rnd - 1, reports, round_started, failures, last_loss, last_steps)
             round_started = time.monotonic()
@@ -172,19 +226,15 @@ class FederatedTraining:
                     self.stopped[rep.partner] = {"round": rnd, "reason": rep.declined}
                     log(WARNING, "partner '%s' stopped at round %d: %s", rep.partner, rnd, rep.declined, extra=PROGRESS)
             self._privacy_record(rnd, [rep for rep in reports if not rep.declined])
-            updates = [r for r, rep in zip(replies, reports) if not rep.declined]
-            if not updates:
+            if new_arrays is None:
                 ended = f"no partner can train from round {rnd}"
                 break
-            new_arrays, train_metrics = self.strategy.aggregate_train(rnd, updates)
-            if new_arrays is None:
-                raise FederationError(f"round {rnd}: aggregation failed")
-            arrays, trained_rounds = new_arrays, rnd
-            last_loss = float(train_metrics["train-loss"]) if train_metrics else None
+            arrays, trained_rounds, last_loss = new_arrays, rnd, loss
             last_steps = sum(rep.steps for rep in reports)
         if ended:
             log(WARNING, "%s: ending the run after %d trained round(s)", ended, trained_rounds, extra=PROGRESS)
-        messages = self.strategy.configure_evaluate(trained_rounds, arrays, self._config(), self.grid)
+        messages = [m for m in self.strategy.configure_evaluate(trained_rounds, arrays, self._config(), self.grid)
+                    if self.node_partner.get(m.metadata.dst_node_id) not in self.dropped]
         replies, failures = self._exchange(messages)
         if not replies:
             raise FederationError("final evaluation: no partner replied: " + "; ".join(failures))
@@ -212,6 +262,10 @@ class FederatedTraining:
             partners.append({"name": r.partner, "kind": r.kind, "rows_train": r.rows_train,
                              "rows_test": r.rows_test, "federated": final["partners"][r.partner],
                              "privacy": privacy})
+        for name, rnd in self.dropped.items():   # no final evaluation from a partner that is gone
+            partners.append({"name": name, "kind": self.partners[name].kind, "rows_train": self.partners[name].rows_train,
+                             "rows_test": self.partners[name].rows_test, "federated": None,
+                             "privacy": dict(self.partners[name].privacy or {"mode": "off"}), "dropped_round": rnd})
         return {
             "scenario": self.scenario.name,
             "run": self.task.run,
@@ -220,6 +274,8 @@ class FederatedTraining:
             "rounds": trained_rounds,
             "rounds_planned": self.fed.rounds,
             "ended_early": ended or None,
+            "secure_aggregation": self.secure,
+            "dropped": [{"partner": n, "round": r} for n, r in self.dropped.items()],
             "federated": final["pooled"],
             "partners": partners,
             "client_dp": (partner_level_dp_statement(self.strategy, self.scenario.client_dp, len(reports))

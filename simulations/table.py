@@ -10,10 +10,11 @@ def comparison_table(summary: dict[str, Any]) -> str:
     head = f"{'partner':<18}{'kind':<10}{'train':>8}{'test':>7}  {'local AUC':>9}{'fed AUC':>9}{'gain':>8}  {'local KS':>8}{'fed KS':>8}"
     lines = [head, "-" * len(head)]
     for p in summary["partners"]:
-        local, fed = p.get("local") or {}, p["federated"]
-        la, fa = local.get("auc", float("nan")), fed["auc"]
+        nan = float("nan")
+        local, fed = p.get("local") or {}, p.get("federated") or {"auc": nan, "ks": nan}
+        la, fa = local.get("auc", nan), fed["auc"]
         lines.append(f"{p['name']:<18}{p['kind']:<10}{p['rows_train']:>8}{p['rows_test']:>7}  "
-                     f"{la:>9.4f}{fa:>9.4f}{fa - la:>+8.4f}  {local.get('ks', float('nan')):>8.4f}{fed['ks']:>8.4f}")
+                     f"{la:>9.4f}{fa:>9.4f}{fa - la:>+8.4f}  {local.get('ks', nan):>8.4f}{fed['ks']:>8.4f}")
     lines.append("-" * len(head))
     fed, cen = summary["federated"], summary.get("centralized") or {}
     lines.append(f"{'pooled test rows':<28}{'AUC':>9}{'KS':>8}{'Gini':>8}{'Brier':>9}")
