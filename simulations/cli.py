@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -19,8 +20,12 @@ def _simulate(args: argparse.Namespace) -> int:
     settings = RunSettings(scenario=str(args.scenario or ""), out_dir=str(args.out or ""),
                            rounds=args.rounds or 0, model=args.model or "", strategy=args.strategy or "")
     result = simulate(settings, verbose=args.verbose, yardsticks=not args.no_yardsticks)
+    from privacy.report import render_text
+
     print()
     print(comparison_table(result.summary))
+    report = json.loads((result.run_dir / "privacy_report.json").read_text())
+    print("\n" + render_text(report))
     print(f"\nrun directory: {result.run_dir}")
     return 0
 

@@ -74,3 +74,16 @@ def test_invalid_releases_are_refused() -> None:
         Release(1.0, 1.5, 1)
     with pytest.raises(ValueError):
         compose([Release(1.0, 0.1, 1)], 0.0)
+
+
+def test_prv_failure_falls_back_to_rdp_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import privacy.accountant as accountant
+
+    def broken(self, delta, eps_error=0.01, delta_error=None):
+        raise FloatingPointError("domain overflow")
+
+    monkeypatch.setattr(accountant.PRVAccountant, "get_epsilon", broken)
+    spent = compose([Release(1.0, 0.01, 100)], 1e-5)
+    assert spent.accountant == "rdp" and spent.epsilon_prv is None
+    assert spent.epsilon == spent.epsilon_rdp == pytest.approx(1.214, abs=1e-3)
+    assert "PRV accountant failed" in spent.note and "RDP bound reported" in spent.note
