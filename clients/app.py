@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp import ClientApp
 from flwr.clientapp.mod import fixedclipping_mod
 
@@ -108,7 +115,7 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     """Score the partner's test rows with the received model; send the histogram and
     the partner's lifetime privacy statement."""
-    from clients.partner import privacy_statement, evaluate_model, privacy_gate, report
+    from clients.partner import evaluate_model, privacy_gate, privacy_statement, report
 
     task, data = _data(msg, context, "evaluate")
     histogram = evaluate_model(data, task, msg.content["arrays"].to_torch_state_dict())

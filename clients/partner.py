@@ -20,13 +20,24 @@ import torch
 
 from credit.errors import InputError
 from credit.features import ColumnStats
-from credit.loading import (PartnerTable, load_table, partner_seed, prepare_table, read_table_bytes,
-                           split_train_test)
+from credit.loading import (
+    PartnerTable,
+    load_table,
+    partner_seed,
+    prepare_table,
+    read_table_bytes,
+    split_train_test,
+)
 from credit.metrics import ScoreHistogram
-from credit.model import build_model, make_loader, make_optimizer, predict_proba, train_epochs
+from credit.model import (
+    build_model,
+    make_loader,
+    make_optimizer,
+    predict_proba,
+    train_epochs,
+)
 from credit.protocol import PartnerReport, TaskConfig
 from credit.scenario import FederationSettings, Partner
-from credit.schema import DatasetSpec
 from privacy.access import AccessPolicy, open_vault
 from privacy.accountant import PrivacySpent, Release
 from privacy.audit import AuditLog

@@ -14,8 +14,17 @@ from collections import OrderedDict
 
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 from flwr.client.mod import secaggplus_mod
-from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
-from flwr.compat.common.recorddict_compat import fitres_to_recorddict, recorddict_to_fitins
+from flwr.common import (
+    Code,
+    FitRes,
+    Status,
+    ndarrays_to_parameters,
+    parameters_to_ndarrays,
+)
+from flwr.compat.common.recorddict_compat import (
+    fitres_to_recorddict,
+    recorddict_to_fitins,
+)
 
 SECAGG_CONFIGS = "secaggplus_configs"
 REPORT_METRIC = "report"

@@ -104,10 +104,7 @@ class ColumnStats:
 
     @staticmethod
     def combine(parts: Iterable[ColumnStats]) -> ColumnStats:
-        total = ColumnStats()
-        for part in parts:
-            total = total + part
-        return total
+        return sum(parts, ColumnStats())
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -65,10 +65,7 @@ class ScoreHistogram:
 
     @staticmethod
     def combine(parts: Iterable[ScoreHistogram]) -> ScoreHistogram:
-        total = ScoreHistogram()
-        for part in parts:
-            total = total + part
-        return total
+        return sum(parts, ScoreHistogram())
 
     def metrics(self) -> dict[str, float]:
         """AUC (ties inside a bin count one half), KS at bin edges, Gini, Brier, log loss."""

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 from credit.errors import InputError
 from credit.scenario import PrivacyPolicy
-from privacy.accountant import BudgetError, PrivacySpent, Release, calibrate_noise, compose
+from privacy.accountant import (
+    BudgetError,
+    PrivacySpent,
+    Release,
+    calibrate_noise,
+    compose,
+)
 from privacy.dpsgd import batches_per_epoch
 from privacy.ledger import LedgerEntry, PrivacyLedger
 

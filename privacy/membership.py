@@ -16,7 +16,13 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from credit.model import build_model, make_loader, make_optimizer, predict_proba, train_epochs
+from credit.model import (
+    build_model,
+    make_loader,
+    make_optimizer,
+    predict_proba,
+    train_epochs,
+)
 from privacy.dpsgd import make_private
 
 

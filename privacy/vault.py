@@ -54,7 +54,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from credit.atomic import atomic_write
 from credit.errors import InputError
-from privacy.keys import KdfParams, KeyEncryptionKey, KeySource, KeySourceError, PassphraseKey
+from privacy.keys import (
+    KdfParams,
+    KeyEncryptionKey,
+    KeySource,
+    KeySourceError,
+    PassphraseKey,
+)
 
 MAGIC = b"FCVAULT\x00"
 VERSION = 1

@@ -27,12 +27,18 @@ from credit.errors import FederationError
 from credit.features import ColumnStats, FeatureTransform
 from credit.metrics import ScoreHistogram
 from credit.model import build_model
-from credit.protocol import REPORT_KEY, STATS_ACTION, TASK_KEY, PartnerReport, TaskConfig
+from credit.protocol import (
+    REPORT_KEY,
+    STATS_ACTION,
+    TASK_KEY,
+    PartnerReport,
+    TaskConfig,
+)
 from credit.rundir import MODEL, RunDirectory
 from credit.scenario import Scenario
 from privacy.report import write_privacy_report
-from server.strategy import partner_level_dp_statement
 from privacy.statistics import denoise
+from server.strategy import partner_level_dp_statement
 
 PROGRESS = {"fedcredit": True}  # marks our log lines so a quiet console can keep just these
 

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from clients.partner import PartnerData, open_partner_data, privacy_gate
-from credit.protocol import TaskConfig
 from credit.errors import InputError
+from credit.protocol import TaskConfig
 from credit.rundir import RunDirectory
 from credit.scenario import Scenario
-from server.app import RunSettings
 from privacy.report import write_privacy_report
+from server.app import RunSettings
 from simulations.membership_audit import membership_audit
 from simulations.yardsticks import centralised, local_only
 

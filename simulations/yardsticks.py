@@ -19,7 +19,6 @@ from credit.model import CreditClassifier
 from credit.scenario import FederationSettings
 from credit.schema import DatasetSpec
 
-
 MIN_STEPS = 1000  # a yardstick is trained to convergence, not starved on a small partner
 
 

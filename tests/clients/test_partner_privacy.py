@@ -8,7 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.partner import column_statistics, open_partner_data, privacy_gate, train_round
+from clients.partner import (
+    column_statistics,
+    open_partner_data,
+    privacy_gate,
+    train_round,
+)
 from credit.features import FeatureTransform
 from credit.model import build_model
 from credit.protocol import TaskConfig

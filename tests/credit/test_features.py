@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit.features import MISSING, OTHER, Z_EDGES, ColumnStats, FeatureTransform, signed_log1p
+from credit.features import (
+    MISSING,
+    OTHER,
+    Z_EDGES,
+    ColumnStats,
+    FeatureTransform,
+    signed_log1p,
+)
 from credit.loading import prepare_table
 from credit.schema import DatasetSpec
 from tests.conftest import SPEC, make_partner_frame

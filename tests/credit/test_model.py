@@ -11,7 +11,13 @@ from credit.errors import InputError
 from credit.features import ColumnStats, FeatureTransform
 from credit.loading import prepare_table
 from credit.metrics import exact_metrics
-from credit.model import CreditClassifier, build_model, make_loader, make_optimizer, train_epochs
+from credit.model import (
+    CreditClassifier,
+    build_model,
+    make_loader,
+    make_optimizer,
+    train_epochs,
+)
 from credit.schema import DatasetSpec
 from tests.conftest import SPEC, make_partner_frame
 

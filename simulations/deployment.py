@@ -1,0 +1,915 @@
+"""A real Flower deployment: the coordinator's and the partners' config files, and the
+Flower processes they start (`flower-superlink`, `flower-supernode`, `flwr`).
+
+Coordinator: the scenario file plus a `[coordinator]` table and a `public_key` per partner
+(`load_coordinator`). Partner: its partner.toml, whose `[partner]`/`[privacy]` tables are read
+by `credit.scenario.load_partner_file` and whose `[node]` table is read here (`load_node`).
+Everything is validated once, before any process starts: a config error, a missing file, an
+expired or mismatched certificate or a port in use is reported by us with the file and field.
+
+Processes are the executables of the venv that runs this code (beside `sys.executable`), each
+in its own session, with output in a log file under `<flwr_home>/fedcredit/`. A start either
+ends with a ready process or stops what it started; a detached process is found again through a
+PID file that records its start time, so a recycled PID is never signalled.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TextIO
+
+from credit.atomic import atomic_write_json, atomic_write_text
+from credit.errors import InputError
+from credit.scenario import Partner, Scenario, load_partner_file, load_scenario
+from privacy import tls
+
+BIN_DIR = Path(sys.executable).parent
+PROJECT_DIR = Path(__file__).resolve().parent.parent      # the Flower app: pyproject.toml + packages
+DEFAULT_ADDRESS = "127.0.0.1"
+DEFAULT_PORT = 9092
+DEFAULT_NODE_PORT = 9094
+DEFAULT_FEDERATION = "fedcredit"
+DEFAULT_WAIT = 30.0
+STOP_TIMEOUT = 20.0
+STATE_DIR = "fedcredit"       # inside FLWR_HOME: PID files, logs, registered node ids
+_FEDERATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_COORDINATOR_KEYS = {"address", "port", "ca_cert", "server_cert", "server_key", "flwr_home", "insecure",
+                     "federation"}
+_NODE_KEYS = {"superlink", "port", "root_certificates", "auth_key", "insecure", "flwr_home"}
+Print = Callable[[str], None]
+
+
+class DeploymentError(InputError):
+    """A process could not be started or stopped; the message says why and what to do."""
+
+
+# ---- configuration ----------------------------------------------------------------------------
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(f"{what} not found: check the path", source=str(path))
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"is not valid TOML: {exc}", source=str(path)) from exc
+
+
+def _table(raw: Mapping[str, Any], name: str, source: str, allowed: set[str]) -> dict[str, Any]:
+    table = raw.get(name, {})
+    if not isinstance(table, Mapping):
+        raise InputError("must be a table", source=source, field=name)
+    unknown = set(table) - allowed
+    if unknown:
+        raise InputError(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}", source=source)
+    return dict(table)
+
+
+def _str(table: Mapping[str, Any], key: str, source: str, default: str | None = None) -> str | None:
+    value = table.get(key, default)
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise InputError(f"must be a non-empty string (got {value!r})", source=source, field=key)
+    return value.strip() if isinstance(value, str) else None
+
+
+def _port(table: Mapping[str, Any], key: str, source: str, default: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        raise InputError(f"must be a port number between 1 and 65535 (got {value!r})", source=source, field=key)
+    return value
+
+
+def _bool(table: Mapping[str, Any], key: str, source: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise InputError(f"must be true or false (got {value!r})", source=source, field=key)
+    return value
+
+
+def _path(base: Path, value: str | None) -> Path | None:
+    return (base / Path(value).expanduser()).resolve() if value else None
+
+
+def _host(value: str, source: str, field: str) -> str:
+    """A bare host name or IP address (IPv6 may be bracketed); no scheme, no port."""
+    host = value.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if "://" in host or "/" in host or ":" in host or not re.match(r"^[A-Za-z0-9.-]+$", host):
+        raise InputError(f"must be a host name or IP address without scheme or port (got {value!r})",
+                         source=source, field=field)
+    return host
+
+
+def _host_port(value: str, source: str, field: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' → (host, port)."""
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise InputError(f"must be host:port, e.g. \"127.0.0.1:{DEFAULT_PORT}\" (got {value!r})",
+                         source=source, field=field)
+    return _host(host, source, field), int(port_text)
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def dial_host(bind_host: str) -> str:
+    """The host a client on the coordinator's machine dials for a SuperLink bound to `bind_host`
+    (Flower's own SuperExec and the flwr CLI do the same: bind-all → loopback)."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(bind_host, bind_host)
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    """The [coordinator] table: where the SuperLink listens and with which files."""
+
+    source: Path
+    address: str = DEFAULT_ADDRESS
+    port: int = DEFAULT_PORT
+    ca_cert: Path | None = None
+    server_cert: Path | None = None
+    server_key: Path | None = None
+    flwr_home: Path = Path("flwr-home")
+    insecure: bool = False
+    federation: str = DEFAULT_FEDERATION
+
+    @property
+    def control_address(self) -> str:
+        """host:port that the flwr CLI on this machine dials (written to $FLWR_HOME/config.toml)."""
+        return _join(dial_host(self.address), self.port)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.flwr_home / STATE_DIR
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "superlink.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "superlink.log"
+
+    @property
+    def nodes_file(self) -> Path:
+        return self.state_dir / "registered-nodes.json"
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    """A validated coordinator config: the scenario, the SuperLink settings, each partner's public key."""
+
+    settings: CoordinatorSettings
+    scenario: Scenario
+    public_keys: Mapping[str, Path]        # partner name → OpenSSH public key file (empty when insecure)
+    insecure: bool
+
+    @property
+    def source(self) -> Path:
+        return self.settings.source
+
+
+def read_coordinator_settings(path: str | Path) -> CoordinatorSettings:
+    """Only the [coordinator] table (enough to stop, inspect or address a running SuperLink)."""
+    path = Path(path).expanduser().resolve()
+    raw = _read_toml(path, "coordinator config")
+    source = f"{path} [coordinator]"
+    table = _table(raw, "coordinator", source, _COORDINATOR_KEYS)
+    base = path.parent
+    federation = _str(table, "federation", source, DEFAULT_FEDERATION)
+    if not _FEDERATION.match(federation or ""):
+        raise InputError(f"must be letters, digits, '-' or '_' (got {federation!r})", source=source,
+                         field="federation")
+    return CoordinatorSettings(
+        source=path,
+        address=_host(_str(table, "address", source, DEFAULT_ADDRESS) or DEFAULT_ADDRESS, source, "address"),
+        port=_port(table, "port", source, DEFAULT_PORT),
+        ca_cert=_path(base, _str(table, "ca_cert", source)),
+        server_cert=_path(base, _str(table, "server_cert", source)),
+        server_key=_path(base, _str(table, "server_key", source)),
+        flwr_home=_path(base, _str(table, "flwr_home", source, "flwr-home")) or base / "flwr-home",
+        insecure=_bool(table, "insecure", source),
+        federation=federation or DEFAULT_FEDERATION,
+    )
+
+
+def _confirm_insecure(config_insecure: bool, flag: bool, source: str) -> bool:
+    if config_insecure and not flag:
+        raise InputError("says insecure = true: pass --insecure to confirm a deployment without TLS "
+                         "(local tests only)", source=source, field="insecure")
+    return config_insecure or flag
+
+
+def load_coordinator(path: str | Path, *, insecure: bool = False, now: datetime | None = None) -> CoordinatorConfig:
+    """The coordinator's scenario file with [coordinator] and per-partner public keys, fully checked:
+    the scenario itself, every file named, the certificates (valid now, server certificate issued
+    by the CA, matching its key, naming the address the flwr CLI and Flower's SuperExec dial) and
+    every partner's public key (distinct, EC on a NIST curve). `insecure` is the --insecure flag."""
+    settings = read_coordinator_settings(path)
+    path = settings.source
+    source = f"{path} [coordinator]"
+    scenario = load_scenario(path)
+    insecure = _confirm_insecure(settings.insecure, insecure, source)
+    keys: dict[str, Path] = {}
+    if not insecure:
+        for name in ("ca_cert", "server_cert", "server_key"):
+            if getattr(settings, name) is None:
+                raise InputError("missing: TLS needs ca_cert, server_cert and server_key (make them with "
+                                 "`fedcredit certs --out DIR`), or pass --insecure for a local test",
+                                 source=source, field=name)
+        tls.check_server_files(settings.ca_cert, settings.server_cert, settings.server_key, source=source,
+                               host=dial_host(settings.address), now=now)
+        raw = _read_toml(path, "coordinator config")
+        seen: dict[str, str] = {}
+        for entry in raw.get("partners", []):
+            name = entry.get("name")
+            at = f"{path} partner '{name}'"
+            value = _str(entry, "public_key", at)
+            if value is None:
+                raise InputError("missing: every partner needs the path of its node public key (the .pub "
+                                 "made by `fedcredit node-key new`) so the SuperLink admits its SuperNode",
+                                 source=at, field="public_key")
+            key_path = _path(path.parent, value)
+            line = tls.check_node_public_key(key_path, source=at)
+            if line in seen:
+                raise InputError(f"is the same key as partner '{seen[line]}': each partner needs its own key",
+                                 source=at, field="public_key")
+            seen[line] = name
+            keys[name] = key_path
+    return CoordinatorConfig(settings, scenario, keys, insecure)
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The [node] table of a partner.toml: how this partner's SuperNode reaches the SuperLink."""
+
+    source: Path
+    name: str
+    superlink: str
+    port: int = DEFAULT_NODE_PORT
+    root_certificates: Path | None = None
+    auth_key: Path | None = None
+    insecure: bool = False
+    flwr_home: Path = Path("flwr-home")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.flwr_home / STATE_DIR
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / f"supernode-{self.name}.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / f"supernode-{self.name}.log"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    settings: NodeSettings
+    partner: Partner
+    insecure: bool
+
+    @property
+    def source(self) -> Path:
+        return self.settings.source
+
+
+def read_node_settings(path: str | Path) -> NodeSettings:
+    """Only the [node] table and the partner's name (enough to stop a running SuperNode)."""
+    path = Path(path).expanduser().resolve()
+    raw = _read_toml(path, "partner config")
+    source = f"{path} [node]"
+    if "node" not in raw:
+        raise InputError("missing the [node] table (superlink, port, root_certificates, auth_key)",
+                         source=str(path))
+    table = _table(raw, "node", source, _NODE_KEYS)
+    partner = raw.get("partner")
+    name = partner.get("name") if isinstance(partner, Mapping) else None
+    if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", name):
+        raise InputError("needs a name of letters, digits, '-', '_' or '.'", source=f"{path} [partner]",
+                         field="name")
+    superlink = _str(table, "superlink", source)
+    if superlink is None:
+        raise InputError(f"missing: the SuperLink's address as host:port, e.g. \"127.0.0.1:{DEFAULT_PORT}\"",
+                         source=source, field="superlink")
+    host, port = _host_port(superlink, source, "superlink")
+    base = path.parent
+    return NodeSettings(
+        source=path, name=name, superlink=_join(host, port),
+        port=_port(table, "port", source, DEFAULT_NODE_PORT),
+        root_certificates=_path(base, _str(table, "root_certificates", source)),
+        auth_key=_path(base, _str(table, "auth_key", source)),
+        insecure=_bool(table, "insecure", source),
+        flwr_home=_path(base, _str(table, "flwr_home", source, f"flwr-home-{name}")) or base / f"flwr-home-{name}",
+    )
+
+
+def load_node(path: str | Path, *, insecure: bool = False, now: datetime | None = None) -> NodeConfig:
+    """A partner.toml fully checked: [partner]/[privacy] by `load_partner_file`, [node] here, the CA
+    certificate (a CA, valid now) and the node's private key (OpenSSH EC, mode 0600)."""
+    partner = load_partner_file(path)
+    settings = read_node_settings(path)
+    source = f"{settings.source} [node]"
+    insecure = _confirm_insecure(settings.insecure, insecure, source)
+    if not insecure:
+        if settings.root_certificates is None:
+            raise InputError("missing: the consortium CA certificate (ca.crt from the coordinator), or pass "
+                             "--insecure for a local test", source=source, field="root_certificates")
+        if settings.auth_key is None:
+            raise InputError("missing: this node's private key (make it with `fedcredit node-key new PATH` and "
+                             "send PATH.pub to the coordinator)", source=source, field="auth_key")
+        tls.check_ca_file(settings.root_certificates, field="root_certificates", source=source, now=now)
+        tls.check_node_private_key(settings.auth_key, field="auth_key", source=source)
+    return NodeConfig(settings, partner, insecure)
+
+
+# ---- commands ---------------------------------------------------------------------------------
+
+
+def executable(name: str) -> str:
+    path = BIN_DIR / name
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise DeploymentError(f"{name} not found beside {sys.executable}: install fedcredit with its Flower "
+                              "dependency in this environment")
+    return str(path)
+
+
+def flower_env(flwr_home: Path, **extra: str) -> dict[str, str]:
+    """The environment of every Flower process: this venv's bin first on PATH (Flower starts
+    `flower-superexec` by name), a private FLWR_HOME, no telemetry, no update check (it calls out
+    to the internet), no runtime dependency installation."""
+    env = dict(os.environ)
+    env.update({"PATH": f"{BIN_DIR}{os.pathsep}{env.get('PATH', '')}", "FLWR_HOME": str(flwr_home),
+                "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
+                "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", **extra})
+    return env
+
+
+def toml_string(value: str, *, what: str) -> str:
+    """A TOML string literal that Flower's `k=v` parser (values quoted with ' or ") keeps whole."""
+    if "'" not in value and "\n" not in value:
+        return f"'{value}'"
+    if '"' not in value and "\\" not in value and "\n" not in value:
+        return f'"{value}"'
+    raise InputError(f"contains both quote characters or a newline, which Flower's config parser cannot "
+                     f"carry: {value!r}", source=what)
+
+
+def superlink_command(cfg: CoordinatorConfig) -> list[str]:
+    s = cfg.settings
+    cmd = [executable("flower-superlink")]
+    if cfg.insecure:
+        cmd += ["--insecure"]
+    else:
+        cmd += ["--ssl-ca-certfile", str(s.ca_cert), "--ssl-certfile", str(s.server_cert),
+                "--ssl-keyfile", str(s.server_key), "--enable-supernode-auth"]
+    return cmd + ["--disable-runtime-dependency-installation", "--host", s.address, "--port", str(s.port)]
+
+
+def supernode_command(node: NodeConfig) -> list[str]:
+    s = node.settings
+    cmd = [executable("flower-supernode"), "--superlink", s.superlink, "--port", str(s.port)]
+    if node.insecure:
+        cmd += ["--insecure"]
+    else:
+        cmd += ["--root-certificates", str(s.root_certificates), "--auth-supernode-private-key", str(s.auth_key)]
+    return cmd + ["--node-config", f"partner-config={toml_string(str(s.source), what='partner config path')}"]
+
+
+def run_command(cfg: CoordinatorConfig, out_dir: Path, rounds: int | None = None) -> list[str]:
+    """`flwr run <project> <federation> --stream --run-config "scenario=... deployment=true out-dir=..."`."""
+    run_config = (f"scenario={toml_string(str(cfg.source), what='scenario path')} deployment=true "
+                  f"out-dir={toml_string(str(out_dir), what='--out')}")
+    if rounds:
+        run_config += f" rounds={int(rounds)}"
+    return [executable("flwr"), "run", str(PROJECT_DIR), cfg.settings.federation, "--stream",
+            "--run-config", run_config]
+
+
+def shell_join(cmd: Sequence[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(c) for c in cmd)
+
+
+def check_port_free(host: str, port: int, *, source: str, field: str) -> None:
+    """Bind the port (as the server will) and release it; refuse if something holds it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise DeploymentError(f"port {port} on {host} is not available ({exc.strerror}): another program "
+                                  f"(or a running SuperLink/SuperNode) uses it; stop it or choose another port",
+                                  source=source, field=field) from None
+
+
+def write_federation(settings: CoordinatorSettings, insecure: bool) -> Path:
+    """Add/replace `[superlink.<federation>]` in $FLWR_HOME/config.toml (other entries kept)."""
+    import tomli_w
+
+    path = settings.flwr_home / "config.toml"
+    data: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"is not valid TOML: {exc}", source=str(path)) from exc
+    superlink = data.setdefault("superlink", {})
+    entry: dict[str, Any] = {"address": settings.control_address}
+    if insecure:
+        entry["insecure"] = True
+    else:
+        entry["root-certificates"] = str(settings.ca_cert)
+    superlink[settings.federation] = entry
+    superlink.setdefault("default", settings.federation)
+    atomic_write_text(path, tomli_w.dumps(data))
+    return path
+
+
+# ---- processes --------------------------------------------------------------------------------
+
+
+def _psutil():
+    try:
+        import psutil
+    except ImportError:  # pragma: no cover - psutil ships with fedcredit's environment
+        raise DeploymentError("the deployment commands need psutil: install it in this environment") from None
+    return psutil
+
+
+@dataclass(frozen=True)
+class PidRecord:
+    pid: int
+    create_time: float
+    argv: tuple[str, ...]
+    log: str
+
+    def process(self):
+        """The live process this record names, or None (exited, or the PID now belongs to another)."""
+        psutil = _psutil()
+        try:
+            proc = psutil.Process(self.pid)
+            if abs(proc.create_time() - self.create_time) > 0.5 or proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+
+
+def read_pid_file(path: Path) -> PidRecord | None:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return PidRecord(int(raw["pid"]), float(raw["create_time"]), tuple(raw.get("argv", ())), str(raw.get("log", "")))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DeploymentError("is not a fedcredit PID file: remove it if no process runs", source=str(path)) from None
+
+
+def _descendants(pid: int) -> list[int]:
+    psutil = _psutil()
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _orphans_of(pid: int) -> list[int]:
+    """Flower helpers whose parent already exited: `flower-superexec ... --parent-pid PID` and the
+    members of the process group PID leads (we start every process in its own session)."""
+    psutil = _psutil()
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            cmd = proc.info["cmdline"] or []
+            adopted = any(a == "--parent-pid" and i + 1 < len(cmd) and cmd[i + 1] == str(pid)
+                          for i, a in enumerate(cmd))
+            if proc.pid != pid and (adopted or os.getpgid(proc.pid) == pid):
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def stop_tree(pid: int, *, timeout: float = STOP_TIMEOUT, known: Sequence[int] = ()) -> None:
+    """SIGTERM `pid` and wait (Flower shuts down cleanly on it), then terminate whatever it left
+    (its descendants, its process group, helpers that watch it), SIGKILL after a grace period."""
+    psutil = _psutil()
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        root = None
+    family = set(known) | set(_descendants(pid))
+    if root is not None:
+        try:
+            root.terminate()
+            root.wait(timeout)
+        except psutil.NoSuchProcess:
+            pass
+        except psutil.TimeoutExpired:
+            family |= set(_descendants(pid))
+            root.kill()
+            try:
+                root.wait(5)
+            except psutil.TimeoutExpired:
+                pass
+    family |= set(_orphans_of(pid))
+    procs = []
+    for p in family - {pid}:
+        try:
+            procs.append(psutil.Process(p))
+        except psutil.NoSuchProcess:
+            continue
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=5)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+
+
+class Service:
+    """One Flower process we started: its Popen, log file, PID file; stops its whole tree."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_file: Path, pid_file: Path,
+                 cwd: Path):
+        self.name, self.argv, self.log_file, self.pid_file = name, argv, log_file, pid_file
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("ab") as log:
+            log.write(f"\n=== {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} fedcredit started: "
+                      f"{shell_join(argv)}\n".encode())
+            self.offset = log.tell()
+            self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        self._seen: set[int] = set()
+        self._read_at = self.offset
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def remember_children(self) -> None:
+        self._seen |= set(_descendants(self.pid))
+
+    def new_output(self) -> str:
+        """Log text written since the last call."""
+        try:
+            with self.log_file.open("rb") as f:
+                f.seek(self._read_at)
+                data = f.read()
+        except OSError:
+            return ""
+        self._read_at += len(data)
+        return data.decode("utf-8", errors="replace")
+
+    def log_text(self) -> str:
+        try:
+            with self.log_file.open("rb") as f:
+                f.seek(self.offset)
+                return f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def write_pid_file(self) -> None:
+        psutil = _psutil()
+        record = {"pid": self.pid, "create_time": psutil.Process(self.pid).create_time(), "argv": self.argv,
+                  "log": str(self.log_file)}
+        atomic_write_json(self.pid_file, record)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        self.remember_children()
+        stop_tree(self.pid, timeout=timeout, known=sorted(self._seen))
+        try:
+            code = self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            code = None
+        self.remove_pid_file()
+        return code
+
+    def remove_pid_file(self) -> None:
+        record = None
+        try:
+            record = read_pid_file(self.pid_file)
+        except DeploymentError:
+            pass
+        if record is not None and record.pid == self.pid:
+            self.pid_file.unlink(missing_ok=True)
+
+
+def refuse_if_running(pid_file: Path, what: str, stop_hint: str) -> None:
+    record = read_pid_file(pid_file)
+    if record is None:
+        return
+    if record.process() is not None:
+        raise DeploymentError(f"{what} already runs (PID {record.pid}, log {record.log}): stop it first with "
+                              f"`{stop_hint}`", source=str(pid_file))
+    pid_file.unlink(missing_ok=True)    # stale: the process is gone
+
+
+def stop_from_pid_file(pid_file: Path, what: str, *, timeout: float = STOP_TIMEOUT) -> int | None:
+    """Stop the process a PID file names; returns its PID, or None if nothing was running."""
+    record = read_pid_file(pid_file)
+    if record is None:
+        return None
+    proc = record.process()
+    if proc is None:
+        pid_file.unlink(missing_ok=True)
+        return None
+    stop_tree(record.pid, timeout=timeout)
+    pid_file.unlink(missing_ok=True)
+    return record.pid
+
+
+# ---- SuperLink --------------------------------------------------------------------------------
+
+
+def _tail(text: str, lines: int = 1) -> str:
+    kept = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("===")]
+    return " | ".join(kept[-lines:])
+
+
+def _probe_superlink(settings: CoordinatorSettings, insecure: bool) -> str | None:
+    """GET /health on the SuperLink; None when it answered 200, else why not."""
+    scheme = "http" if insecure else "https"
+    url = f"{scheme}://{settings.control_address}/health"
+    context = None
+    if not insecure:
+        context = ssl.create_default_context(cafile=str(settings.ca_cert))
+    try:
+        with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+            return None if resp.status == 200 else f"HTTP {resp.status}"
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise DeploymentError(f"the SuperLink's certificate does not verify against {settings.ca_cert}: "
+                                  f"{reason.verify_message}", source=f"{settings.source} [coordinator]",
+                                  field="server_cert") from None
+        return str(reason)
+    except (OSError, ValueError) as exc:
+        return str(exc)
+
+
+def register_partners(cfg: CoordinatorConfig, env: dict[str, str], out: Print) -> dict[str, str]:
+    """`flwr supernode register <pub> <federation> --name <partner> --format json` for every partner."""
+    flwr = executable("flwr")
+    ids: dict[str, str] = {}
+    for name, pub in cfg.public_keys.items():
+        cmd = [flwr, "supernode", "register", str(pub), cfg.settings.federation, "--name", name, "--format", "json"]
+        try:
+            done = subprocess.run(cmd, env=env, cwd=cfg.settings.flwr_home, capture_output=True, text=True,
+                                  timeout=60)
+        except subprocess.TimeoutExpired:
+            raise DeploymentError(f"registering partner '{name}' timed out (60 s)",
+                                  source=f"{cfg.source} partner '{name}'") from None
+        try:
+            answer = json.loads(done.stdout[done.stdout.index("{"):])
+        except ValueError:
+            answer = {"success": False, "error-message": (done.stderr or done.stdout).strip()}
+        if not answer.get("success"):
+            message = " ".join(ln for ln in str(answer.get("error-message", "")).splitlines()
+                               if ln.strip() and not ln.startswith("Using SuperLink"))
+            raise DeploymentError(f"the SuperLink refused the key {pub}: {message or 'no reason given'}",
+                                  source=f"{cfg.source} partner '{name}'", field="public_key")
+        ids[name] = str(answer.get("node-id"))
+        out(f"  registered partner {name:<16} node {ids[name]}  key {pub}")
+    return ids
+
+
+def start_superlink(cfg: CoordinatorConfig, *, wait: float = DEFAULT_WAIT, out: Print = print,
+                    echo: TextIO | None = None) -> Service:
+    """Check, start the SuperLink, wait until it answers /health, write the federation entry,
+    register every partner's key. On any failure the SuperLink is stopped before the error."""
+    s = cfg.settings
+    source = f"{cfg.source} [coordinator]"
+    argv = superlink_command(cfg)
+    executable("flwr")
+    refuse_if_running(s.pid_file, "the SuperLink", f"fedcredit server stop --config {cfg.source}")
+    check_port_free(s.address, s.port, source=source, field="port")
+    s.flwr_home.mkdir(parents=True, exist_ok=True)
+    env = flower_env(s.flwr_home)
+    service = Service("SuperLink", argv, env, s.log_file, s.pid_file, cwd=s.flwr_home)
+    try:
+        deadline = time.monotonic() + wait
+        why: str | None = "not started"
+        while True:
+            if echo is not None:
+                echo.write(service.new_output())
+                echo.flush()
+            if not service.alive():
+                raise DeploymentError(f"the SuperLink exited (code {service.proc.returncode}): "
+                                      f"{_tail(service.log_text(), 3)} (log {s.log_file})", source=source)
+            why = _probe_superlink(s, cfg.insecure)
+            if why is None:
+                break
+            if time.monotonic() > deadline:
+                raise DeploymentError(f"the SuperLink did not answer on {s.control_address} within {wait:g} s "
+                                      f"({why}); see {s.log_file}", source=source)
+            time.sleep(0.25)
+        service.remember_children()
+        config_path = write_federation(s, cfg.insecure)
+        out(f"SuperLink PID {service.pid} listening on {_join(s.address, s.port)} "
+            f"({'INSECURE, no TLS, no node authentication' if cfg.insecure else 'TLS, node authentication on'})")
+        out(f"  federation '{s.federation}' -> {s.control_address} written to {config_path}")
+        ids = {} if cfg.insecure else register_partners(cfg, env, out)
+        atomic_write_json(s.nodes_file, ids)
+        service.write_pid_file()
+    except BaseException:
+        service.stop()
+        raise
+    return service
+
+
+# ---- SuperNode --------------------------------------------------------------------------------
+
+_NODE_ID = re.compile(r"SuperNode ID: (\d+)")
+
+
+def _supernode_failure(text: str, node: NodeConfig) -> str | None:
+    """Why a SuperNode's log says it cannot join (None when it does not say)."""
+    s = node.settings
+    if "2004" in text or "Failed to activate SuperNode" in text:
+        return (f"the SuperLink at {s.superlink} refused this node (Flower code 2004: its key is not registered): "
+                f"send {tls.public_key_path(s.auth_key) if s.auth_key else 'the node public key'} to the "
+                f"coordinator, who sets it as public_key of partner '{s.name}' and restarts the SuperLink")
+    if "2001" in text:
+        return (f"the SuperLink at {s.superlink} requires node authentication (Flower code 2001): set auth_key "
+                "in [node]")
+    m = re.search(r"CERTIFICATE_VERIFY_FAILED\][^\n(]*", text)
+    if m:
+        return (f"the SuperLink at {s.superlink} presented a certificate that root_certificates "
+                f"{s.root_certificates} does not accept ({m.group(0).split(']', 1)[1].strip()}): use the "
+                "coordinator's ca.crt and an address named in the server certificate")
+    if "SSL" in text and "handshake" in text:
+        return f"the TLS handshake with {s.superlink} failed: is the SuperLink running with TLS?"
+    if "Unable to parse the private key" in text:
+        return f"Flower cannot read auth_key {s.auth_key}"
+    return None
+
+
+def start_supernode(node: NodeConfig, *, wait: float = DEFAULT_WAIT, out: Print = print,
+                    echo: TextIO | None = None) -> tuple[Service, str]:
+    """Check, start the SuperNode, wait until the SuperLink has activated it ("SuperNode ID: N"
+    in its log). A refusal (unregistered key, wrong CA), an exit or no contact within `wait`
+    seconds stops the SuperNode and raises a DeploymentError saying why."""
+    s = node.settings
+    source = f"{s.source} [node]"
+    argv = supernode_command(node)
+    refuse_if_running(s.pid_file, f"the SuperNode of '{s.name}'", f"fedcredit partner stop --config {s.source}")
+    check_port_free("127.0.0.1", s.port, source=source, field="port")
+    s.flwr_home.mkdir(parents=True, exist_ok=True)
+    service = Service(f"SuperNode {s.name}", argv, flower_env(s.flwr_home), s.log_file, s.pid_file,
+                      cwd=s.flwr_home)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            if echo is not None:
+                echo.write(service.new_output())
+                echo.flush()
+            service.remember_children()
+            text = service.log_text()
+            found = _NODE_ID.search(text)
+            if found:
+                break
+            failure = _supernode_failure(text, node)
+            if failure:
+                raise DeploymentError(f"{failure} (log {s.log_file})", source=source)
+            if not service.alive():
+                raise DeploymentError(f"the SuperNode exited (code {service.proc.returncode}): "
+                                      f"{_tail(text, 3)} (log {s.log_file})", source=source)
+            if time.monotonic() > deadline:
+                raise DeploymentError(f"no contact with the SuperLink at {s.superlink} within {wait:g} s: check "
+                                      "the address and port, that the SuperLink runs, and firewalls "
+                                      f"(log {s.log_file})", source=source, field="superlink")
+            time.sleep(0.25)
+        node_id = found.group(1)
+        service.write_pid_file()
+        out(f"SuperNode PID {service.pid} for partner '{s.name}' joined {s.superlink} as node {node_id} "
+            f"({'INSECURE, no TLS' if node.insecure else 'TLS, authenticated'}); ClientApp port 127.0.0.1:{s.port}")
+    except BaseException:
+        service.stop()
+        raise
+    return service, node_id
+
+
+# ---- foreground -------------------------------------------------------------------------------
+
+
+class _Stop(KeyboardInterrupt):
+    """SIGTERM, turned into the same clean stop as Ctrl-C."""
+
+
+def install_stop_signals() -> Callable[[], None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread; returns the restore function."""
+    if os.name != "posix":
+        return lambda: None
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise _Stop()
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    return lambda: [signal.signal(sig, h) for sig, h in old.items()]
+
+
+def serve(service: Service, *, echo: TextIO, out: Print = print) -> int:
+    """Follow the service's log until it exits (returns 1) or SIGINT/SIGTERM (stops it, returns 0)."""
+    try:
+        while service.alive():
+            text = service.new_output()
+            if text:
+                echo.write(text)
+                echo.flush()
+            service.remember_children()
+            time.sleep(0.25)
+    except KeyboardInterrupt:
+        out(f"stopping the {service.name} (PID {service.pid}) ...")
+        code = service.stop()
+        out(f"{service.name} stopped (exit code {code})")
+        return 0
+    echo.write(service.new_output())
+    code = service.proc.returncode
+    service.stop()
+    raise DeploymentError(f"the {service.name} exited unexpectedly (code {code}); see {service.log_file}")
+
+
+# ---- status and run ---------------------------------------------------------------------------
+
+
+def list_nodes(settings: CoordinatorSettings) -> list[dict[str, Any]]:
+    """`flwr supernode list <federation> --format json` against the running SuperLink."""
+    cmd = [executable("flwr"), "supernode", "list", settings.federation, "--format", "json"]
+    done = subprocess.run(cmd, env=flower_env(settings.flwr_home), cwd=settings.flwr_home, capture_output=True,
+                          text=True, timeout=60)
+    try:
+        answer = json.loads(done.stdout[done.stdout.index("{"):])
+    except ValueError:
+        answer = {"success": False, "error-message": (done.stderr or done.stdout).strip()}
+    if not answer.get("success"):
+        raise DeploymentError(f"cannot list the SuperNodes: {answer.get('error-message', '')!s}".strip(),
+                              source=str(settings.source))
+    return list(answer.get("nodes", []))
+
+
+def registered_nodes(settings: CoordinatorSettings) -> dict[str, str]:
+    """partner name → node id, as registered by the last `server start`."""
+    try:
+        return dict(json.loads(settings.nodes_file.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}
+
+
+def federation_written(settings: CoordinatorSettings) -> bool:
+    path = settings.flwr_home / "config.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(data.get("superlink", {}).get(settings.federation), Mapping)
+
+
+def default_out_dir(cfg: CoordinatorConfig) -> Path:
+    return cfg.source.parent / "runs" / f"{cfg.scenario.name}-{datetime.now():%Y%m%d-%H%M%S}"
