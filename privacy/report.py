@@ -42,7 +42,8 @@ def build_report(summary: dict[str, Any], rounds: list[dict[str, Any]]) -> dict[
             "name": p["name"], "kind": p["kind"], "mode": priv.get("mode", "off"),
             "epsilon": priv.get("epsilon"), "epsilon_rdp": priv.get("epsilon_rdp"), "delta": priv.get("delta"),
             "budget": priv.get("budget"), "remaining": priv.get("remaining"), "accountant": priv.get("accountant"),
-            "status": priv.get("status", "off" if priv.get("mode") == "off" else "ok"),
+            "status": "dropped" if p.get("dropped_round") else priv.get("status", "off" if priv.get("mode") == "off" else "ok"),
+            "dropped_round": p.get("dropped_round"),
             "stopped_round": priv.get("stopped_round"), "stopped_reason": priv.get("stopped_reason"),
             "federated_auc": (p.get("federated") or {}).get("auc"),
             "local_auc": (p.get("local") or {}).get("auc"),
@@ -118,6 +119,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"<td>{_fmt(p['epsilon'])}</td><td>{_fmt(p['epsilon_rdp'])}</td><td>{_fmt(p['budget'])}</td>"
         f"<td>{_fmt(p['remaining'])}</td><td>{_fmt(p['delta'])}</td><td>{_fmt(p['status'])}"
         f"{' (round ' + str(p['stopped_round']) + ': ' + html.escape(p['stopped_reason']) + ')' if p['stopped_reason'] else ''}"
+        f"{' (dropped out in round ' + str(p['dropped_round']) + ')' if p.get('dropped_round') else ''}"
         f"</td><td>{_fmt(p['federated_auc'], 4)}</td><td>{_fmt(p['local_auc'], 4)}</td></tr>"
         for p in report["partners"])
     round_rows = "".join(
@@ -172,9 +174,11 @@ def render_text(report: dict[str, Any]) -> str:
     lines = [f"privacy report — run {report['run']}"]
     for p in report["partners"]:
         if p["mode"] != "sample":
-            lines.append(f"  {p['name']:<18} mode {p['mode']}: no record-level guarantee")
+            gone = f"; dropped out in round {p['dropped_round']}" if p.get("dropped_round") else ""
+            lines.append(f"  {p['name']:<18} mode {p['mode']}: no record-level guarantee{gone}")
             continue
         stop = f", stopped at round {p['stopped_round']}" if p["stopped_round"] else ""
+        stop += f", dropped out in round {p['dropped_round']}" if p.get("dropped_round") else ""
         lines.append(f"  {p['name']:<18} ε = {p['epsilon']:.3f} of {p['budget']:g} at δ = {p['delta']:g} "
                      f"({p['accountant']}; RDP {p['epsilon_rdp']:.3f}), {p['status']}{stop}")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from credit.errors import FederationError, InputError
+from simulations.cli_deploy import register as register_deploy
 from simulations.cli_privacy import register as register_privacy
 from simulations.cli_security import register as register_security
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_privacy(sub)
     register_security(sub)
+    register_deploy(sub)
     return parser
 
 

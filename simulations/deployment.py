@@ -377,10 +377,10 @@ def flower_env(flwr_home: Path, **extra: str) -> dict[str, str]:
 
 def toml_string(value: str, *, what: str) -> str:
     """A TOML string literal that Flower's `k=v` parser (values quoted with ' or ") keeps whole."""
-    if "'" not in value and "\n" not in value:
-        return f"'{value}'"
     if '"' not in value and "\\" not in value and "\n" not in value:
         return f'"{value}"'
+    if "'" not in value and "\n" not in value:
+        return f"'{value}'"
     raise InputError(f"contains both quote characters or a newline, which Flower's config parser cannot "
                      f"carry: {value!r}", source=what)
 
@@ -417,9 +417,15 @@ def run_command(cfg: CoordinatorConfig, out_dir: Path, rounds: int | None = None
 
 
 def shell_join(cmd: Sequence[str]) -> str:
+    """The command as one would type it (single-quoted, or double-quoted when it holds ' only)."""
     import shlex
 
-    return " ".join(shlex.quote(c) for c in cmd)
+    def quote(arg: str) -> str:
+        if "'" in arg and not any(c in arg for c in '"$`\\!'):
+            return f'"{arg}"'
+        return shlex.quote(arg)
+
+    return " ".join(quote(c) for c in cmd)
 
 
 def check_port_free(host: str, port: int, *, source: str, field: str) -> None:
@@ -669,15 +675,17 @@ def _tail(text: str, lines: int = 1) -> str:
     return " | ".join(kept[-lines:])
 
 
-def _probe_superlink(settings: CoordinatorSettings, insecure: bool) -> str | None:
+def probe_superlink(settings: CoordinatorSettings, insecure: bool) -> str | None:
     """GET /health on the SuperLink; None when it answered 200, else why not."""
     scheme = "http" if insecure else "https"
     url = f"{scheme}://{settings.control_address}/health"
     context = None
     if not insecure:
         context = ssl.create_default_context(cafile=str(settings.ca_cert))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),   # never via a proxy
+                                         urllib.request.HTTPSHandler(context=context))
     try:
-        with urllib.request.urlopen(url, timeout=2, context=context) as resp:
+        with opener.open(url, timeout=2) as resp:
             return None if resp.status == 200 else f"HTTP {resp.status}"
     except urllib.error.URLError as exc:
         reason = exc.reason
@@ -739,7 +747,7 @@ def start_superlink(cfg: CoordinatorConfig, *, wait: float = DEFAULT_WAIT, out: 
             if not service.alive():
                 raise DeploymentError(f"the SuperLink exited (code {service.proc.returncode}): "
                                       f"{_tail(service.log_text(), 3)} (log {s.log_file})", source=source)
-            why = _probe_superlink(s, cfg.insecure)
+            why = probe_superlink(s, cfg.insecure)
             if why is None:
                 break
             if time.monotonic() > deadline:
@@ -768,11 +776,11 @@ _NODE_ID = re.compile(r"SuperNode ID: (\d+)")
 def _supernode_failure(text: str, node: NodeConfig) -> str | None:
     """Why a SuperNode's log says it cannot join (None when it does not say)."""
     s = node.settings
-    if "2004" in text or "Failed to activate SuperNode" in text:
+    if "[code: 2004]" in text or "Failed to activate SuperNode" in text:
         return (f"the SuperLink at {s.superlink} refused this node (Flower code 2004: its key is not registered): "
                 f"send {tls.public_key_path(s.auth_key) if s.auth_key else 'the node public key'} to the "
                 f"coordinator, who sets it as public_key of partner '{s.name}' and restarts the SuperLink")
-    if "2001" in text:
+    if "[code: 2001]" in text:
         return (f"the SuperLink at {s.superlink} requires node authentication (Flower code 2001): set auth_key "
                 "in [node]")
     m = re.search(r"CERTIFICATE_VERIFY_FAILED\][^\n(]*", text)

@@ -1,0 +1,224 @@
+"""`fedcredit certs | node-key | server | partner | run`: stand up a real Flower deployment.
+
+The coordinator runs the SuperLink (`server start`) and the training (`run`); each partner runs
+one SuperNode (`partner start`). TLS and node authentication are on unless --insecure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from credit.errors import InputError
+
+WAIT_HELP = "seconds to wait for the process to be ready before giving up (default %(default)s)"
+INSECURE_HELP = "no TLS and no node authentication — for a local test only (the config must agree)"
+
+
+def _warn_insecure(insecure: bool) -> None:
+    if insecure:
+        print("fedcredit: warning: INSECURE deployment: no TLS, no node authentication; anyone who can reach "
+              "the port can join or read traffic. Use it for local tests only.", file=sys.stderr)
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from privacy.tls import DEFAULT_SANS, make_certificates
+
+    sans = args.san or list(DEFAULT_SANS)
+    files = make_certificates(args.out, sans, days=args.days, ca_days=args.ca_days)
+    print(f"wrote {files.ca_cert} (CA, valid to {files.ca_not_after:%Y-%m-%d})\n"
+          f"      {files.ca_key} (CA private key, mode 600: keep it offline)\n"
+          f"      {files.server_cert} (SuperLink, valid to {files.not_after:%Y-%m-%d}; names: "
+          f"{', '.join(files.sans)})\n"
+          f"      {files.server_key} (SuperLink private key, mode 600)\n"
+          f"give every partner {files.ca_cert.name} (their [node] root_certificates); nothing else leaves this folder")
+    if "IP:127.0.0.1" not in files.sans:
+        print("note: the certificate does not name IP:127.0.0.1; with address \"127.0.0.1\" or \"0.0.0.0\" in "
+              "[coordinator], Flower's own SuperExec and the flwr CLI dial 127.0.0.1 and `server start` will "
+              "refuse it", file=sys.stderr)
+    return 0
+
+
+def _node_key_new(args: argparse.Namespace) -> int:
+    from privacy.tls import new_node_key
+
+    files = new_node_key(args.path, comment=args.comment or "")
+    print(f"wrote {files.private_key} (node private key, mode 600: it stays here; [node] auth_key)\n"
+          f"      {files.public_key} (public key: send it to the coordinator, who sets it as this partner's "
+          "public_key)")
+    return 0
+
+
+def _server_start(args: argparse.Namespace) -> int:
+    from simulations import deployment as d
+
+    cfg = d.load_coordinator(args.config, insecure=args.insecure)
+    _warn_insecure(cfg.insecure)
+    restore = d.install_stop_signals()
+    try:
+        service = d.start_superlink(cfg, wait=args.wait, echo=None if args.detach else sys.stdout)
+        s = cfg.settings
+        env = f"FLWR_HOME={s.flwr_home}"
+        print(f"  log {s.log_file}\n  PID file {s.pid_file}")
+        print(f"next: each partner runs `fedcredit partner start --config partner.toml`; then "
+              f"`fedcredit run --config {cfg.source}` (or `{env} flwr run {d.PROJECT_DIR} {s.federation} --stream "
+              f"--run-config \"scenario='{cfg.source}' deployment=true out-dir='...'\"`)")
+        if args.detach:
+            print(f"detached; stop it with `fedcredit server stop --config {cfg.source}`")
+            return 0
+        print("running in the foreground; Ctrl-C (or SIGTERM) stops it")
+        return d.serve(service, echo=sys.stdout)
+    finally:
+        restore()
+
+
+def _server_stop(args: argparse.Namespace) -> int:
+    from simulations import deployment as d
+
+    settings = d.read_coordinator_settings(args.config)
+    pid = d.stop_from_pid_file(settings.pid_file, "SuperLink")
+    print(f"stopped the SuperLink (PID {pid})" if pid else f"no SuperLink running (no live PID in {settings.pid_file})")
+    return 0
+
+
+def _server_status(args: argparse.Namespace) -> int:
+    from simulations import deployment as d
+
+    settings = d.read_coordinator_settings(args.config)
+    record = d.read_pid_file(settings.pid_file)
+    if record is None or record.process() is None:
+        print(f"SuperLink: not running (no live PID in {settings.pid_file})")
+        return 1
+    print(f"SuperLink: PID {record.pid} on {settings.address}:{settings.port}, log {record.log}")
+    names = {v: k for k, v in d.registered_nodes(settings).items()}
+    nodes = d.list_nodes(settings)
+    for node in nodes:
+        name = names.get(str(node.get("node-id")), "?")
+        print(f"  {name:<16} node {node.get('node-id'):<22} {node.get('status'):<12} "
+              f"online since {node.get('online-at')}")
+    if not nodes:
+        print("  no SuperNodes registered")
+    return 0
+
+
+def _partner_start(args: argparse.Namespace) -> int:
+    from simulations import deployment as d
+
+    node = d.load_node(args.config, insecure=args.insecure)
+    _warn_insecure(node.insecure)
+    restore = d.install_stop_signals()
+    try:
+        service, _ = d.start_supernode(node, wait=args.wait, echo=None if args.detach else sys.stdout)
+        s = node.settings
+        print(f"  data {node.partner.data} (stays here; purposes {', '.join(node.partner.purposes)})\n"
+              f"  log {s.log_file}\n  PID file {s.pid_file}")
+        if args.detach:
+            print(f"detached; stop it with `fedcredit partner stop --config {s.source}`")
+            return 0
+        print("running in the foreground; Ctrl-C (or SIGTERM) stops it")
+        return d.serve(service, echo=sys.stdout)
+    finally:
+        restore()
+
+
+def _partner_stop(args: argparse.Namespace) -> int:
+    from simulations import deployment as d
+
+    settings = d.read_node_settings(args.config)
+    pid = d.stop_from_pid_file(settings.pid_file, "SuperNode")
+    print(f"stopped the SuperNode of '{settings.name}' (PID {pid})" if pid
+          else f"no SuperNode running for '{settings.name}' (no live PID in {settings.pid_file})")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from simulations import deployment as d
+
+    if args.rounds is not None and args.rounds < 1:
+        raise InputError(f"must be a whole number ≥ 1 (got {args.rounds})", source="--rounds")
+    cfg = d.load_coordinator(args.config, insecure=args.insecure)
+    s = cfg.settings
+    if not d.federation_written(s):
+        raise InputError(f"no federation '{s.federation}' in {s.flwr_home / 'config.toml'}: start the SuperLink "
+                         f"first with `fedcredit server start --config {cfg.source}`", source=str(cfg.source))
+    why = d.probe_superlink(s, cfg.insecure)
+    if why is not None:
+        raise InputError(f"the SuperLink does not answer on {s.control_address} ({why}): start it with "
+                         f"`fedcredit server start --config {cfg.source}`", source=str(cfg.source))
+    out = (args.out or d.default_out_dir(cfg)).expanduser().resolve()
+    if out.exists() and any(out.iterdir()):
+        raise InputError("exists and is not empty: choose a new --out folder", source=str(out))
+    cmd = d.run_command(cfg, out, args.rounds)
+    print(f"running: FLWR_HOME={s.flwr_home} {d.shell_join(cmd)}", flush=True)
+    start = time.monotonic()
+    try:
+        done = subprocess.run(cmd, env=d.flower_env(s.flwr_home), cwd=d.PROJECT_DIR)
+    except KeyboardInterrupt:
+        print(f"fedcredit: interrupted; the run may go on in the SuperLink: list it with `FLWR_HOME={s.flwr_home} "
+              f"flwr ls {s.federation}` and stop it with `FLWR_HOME={s.flwr_home} flwr stop RUN_ID {s.federation}`",
+              file=sys.stderr)
+        return 130
+    elapsed = time.monotonic() - start
+    finished = (out / "summary.json").is_file()
+    if done.returncode != 0 or not finished:
+        print(f"fedcredit: error: the run did not finish (flwr exit code {done.returncode}, "
+              f"{'no summary.json in ' + str(out) if not finished else 'see above'})", file=sys.stderr)
+        return 1
+    print(f"\nrun directory: {out}  ({elapsed:.0f} s)")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    certs = sub.add_parser("certs", help="make the consortium CA and the SuperLink's TLS certificate")
+    certs.add_argument("--out", required=True, type=Path, help="folder for ca.crt, ca.key, server.crt, server.key "
+                       "(never overwritten)")
+    certs.add_argument("--san", action="append", metavar="DNS:host|IP:addr",
+                       help="a name partners dial, repeatable (default: DNS:localhost and IP:127.0.0.1)")
+    certs.add_argument("--days", type=int, default=365, help="server certificate lifetime (default %(default)s)")
+    certs.add_argument("--ca-days", type=int, default=3650, help="CA lifetime (default %(default)s)")
+    certs.set_defaults(func=_certs)
+
+    node_key = sub.add_parser("node-key", help="make a SuperNode authentication key pair")
+    nk_sub = node_key.add_subparsers(dest="node_key_command", required=True)
+    nk_new = nk_sub.add_parser("new", help="write PATH (private, mode 600) and PATH.pub (never overwrites)")
+    nk_new.add_argument("path", metavar="PATH")
+    nk_new.add_argument("--comment", help="text after the public key (e.g. the partner's name)")
+    nk_new.set_defaults(func=_node_key_new)
+
+    server = sub.add_parser("server", help="the coordinator's SuperLink")
+    server_sub = server.add_subparsers(dest="server_command", required=True)
+    s_start = server_sub.add_parser("start", help="start the SuperLink, register the partners' keys")
+    s_start.add_argument("--config", required=True, type=Path, help="coordinator scenario TOML with [coordinator]")
+    s_start.add_argument("--detach", action="store_true", help="return once ready; a PID file remembers it")
+    s_start.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
+    s_start.add_argument("--wait", type=float, default=30.0, help=WAIT_HELP)
+    s_start.set_defaults(func=_server_start)
+    s_stop = server_sub.add_parser("stop", help="stop a detached SuperLink")
+    s_stop.add_argument("--config", required=True, type=Path)
+    s_stop.set_defaults(func=_server_stop)
+    s_status = server_sub.add_parser("status", help="is the SuperLink up, which partners are online")
+    s_status.add_argument("--config", required=True, type=Path)
+    s_status.set_defaults(func=_server_status)
+
+    partner = sub.add_parser("partner", help="a partner's SuperNode")
+    partner_sub = partner.add_subparsers(dest="partner_command", required=True)
+    p_start = partner_sub.add_parser("start", help="start this partner's SuperNode and join the SuperLink")
+    p_start.add_argument("--config", required=True, type=Path, help="partner.toml with [partner] and [node]")
+    p_start.add_argument("--detach", action="store_true", help="return once joined; a PID file remembers it")
+    p_start.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
+    p_start.add_argument("--wait", type=float, default=30.0, help=WAIT_HELP)
+    p_start.set_defaults(func=_partner_start)
+    p_stop = partner_sub.add_parser("stop", help="stop a detached SuperNode")
+    p_stop.add_argument("--config", required=True, type=Path)
+    p_stop.set_defaults(func=_partner_stop)
+
+    run = sub.add_parser("run", help="train the scenario on the running deployment (wraps `flwr run`)")
+    run.add_argument("--config", required=True, type=Path, help="coordinator scenario TOML with [coordinator]")
+    run.add_argument("--out", type=Path, help="run directory to create (default: runs/<scenario>-<time> beside "
+                     "the config)")
+    run.add_argument("--rounds", type=int, help="override [federation].rounds")
+    run.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
+    run.set_defaults(func=_run)

@@ -1,0 +1,148 @@
+"""Real Flower processes on 127.0.0.1: a SuperLink with TLS and node authentication admits a
+registered SuperNode and refuses an unregistered one; `partner start` says so and leaves no
+process; a foreground SuperLink stops cleanly on SIGTERM; a wrong SuperLink address gives up
+after a bounded wait. Every process is stopped by PID in `finally`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from privacy import tls
+from simulations import deployment as d
+from simulations.cli import main
+from tests.conftest import make_partner_frame, write_scenario
+from tests.processes import free_port, kill_tree, pids_with_argument
+
+pytestmark = pytest.mark.e2e
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fedcredit: error: "), err
+    return lines[0]
+
+
+def pids_in_files(*pid_files: Path) -> list[int]:
+    pids = []
+    for f in pid_files:
+        try:
+            pids.append(int(json.loads(f.read_text())["pid"]))
+        except (OSError, ValueError, KeyError):
+            pass
+    return pids
+
+
+@pytest.fixture
+def deployment(tmp_path: Path):
+    """A coordinator (scenario with bank-a's public key, certs) and two partners: bank-a registered,
+    rogue-z with a key the coordinator never saw. Yields (coordinator.toml, bank-a.toml, rogue.toml);
+    afterwards stops every process whose command line mentions tmp_path."""
+    coord = tmp_path / "coordinator"
+    (coord / "keys").mkdir(parents=True)
+    tls.make_certificates(coord / "certs")
+    port = free_port()
+    partners = {}
+    for name, kind in (("bank-a", "bank"), ("rogue-z", "insurer")):
+        folder = tmp_path / name
+        folder.mkdir()
+        make_partner_frame(60, 1).to_csv(folder / "data.csv", index=False)
+        tls.new_node_key(folder / "node.key")
+        path = folder / "partner.toml"
+        path.write_text(tomli_w.dumps({
+            "partner": {"name": name, "kind": kind, "data": "data.csv"},
+            "node": {"superlink": f"127.0.0.1:{port}", "port": free_port(),
+                     "root_certificates": str(coord / "certs" / "ca.crt"), "auth_key": "node.key"}}))
+        partners[name] = path
+    (coord / "keys" / "bank-a.pub").write_bytes((tmp_path / "bank-a" / "node.key.pub").read_bytes())
+    scenario = write_scenario(coord, {"bank-a": make_partner_frame(60, 1)},
+                              partner_fields={"bank-a": {"public_key": "keys/bank-a.pub"}})
+    text = scenario.read_text() + (
+        f'\n[coordinator]\naddress = "127.0.0.1"\nport = {port}\nca_cert = "certs/ca.crt"\n'
+        'server_cert = "certs/server.crt"\nserver_key = "certs/server.key"\nfederation = "test-fed"\n')
+    scenario.write_text(text)
+    try:
+        yield scenario, partners["bank-a"], partners["rogue-z"]
+    finally:
+        settings = d.read_coordinator_settings(scenario)
+        leftovers = pids_in_files(settings.pid_file, *(d.read_node_settings(p).pid_file for p in partners.values()))
+        kill_tree([*leftovers, *pids_with_argument(str(tmp_path))])
+
+
+def test_registered_node_joins_and_unregistered_node_is_refused(deployment, capsys) -> None:
+    scenario, bank, rogue = deployment
+    started = time.monotonic()
+    assert main(["server", "start", "--config", str(scenario), "--detach", "--wait", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "TLS, node authentication on" in out and "registered partner bank-a" in out
+    settings = d.read_coordinator_settings(scenario)
+    registered = d.registered_nodes(settings)["bank-a"]
+    assert d.list_nodes(settings)[0]["status"] == "registered"
+
+    # (a) the registered SuperNode joins: its log names its node id, and the SuperLink lists it online.
+    assert main(["partner", "start", "--config", str(bank), "--detach", "--wait", "20"]) == 0
+    out = capsys.readouterr().out
+    assert f"joined 127.0.0.1:{settings.port} as node {registered}" in out
+    nodes = {n["node-id"]: n["status"] for n in d.list_nodes(settings)}
+    assert nodes == {registered: "online"}
+    assert main(["server", "status", "--config", str(scenario)]) == 0
+    assert f"bank-a           node {registered}" in capsys.readouterr().out
+
+    # (b) an unregistered SuperNode is refused (Flower code 2004); we say so and leave nothing behind.
+    assert main(["partner", "start", "--config", str(rogue), "--detach", "--wait", "20"]) == 2
+    error = one_line_error(capsys.readouterr().err)
+    assert "refused this node" in error and "not registered" in error and "node.key.pub" in error
+    assert not pids_with_argument(str(rogue)) and not pids_with_argument(str(rogue.parent / "node.key"))
+    assert not d.read_node_settings(rogue).pid_file.exists()
+    assert {n["node-id"]: n["status"] for n in d.list_nodes(settings)} == {registered: "online"}
+
+    # Stopping by PID file: nothing of the deployment is left.
+    assert main(["partner", "stop", "--config", str(bank)]) == 0
+    assert main(["server", "stop", "--config", str(scenario)]) == 0
+    assert "stopped the SuperLink" in capsys.readouterr().out
+    assert not pids_with_argument(str(scenario.parent.parent))
+    assert time.monotonic() - started < 60
+
+
+def test_wrong_superlink_address_gives_up_and_cleans_up(deployment, capsys) -> None:
+    _, bank, _ = deployment        # no SuperLink runs at all
+    start = time.monotonic()
+    assert main(["partner", "start", "--config", str(bank), "--detach", "--wait", "3"]) == 2
+    error = one_line_error(capsys.readouterr().err)
+    assert "no contact with the SuperLink" in error and "within 3 s" in error
+    assert time.monotonic() - start < 20
+    assert not pids_with_argument(str(bank)) and not d.read_node_settings(bank).pid_file.exists()
+
+
+def test_foreground_superlink_stops_cleanly_on_sigterm(deployment) -> None:
+    scenario, _, _ = deployment
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "simulations.cli", "server", "start", "--config", str(scenario),
+                             "--wait", "20"], cwd=PROJECT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        seen = []
+        deadline = time.monotonic() + 30
+        for line in proc.stdout:
+            seen.append(line)
+            if "running in the foreground" in line or time.monotonic() > deadline:
+                break
+        assert any("running in the foreground" in ln for ln in seen), "".join(seen)
+        settings = d.read_coordinator_settings(scenario)
+        assert pids_in_files(settings.pid_file)
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, rest
+        assert "SuperLink stopped" in rest
+        assert not pids_with_argument(str(scenario.parent)) and not settings.pid_file.exists()
+    finally:
+        kill_tree([proc.pid])
