@@ -52,6 +52,7 @@ class FederatedTraining:
         self.fed = scenario.federation
         self.context, self.secure = context, secure
         self.dropped: dict[str, int] = {}                  # partner → round in which it stopped answering
+        self._aggregator = None                             # SecAgg+ state, built after round 0
         run_id = run_dir.path.name.removesuffix(".incomplete")
         # In simulation each node learns its partner from the roster; in deployment it names itself.
         self.task = TaskConfig(scenario.dataset, self.fed, roster=scenario.partners if simulation else (),
@@ -182,7 +183,7 @@ class FederatedTraining:
         """One SecAgg+ round: the coordinator sees only the weighted sum of the updates."""
         from server.secure import REPORT_METRIC, SecureAggregator
 
-        if not hasattr(self, "_aggregator"):
+        if self._aggregator is None:
             self._aggregator = SecureAggregator(self.grid, self.context, timeout=self.fed.round_timeout,
                                                 max_weight=max(max(self.task.weights.values(), default=1), 1))
         nodes = [n for n in self.node_partner if self._active(n)]
