@@ -25,7 +25,7 @@ import stat
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -155,7 +155,7 @@ def make_certificates(out_dir: str | Path, sans: Iterable[str] = DEFAULT_SANS, *
     except OSError as exc:
         raise TlsFileError(f"cannot be created: {exc.strerror}", source=str(out)) from exc
 
-    start = (now or datetime.now(timezone.utc)) - _BACKDATE
+    start = (now or datetime.now(UTC)) - _BACKDATE
     ca_key = ec.generate_private_key(CURVE())
     ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fedcredit"),
                          x509.NameAttribute(NameOID.COMMON_NAME, "fedcredit consortium CA")])
@@ -279,7 +279,7 @@ def check_ca_file(path: str | Path, *, field: str | None = None, source: str | N
                   now: datetime | None = None) -> x509.Certificate:
     """A CA certificate that loads, is a CA and is valid now."""
     path = Path(path)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     ca = load_certificate(path, what="CA certificate", field=field, source=source)
     try:
         bc = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -325,7 +325,7 @@ def check_server_files(ca_cert: str | Path, server_cert: str | Path, server_key:
     """Before starting the SuperLink: every file loads, both certificates are valid now, the
     server certificate was issued by the CA (signature verified), is meant for a server (EKU
     serverAuth), matches the key, and (if `host` is given) names the host clients dial."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     ca_cert, server_cert, server_key = Path(ca_cert), Path(server_cert), Path(server_key)
     ca = check_ca_file(ca_cert, field="ca_cert", source=source, now=now)
     cert = load_certificate(server_cert, what="server certificate", field="server_cert", source=source)

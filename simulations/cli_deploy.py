@@ -15,6 +15,7 @@ from pathlib import Path
 from credit.errors import InputError
 
 WAIT_HELP = "seconds to wait for the process to be ready before giving up (default %(default)s)"
+FOREGROUND = "running in the foreground; Ctrl-C (or SIGTERM) stops it"
 INSECURE_HELP = "no TLS and no node authentication — for a local test only (the config must agree)"
 
 
@@ -61,18 +62,19 @@ def _server_start(args: argparse.Namespace) -> int:
     try:
         service = d.start_superlink(cfg, wait=args.wait, echo=None if args.detach else sys.stdout)
         s = cfg.settings
-        env = f"FLWR_HOME={s.flwr_home}"
-        print(f"  log {s.log_file}\n  PID file {s.pid_file}")
-        print(f"next: each partner runs `fedcredit partner start --config partner.toml`; then "
-              f"`fedcredit run --config {cfg.source}` (or `{env} flwr run {d.PROJECT_DIR} {s.federation} --stream "
-              f"--run-config \"scenario='{cfg.source}' deployment=true out-dir='...'\"`)")
+        insecure = " --insecure" if cfg.insecure else ""
+        hint = (f"next: each partner runs `fedcredit partner start --config partner.toml`; then "
+                f"`fedcredit run --config {cfg.source}{insecure}` (or `FLWR_HOME={s.flwr_home} flwr run "
+                f"{d.PROJECT_DIR} {s.federation} --stream --run-config \"scenario='{cfg.source}' deployment=true "
+                "out-dir='/abs/run/dir'\"`)")
+        lines = [f"  log {s.log_file}", f"  PID file {s.pid_file}", hint]
         if args.detach:
-            print(f"detached; stop it with `fedcredit server stop --config {cfg.source}`")
+            print("\n".join([*lines, f"detached; stop it with `fedcredit server stop --config {cfg.source}`"]))
             return 0
-        print("running in the foreground; Ctrl-C (or SIGTERM) stops it")
-        return d.serve(service, echo=sys.stdout)
+        return d.serve(service, echo=sys.stdout, banner=[*lines, FOREGROUND])
     finally:
         restore()
+        d.release_stop_signals()
 
 
 def _server_stop(args: argparse.Namespace) -> int:
@@ -113,15 +115,15 @@ def _partner_start(args: argparse.Namespace) -> int:
     try:
         service, _ = d.start_supernode(node, wait=args.wait, echo=None if args.detach else sys.stdout)
         s = node.settings
-        print(f"  data {node.partner.data} (stays here; purposes {', '.join(node.partner.purposes)})\n"
-              f"  log {s.log_file}\n  PID file {s.pid_file}")
+        lines = [f"  data {node.partner.data} (stays here; purposes {', '.join(node.partner.purposes)})",
+                 f"  log {s.log_file}", f"  PID file {s.pid_file}"]
         if args.detach:
-            print(f"detached; stop it with `fedcredit partner stop --config {s.source}`")
+            print("\n".join([*lines, f"detached; stop it with `fedcredit partner stop --config {s.source}`"]))
             return 0
-        print("running in the foreground; Ctrl-C (or SIGTERM) stops it")
-        return d.serve(service, echo=sys.stdout)
+        return d.serve(service, echo=sys.stdout, banner=[*lines, FOREGROUND])
     finally:
         restore()
+        d.release_stop_signals()
 
 
 def _partner_stop(args: argparse.Namespace) -> int:
@@ -155,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"running: FLWR_HOME={s.flwr_home} {d.shell_join(cmd)}", flush=True)
     start = time.monotonic()
     try:
-        done = subprocess.run(cmd, env=d.flower_env(s.flwr_home), cwd=d.PROJECT_DIR)
+        done = subprocess.run(cmd, env=d.flower_env(s.flwr_home), cwd=d.PROJECT_DIR, check=False)
     except KeyboardInterrupt:
         print(f"fedcredit: interrupted; the run may go on in the SuperLink: list it with `FLWR_HOME={s.flwr_home} "
               f"flwr ls {s.federation}` and stop it with `FLWR_HOME={s.flwr_home} flwr stop RUN_ID {s.federation}`",

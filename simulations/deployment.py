@@ -30,12 +30,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from credit.atomic import atomic_write_json, atomic_write_text
-from credit.errors import InputError
+from credit.errors import FederationError, InputError
 from credit.scenario import Partner, Scenario, load_partner_file, load_scenario
 from privacy import tls
 
@@ -335,10 +335,22 @@ def read_node_settings(path: str | Path) -> NodeSettings:
 
 
 def load_node(path: str | Path, *, insecure: bool = False, now: datetime | None = None) -> NodeConfig:
-    """A partner.toml fully checked: [partner]/[privacy] by `load_partner_file`, [node] here, the CA
-    certificate (a CA, valid now) and the node's private key (OpenSSH EC, mode 0600)."""
+    """A partner.toml fully checked: [partner]/[privacy] by `load_partner_file` (plus: the table
+    exists, its vault key can be loaded — a key file or the environment variable the SuperNode's
+    ClientApps will inherit), [node] here, the CA certificate (a CA, valid now) and the node's
+    private key (OpenSSH EC, mode 0600)."""
     partner = load_partner_file(path)
     settings = read_node_settings(path)
+    at = f"{settings.source} [partner]"
+    if partner.data is not None and not partner.data.is_file():
+        raise InputError(f"the partner's table {partner.data} does not exist", source=at, field="data")
+    if partner.key:
+        from privacy.keys import load_key
+
+        try:
+            load_key(partner.key)
+        except InputError as exc:
+            raise InputError(str(exc), source=at, field="key") from None
     source = f"{settings.source} [node]"
     insecure = _confirm_insecure(settings.insecure, insecure, source)
     if not insecure:
@@ -504,17 +516,20 @@ def read_pid_file(path: Path) -> PidRecord | None:
         raise DeploymentError("is not a fedcredit PID file: remove it if no process runs", source=str(path)) from None
 
 
-def _descendants(pid: int) -> list[int]:
+def _descendants(pid: int) -> list:
+    """psutil.Process objects of `pid`'s descendants (they remember their start time, so a
+    later signal never reaches a process that merely reuses a PID)."""
     psutil = _psutil()
     try:
-        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+        return psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
 
 
-def _orphans_of(pid: int) -> list[int]:
-    """Flower helpers whose parent already exited: `flower-superexec ... --parent-pid PID` and the
-    members of the process group PID leads (we start every process in its own session)."""
+def _orphans_of(pid: int) -> list:
+    """Flower helpers left by `pid`: members of the process group it leads (we start every
+    process in its own session) and `flower-superexec ... --parent-pid PID`, which Flower starts
+    in a session of its own."""
     psutil = _psutil()
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
@@ -523,51 +538,49 @@ def _orphans_of(pid: int) -> list[int]:
             adopted = any(a == "--parent-pid" and i + 1 < len(cmd) and cmd[i + 1] == str(pid)
                           for i, a in enumerate(cmd))
             if proc.pid != pid and (adopted or os.getpgid(proc.pid) == pid):
-                found.append(proc.pid)
+                found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError, PermissionError):
             continue
     return found
 
 
-def stop_tree(pid: int, *, timeout: float = STOP_TIMEOUT, known: Sequence[int] = ()) -> None:
+def stop_tree(pid: int, *, timeout: float = STOP_TIMEOUT, known: Sequence = (), root_done: bool = False) -> None:
     """SIGTERM `pid` and wait (Flower shuts down cleanly on it), then terminate whatever it left
-    (its descendants, its process group, helpers that watch it), SIGKILL after a grace period."""
+    (its descendants, its process group, helpers that watch it), SIGKILL after a grace period.
+    `root_done`: the caller already stopped and reaped `pid` itself (its number may be reused)."""
     psutil = _psutil()
-    try:
-        root = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        root = None
-    family = set(known) | set(_descendants(pid))
-    if root is not None:
+    family = {p.pid: p for p in known}
+    if not root_done:
         try:
-            root.terminate()
-            root.wait(timeout)
+            root = psutil.Process(pid)
         except psutil.NoSuchProcess:
-            pass
-        except psutil.TimeoutExpired:
-            family |= set(_descendants(pid))
-            root.kill()
+            root = None
+        family.update((p.pid, p) for p in _descendants(pid))
+        if root is not None:
             try:
-                root.wait(5)
-            except psutil.TimeoutExpired:
+                root.terminate()
+                root.wait(timeout)
+            except psutil.NoSuchProcess:
                 pass
-    family |= set(_orphans_of(pid))
-    procs = []
-    for p in family - {pid}:
-        try:
-            procs.append(psutil.Process(p))
-        except psutil.NoSuchProcess:
-            continue
+            except psutil.TimeoutExpired:
+                family.update((p.pid, p) for p in _descendants(pid))
+                root.kill()
+                try:
+                    root.wait(5)
+                except psutil.TimeoutExpired:
+                    pass
+    family.update((p.pid, p) for p in _orphans_of(pid))
+    procs = [p for q, p in family.items() if q != pid]
     for p in procs:
         try:
-            p.terminate()
-        except psutil.NoSuchProcess:
+            p.terminate()           # psutil checks the start time: a reused PID is not signalled
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     _, alive = psutil.wait_procs(procs, timeout=5)
     for p in alive:
         try:
             p.kill()
-        except psutil.NoSuchProcess:
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
     psutil.wait_procs(alive, timeout=5)
 
@@ -580,12 +593,12 @@ class Service:
         self.name, self.argv, self.log_file, self.pid_file = name, argv, log_file, pid_file
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with log_file.open("ab") as log:
-            log.write(f"\n=== {datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} fedcredit started: "
+            log.write(f"\n=== {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} fedcredit started: "
                       f"{shell_join(argv)}\n".encode())
             self.offset = log.tell()
             self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
-        self._seen: set[int] = set()
+        self._seen: dict[int, Any] = {}     # pid → psutil.Process of every helper seen alive
         self._read_at = self.offset
 
     @property
@@ -596,7 +609,8 @@ class Service:
         return self.proc.poll() is None
 
     def remember_children(self) -> None:
-        self._seen |= set(_descendants(self.pid))
+        self._seen = {pid: p for pid, p in self._seen.items() if p.is_running()}
+        self._seen.update((p.pid, p) for p in _descendants(self.pid))
 
     def new_output(self) -> str:
         """Log text written since the last call."""
@@ -624,14 +638,19 @@ class Service:
         atomic_write_json(self.pid_file, record)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        self.remember_children()
-        stop_tree(self.pid, timeout=timeout, known=sorted(self._seen))
-        try:
-            code = self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            code = None
+        """SIGTERM, wait up to `timeout` (then SIGKILL), then clean up the helpers; the exit code."""
+        if self.alive():
+            self.remember_children()
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.remember_children()
+                self.proc.kill()
+                self.proc.wait(10)
+        stop_tree(self.pid, known=list(self._seen.values()), root_done=True)
         self.remove_pid_file()
-        return code
+        return self.proc.returncode
 
     def remove_pid_file(self) -> None:
         record = None
@@ -706,7 +725,7 @@ def register_partners(cfg: CoordinatorConfig, env: dict[str, str], out: Print) -
         cmd = [flwr, "supernode", "register", str(pub), cfg.settings.federation, "--name", name, "--format", "json"]
         try:
             done = subprocess.run(cmd, env=env, cwd=cfg.settings.flwr_home, capture_output=True, text=True,
-                                  timeout=60)
+                                  timeout=60, check=False)
         except subprocess.TimeoutExpired:
             raise DeploymentError(f"registering partner '{name}' timed out (60 s)",
                                   source=f"{cfg.source} partner '{name}'") from None
@@ -762,8 +781,10 @@ def start_superlink(cfg: CoordinatorConfig, *, wait: float = DEFAULT_WAIT, out: 
         ids = {} if cfg.insecure else register_partners(cfg, env, out)
         atomic_write_json(s.nodes_file, ids)
         service.write_pid_file()
+        hold_stop_signals()      # until the caller has taken charge of the service (see `serve`)
     except BaseException:
         service.stop()
+        release_stop_signals()
         raise
     return service
 
@@ -834,8 +855,10 @@ def start_supernode(node: NodeConfig, *, wait: float = DEFAULT_WAIT, out: Print 
         service.write_pid_file()
         out(f"SuperNode PID {service.pid} for partner '{s.name}' joined {s.superlink} as node {node_id} "
             f"({'INSECURE, no TLS' if node.insecure else 'TLS, authenticated'}); ClientApp port 127.0.0.1:{s.port}")
+        hold_stop_signals()      # until the caller has taken charge of the service (see `serve`)
     except BaseException:
         service.stop()
+        release_stop_signals()
         raise
     return service, node_id
 
@@ -847,25 +870,46 @@ class _Stop(KeyboardInterrupt):
     """SIGTERM, turned into the same clean stop as Ctrl-C."""
 
 
-def install_stop_signals() -> Callable[[], None]:
-    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread; returns the restore function."""
-    if os.name != "posix":
-        return lambda: None
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+def _main_thread() -> bool:
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
+    return os.name == "posix" and threading.current_thread() is threading.main_thread()
+
+
+def install_stop_signals() -> Callable[[], None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread; returns the restore function."""
+    if not _main_thread():
         return lambda: None
 
     def handler(signum, frame):
         raise _Stop()
 
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: signal.signal(sig, handler) for sig in _STOP_SIGNALS}
     return lambda: [signal.signal(sig, h) for sig, h in old.items()]
 
 
-def serve(service: Service, *, echo: TextIO, out: Print = print) -> int:
-    """Follow the service's log until it exits (returns 1) or SIGINT/SIGTERM (stops it, returns 0)."""
+def hold_stop_signals() -> None:
+    """Defer SIGINT/SIGTERM: a start hands a running service to its caller with them held, so a
+    signal in between cannot leave the service without an owner; `serve` releases them."""
+    if _main_thread():
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+
+
+def release_stop_signals() -> None:
+    if _main_thread():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+def serve(service: Service, *, echo: TextIO, out: Print = print, banner: Sequence[str] = ()) -> int:
+    """Print `banner`, then follow the service's log until SIGINT/SIGTERM (stops it cleanly,
+    returns 0) or until it exits by itself (FederationError)."""
     try:
+        release_stop_signals()
+        for line in banner:
+            out(line)
         while service.alive():
             text = service.new_output()
             if text:
@@ -878,10 +922,13 @@ def serve(service: Service, *, echo: TextIO, out: Print = print) -> int:
         code = service.stop()
         out(f"{service.name} stopped (exit code {code})")
         return 0
+    except BaseException:
+        service.stop()
+        raise
     echo.write(service.new_output())
     code = service.proc.returncode
     service.stop()
-    raise DeploymentError(f"the {service.name} exited unexpectedly (code {code}); see {service.log_file}")
+    raise FederationError(f"the {service.name} exited unexpectedly (code {code}); see {service.log_file}")
 
 
 # ---- status and run ---------------------------------------------------------------------------
@@ -891,7 +938,7 @@ def list_nodes(settings: CoordinatorSettings) -> list[dict[str, Any]]:
     """`flwr supernode list <federation> --format json` against the running SuperLink."""
     cmd = [executable("flwr"), "supernode", "list", settings.federation, "--format", "json"]
     done = subprocess.run(cmd, env=flower_env(settings.flwr_home), cwd=settings.flwr_home, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, check=False)
     try:
         answer = json.loads(done.stdout[done.stdout.index("{"):])
     except ValueError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ def load(path: Path) -> x509.Certificate:
 
 def verify(ca: Path, leaf: Path, name: x509.GeneralName, when: datetime | None = None) -> None:
     """Full path validation as a TLS client does it (chain, validity, EKU, SAN)."""
-    verifier = (PolicyBuilder().store(Store([load(ca)])).time(when or datetime.now(timezone.utc))
+    verifier = (PolicyBuilder().store(Store([load(ca)])).time(when or datetime.now(UTC))
                 .build_server_verifier(name))
     verifier.verify(load(leaf), [])
 
@@ -80,7 +80,7 @@ def test_custom_names_and_lifetime(tmp_path: Path) -> None:
         verify(files.ca_cert, files.server_cert, x509.DNSName("localhost"))
     with pytest.raises(VerificationError):   # past its 30 days
         verify(files.ca_cert, files.server_cert, x509.DNSName("coordinator.example.org"),
-               when=datetime.now(timezone.utc) + timedelta(days=31))
+               when=datetime.now(UTC) + timedelta(days=31))
     assert tls.covers_host(load(files.server_cert), "coordinator.example.org")
     assert not tls.covers_host(load(files.server_cert), "localhost")
 
@@ -146,11 +146,11 @@ def test_node_key_never_overwrites(tmp_path: Path) -> None:
 
 def test_expired_and_not_yet_valid_certificates_are_refused(tmp_path: Path) -> None:
     old = tls.make_certificates(tmp_path / "old", days=1, ca_days=3650,
-                                now=datetime.now(timezone.utc) - timedelta(days=10))
+                                now=datetime.now(UTC) - timedelta(days=10))
     with pytest.raises(tls.TlsFileError, match="server certificate .* expired on") as err:
         tls.check_server_files(old.ca_cert, old.server_cert, old.server_key, source="coord.toml")
     assert err.value.field == "server_cert"
-    future = tls.make_certificates(tmp_path / "future", now=datetime.now(timezone.utc) + timedelta(days=2))
+    future = tls.make_certificates(tmp_path / "future", now=datetime.now(UTC) + timedelta(days=2))
     with pytest.raises(tls.TlsFileError, match="not valid before"):
         tls.check_server_files(future.ca_cert, future.server_cert, future.server_key, source="coord.toml")
     with pytest.raises(tls.TlsFileError, match="not valid before"):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import tomllib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -142,7 +142,7 @@ def test_scenario_errors_still_come_from_the_scenario_loader(coordinator: Path) 
 
 def test_expired_or_mismatched_server_certificate(coordinator: Path) -> None:
     folder = coordinator.parent
-    tls.make_certificates(folder / "old", days=1, now=datetime.now(timezone.utc) - timedelta(days=5))
+    tls.make_certificates(folder / "old", days=1, now=datetime.now(UTC) - timedelta(days=5))
     tls.make_certificates(folder / "other")
     edit(coordinator, lambda s: s["coordinator"].update(server_cert="old/server.crt", server_key="old/server.key",
                                                         ca_cert="old/ca.crt"))
@@ -294,7 +294,7 @@ def test_cli_refuses_busy_ports_without_starting_anything(coordinator: Path, par
 
 def test_cli_config_errors_are_one_line(coordinator: Path, partner: Path, capsys) -> None:
     folder = coordinator.parent
-    tls.make_certificates(folder / "old", days=1, now=datetime.now(timezone.utc) - timedelta(days=5))
+    tls.make_certificates(folder / "old", days=1, now=datetime.now(UTC) - timedelta(days=5))
     edit(coordinator, lambda s: s["coordinator"].update(server_cert="old/server.crt", server_key="old/server.key",
                                                         ca_cert="old/ca.crt"))
     assert main(["server", "start", "--config", str(coordinator)]) == 2
@@ -333,3 +333,17 @@ def test_run_needs_a_started_superlink(coordinator: Path, capsys) -> None:
     d.write_federation(cfg.settings, insecure=False)
     assert main(["run", "--config", str(coordinator)]) == 2
     assert "does not answer" in one_line_error(capsys.readouterr().err)
+
+
+def test_partner_data_and_vault_key_are_checked_before_a_start(partner: Path, monkeypatch) -> None:
+    edit(partner, lambda p: p["partner"].update(data="missing.csv"))
+    with pytest.raises(InputError, match="missing.csv does not exist") as err:
+        d.load_node(partner)
+    assert err.value.field == "data"
+    edit(partner, lambda p: p["partner"].update(data="bank-a.csv", key="env:FEDCREDIT_TEST_BANK_KEY"))
+    monkeypatch.delenv("FEDCREDIT_TEST_BANK_KEY", raising=False)
+    with pytest.raises(InputError, match="FEDCREDIT_TEST_BANK_KEY.*not set") as err:
+        d.load_node(partner)
+    assert err.value.field == "key"
+    monkeypatch.setenv("FEDCREDIT_TEST_BANK_KEY", "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI=")
+    assert d.load_node(partner).partner.key == "env:FEDCREDIT_TEST_BANK_KEY"
