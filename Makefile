@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 
 export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
+export FLWR_DISABLE_UPDATE_CHECK := 1
 
 .PHONY: run test bench venv clean system-deps
 

@@ -63,6 +63,22 @@ class _KeepResults(LegacyStrategy):
         return None
 
 
+class _DropoutTolerantSecAggPlus(SecAggPlusWorkflow):
+    """Flower 1.42 keeps a node that never answered the setup stage among the sampled ones, and
+    the unmask stage then asks for key shares of it that cannot exist, so the round halts. A node
+    gone before it shared any key holds no secret anyone needs: forget it before sharing keys."""
+
+    def share_keys_stage(self, grid, context, state):  # noqa: D102
+        gone = state.sampled_node_ids - state.active_node_ids
+        if gone:
+            state.sampled_node_ids -= gone
+            for nid in gone:
+                state.nid_to_neighbours.pop(nid, None)
+            for neighbours in state.nid_to_neighbours.values():
+                neighbours -= gone
+        return super().share_keys_stage(grid, context, state)
+
+
 @dataclass
 class SecureRound:
     """What one secure round returned: the aggregate and each partner's clear-text part."""
@@ -80,7 +96,7 @@ class SecureAggregator:
         self.grid = grid
         self.strategy = _KeepResults()
         self.context = LegacyContext(context, strategy=self.strategy, client_manager=SimpleClientManager())
-        self.workflow = SecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=0.5, max_weight=max_weight,
+        self.workflow = _DropoutTolerantSecAggPlus(num_shares=1.0, reconstruction_threshold=0.5, max_weight=max_weight,
                                            clipping_range=clipping_range, timeout=timeout)
 
     def _enrol(self, node_ids: list[int]) -> None:

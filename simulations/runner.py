@@ -28,6 +28,8 @@ from simulations.yardsticks import centralised, local_only
 
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silence a Ray FutureWarning (no GPUs here)
+os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")            # Flower would call out to the internet
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,139 @@
+"""Real deployment on 127.0.0.1: a SuperLink and three SuperNodes as separate processes, with TLS,
+node authentication, SecAgg+ and record-level DP; an unregistered node is refused; a partner
+killed mid-run costs one timeout and is reported. Every process is stopped by PID, even on failure."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import tomli_w
+
+from credit.artefact import ScoringModel
+from privacy import tls
+from privacy.ledger import PrivacyLedger
+from simulations import deployment as d
+from simulations.cli import main
+from tests.conftest import make_partner_frame, write_scenario
+from tests.processes import free_port, kill_tree, pids_with_argument
+
+pytestmark = pytest.mark.e2e
+PARTNERS = (("bank-a", "bank", 1500, 1, 0.0), ("insurer-b", "insurer", 900, 2, 0.5),
+            ("platform-c", "platform", 600, 3, 1.0))
+
+
+@pytest.fixture
+def consortium(tmp_path: Path):
+    """Coordinator folder (certs, scenario with the partners' public keys) + one folder per partner
+    (data, node key, partner.toml with its own DP policy) + a rogue partner nobody registered."""
+    coord = tmp_path / "coordinator"
+    (coord / "keys").mkdir(parents=True)
+    tls.make_certificates(coord / "certs")
+    port = free_port()
+    configs: dict[str, Path] = {}
+    for name, kind, rows, seed, shift in (*PARTNERS, ("rogue-z", "bank", 300, 9, 0.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        make_partner_frame(rows, seed, shift=shift).to_csv(folder / "data.csv", index=False)
+        tls.new_node_key(folder / "node.key")
+        configs[name] = folder / "partner.toml"
+        configs[name].write_text(tomli_w.dumps({
+            "partner": {"name": name, "kind": kind, "data": "data.csv"},
+            "privacy": {"mode": "sample", "epsilon": 8.0, "delta": 1e-4, "noise_multiplier": 2.0},
+            "node": {"superlink": f"127.0.0.1:{port}", "port": free_port(),
+                     "root_certificates": str(coord / "certs" / "ca.crt"), "auth_key": "node.key"}}))
+        if name != "rogue-z":
+            (coord / "keys" / f"{name}.pub").write_bytes((folder / "node.key.pub").read_bytes())
+    scenario = write_scenario(coord, {n: make_partner_frame(50, 1) for n, *_ in PARTNERS},
+                              federation={"rounds": 2, "round_timeout": 25},
+                              partner_fields={n: {"public_key": f"keys/{n}.pub"} for n, *_ in PARTNERS})
+    for name, *_ in PARTNERS:
+        (coord / f"{name}.csv").unlink()   # the coordinator holds no partner data
+    text = scenario.read_text()
+    for name, *_ in PARTNERS:
+        text = text.replace(f'data = "{name}.csv"\n', "")
+    scenario.write_text(text + (
+        f'\n[coordinator]\naddress = "127.0.0.1"\nport = {port}\nca_cert = "certs/ca.crt"\n'
+        'server_cert = "certs/server.crt"\nserver_key = "certs/server.key"\nfederation = "fedcredit-test"\n'))
+    try:
+        yield scenario, configs
+    finally:
+        pid_files = [d.read_coordinator_settings(scenario).pid_file,
+                     *(d.read_node_settings(c).pid_file for c in configs.values())]
+        pids = []
+        for f in pid_files:
+            try:
+                pids.append(int(json.loads(f.read_text())["pid"]))
+            except (OSError, ValueError, KeyError):
+                pass
+        kill_tree([*pids, *pids_with_argument(str(tmp_path))])
+
+
+def _start(scenario: Path, configs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["server", "start", "--config", str(scenario), "--detach", "--wait", "30"]) == 0
+    for name, *_ in PARTNERS:
+        assert main(["partner", "start", "--config", str(configs[name]), "--detach", "--wait", "30"]) == 0
+    capsys.readouterr()
+
+
+def test_three_partners_train_with_tls_auth_secagg_and_dp(consortium, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    scenario, configs = consortium
+    _start(scenario, configs, capsys)
+    # an unregistered node is refused, and our command says so
+    assert main(["partner", "start", "--config", str(configs["rogue-z"]), "--detach", "--wait", "30"]) == 2
+    assert "not registered" in capsys.readouterr().err
+    assert not pids_with_argument(str(configs["rogue-z"]))
+
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(scenario), "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["secure_aggregation"] is True and summary["rounds"] == 2 and summary["dropped"] == []
+    assert sorted(p["name"] for p in summary["partners"]) == ["bank-a", "insurer-b", "platform-c"]
+    assert summary["federated"]["auc"] > 0.6
+    for p in summary["partners"]:
+        assert p["privacy"]["mode"] == "sample" and 0 < p["privacy"]["epsilon"] <= 8.0
+        ledger = PrivacyLedger.inspect(configs[p["name"]].parent / f"{p['name']}.privacy-ledger.jsonl")
+        assert [e.mechanism for e in ledger.entries()] == ["gaussian-statistics", "dp-sgd", "dp-sgd"]
+    model = ScoringModel.load(out / "model.pt")
+    assert model.transform.n_features > 3
+    assert (out / "privacy_report.html").exists()
+    for name, *_ in PARTNERS:
+        assert main(["partner", "stop", "--config", str(configs[name])]) == 0
+    assert main(["server", "stop", "--config", str(scenario)]) == 0
+    assert not pids_with_argument(str(tmp_path))
+
+
+def test_a_partner_killed_mid_run_costs_one_timeout_and_is_reported(consortium, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    scenario, configs = consortium
+    _start(scenario, configs, capsys)
+    out = tmp_path / "run"
+    run = subprocess.Popen([sys.executable, "-m", "simulations.cli", "run", "--config", str(scenario),
+                            "--out", str(out)], cwd=Path(__file__).resolve().parents[2],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not ((out / "rounds.jsonl").exists() and (out / "rounds.jsonl").read_text().strip()):
+            assert time.monotonic() < deadline and run.poll() is None, "round 1 never completed"
+            time.sleep(0.2)
+        victim = int(json.loads(d.read_node_settings(configs["platform-c"]).pid_file.read_text())["pid"])
+        for proc in [psutil.Process(victim), *psutil.Process(victim).children(recursive=True)]:
+            proc.send_signal(signal.SIGKILL)
+        output, _ = run.communicate(timeout=240)
+    finally:
+        kill_tree([run.pid])
+    assert run.returncode == 0, output[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["dropped"] == [{"partner": "platform-c", "round": 2}]
+    assert summary["rounds"] == 2
+    gone = next(p for p in summary["partners"] if p["name"] == "platform-c")
+    assert gone["dropped_round"] == 2 and gone["federated"] is None
+    report = json.loads((out / "privacy_report.json").read_text())
+    assert next(p for p in report["partners"] if p["name"] == "platform-c")["status"] == "dropped"
