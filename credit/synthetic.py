@@ -414,6 +414,18 @@ def _scenario_toml(scenario: dict[str, Any]) -> str:
     return text
 
 
+def _foreign(out_dir: Path) -> bool:
+    """True for an existing file or non-empty folder without scenario.toml. One listing, so a
+    concurrent writer swapping its copy in or out between two checks cannot fool it."""
+    try:
+        names = [entry.name for entry in out_dir.iterdir()]
+    except FileNotFoundError:
+        return False
+    except NotADirectoryError:
+        return True
+    return bool(names) and "scenario.toml" not in names
+
+
 def write_consortium(spec: ConsortiumSpec, out_dir: Path, *, fmt: str = "csv", rounds: int = 20,
                      model: str = "logistic") -> Path:
     """Write one data file per partner plus `scenario.toml` into `out_dir`, atomically.
@@ -429,10 +441,9 @@ def write_consortium(spec: ConsortiumSpec, out_dir: Path, *, fmt: str = "csv", r
     if not isinstance(model, str) or not model:
         raise ValueError(f"model must be a non-empty string, got {model!r}")
     out_dir = Path(out_dir).expanduser().absolute()
-    if out_dir.exists() and not (out_dir / "scenario.toml").is_file():
-        if not out_dir.is_dir() or any(out_dir.iterdir()):
-            raise FileExistsError(f"{out_dir} exists and is not a synthetic consortium "
-                                  "(no scenario.toml); refusing to overwrite it")
+    if _foreign(out_dir):
+        raise FileExistsError(f"{out_dir} exists and is not a synthetic consortium "
+                              "(no scenario.toml); refusing to overwrite it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{token}"

@@ -1,0 +1,123 @@
+"""Benchmark: seconds per round in a real deployment (SuperLink + 3 SuperNodes on 127.0.0.1,
+TLS + node authentication) vs the Simulation Engine, for the same scenario, with and without
+SecAgg+. Prints a table and writes benchmarks/results/deployment.json.
+
+    .venv/bin/python benchmarks/bench_deployment.py [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+import tomli_w
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from credit.atomic import atomic_write_json  # noqa: E402
+from credit.synthetic import default_consortium, write_consortium  # noqa: E402
+from privacy import tls  # noqa: E402
+from server.app import RunSettings  # noqa: E402
+from simulations.cli import main as cli  # noqa: E402
+from simulations.runner import simulate  # noqa: E402
+from tests.processes import free_port, kill_tree, pids_with_argument  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def round_seconds(run_dir: Path) -> float:
+    """Median wall seconds of the training rounds (records 1..R-1 each time one full round)."""
+    records = [json.loads(line) for line in (run_dir / "rounds.jsonl").read_text().splitlines()]
+    return statistics.median(r["seconds"] for r in records[1:-1] or records[1:])
+
+
+def _scenario(data: Path, secure: bool, rounds: int) -> dict:
+    scenario = tomllib.loads((data / "scenario.toml").read_text())
+    scenario.pop("synthetic", None)
+    scenario["federation"].update(rounds=rounds, secure_aggregation=secure)
+    for entry in scenario["partners"]:
+        entry["data"] = str(data / entry["data"])
+    return scenario
+
+
+def deployment(folder: Path, data: Path, secure: bool, rounds: int) -> Path:
+    """Write a 3-partner local deployment over the synthetic tables; return the coordinator file."""
+    coord = folder / "coordinator"
+    (coord / "keys").mkdir(parents=True)
+    tls.make_certificates(coord / "certs")
+    port = free_port()
+    scenario = _scenario(data, secure, rounds)
+    for entry in scenario["partners"]:
+        name = entry["name"]
+        node = folder / name
+        node.mkdir()
+        tls.new_node_key(node / "node.key")
+        (coord / "keys" / f"{name}.pub").write_bytes((node / "node.key.pub").read_bytes())
+        (node / "partner.toml").write_text(tomli_w.dumps({
+            "partner": {"name": name, "kind": entry["kind"], "data": entry["data"]},
+            "node": {"superlink": f"127.0.0.1:{port}", "port": free_port(),
+                     "root_certificates": str(coord / "certs" / "ca.crt"), "auth_key": "node.key"}}))
+        entry.pop("data")
+        entry["public_key"] = f"keys/{name}.pub"
+    scenario["coordinator"] = {"address": "127.0.0.1", "port": port, "ca_cert": "certs/ca.crt",
+                               "server_cert": "certs/server.crt", "server_key": "certs/server.key"}
+    path = coord / "coordinator.toml"
+    path.write_text(tomli_w.dumps(scenario))
+    return path
+
+
+def run_deployment(folder: Path, data: Path, secure: bool, rounds: int) -> float:
+    coordinator = deployment(folder, data, secure, rounds)
+    partners = sorted(folder.glob("*/partner.toml"))
+    try:
+        assert cli(["server", "start", "--config", str(coordinator), "--detach"]) == 0
+        for p in partners:
+            assert cli(["partner", "start", "--config", str(p), "--detach"]) == 0
+        out = folder / "run"
+        started = time.perf_counter()
+        assert cli(["run", "--config", str(coordinator), "--out", str(out)]) == 0
+        print(f"deployment {'SecAgg+' if secure else 'plain'}: {time.perf_counter() - started:.0f} s in all")
+        return round_seconds(out)
+    finally:
+        for p in partners:
+            cli(["partner", "stop", "--config", str(p)])
+        cli(["server", "stop", "--config", str(coordinator)])
+        kill_tree(pids_with_argument(str(folder)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    rows: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = write_consortium(default_consortium(), tmp / "data", rounds=args.rounds).parent
+        for secure in (False, True):
+            scenario = tmp / f"sim-{secure}.toml"
+            scenario.write_text(tomli_w.dumps(_scenario(data, secure, args.rounds)))
+            result = simulate(RunSettings(scenario=str(scenario), out_dir=str(tmp / f"sim-run-{secure}")),
+                              yardsticks=False)
+            rows[f"simulation_{'secagg' if secure else 'plain'}_s_per_round"] = round_seconds(result.run_dir)
+        for secure in (False, True):
+            rows[f"deployment_{'secagg' if secure else 'plain'}_s_per_round"] = run_deployment(
+                tmp / f"deploy-{secure}", data, secure, args.rounds)
+    report = {"scenario": "default synthetic consortium (3 partners, 58,000 rows)", "rounds": args.rounds, **rows,
+              "secagg_overhead_simulation_s": rows["simulation_secagg_s_per_round"] - rows["simulation_plain_s_per_round"],
+              "secagg_overhead_deployment_s": rows["deployment_secagg_s_per_round"] - rows["deployment_plain_s_per_round"],
+              "deployment_vs_simulation_plain": rows["deployment_plain_s_per_round"] / rows["simulation_plain_s_per_round"]}
+    RESULTS.mkdir(exist_ok=True)
+    atomic_write_json(RESULTS / "deployment.json", report)
+    width = max(map(len, report))
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value:.2f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
