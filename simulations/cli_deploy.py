@@ -57,19 +57,27 @@ def _server_start(args: argparse.Namespace) -> int:
     from simulations import deployment as d
 
     cfg = d.load_coordinator(args.config, insecure=args.insecure)
-    _warn_insecure(cfg.insecure)
+    s = cfg.settings
+    insecure = " --insecure" if cfg.insecure else ""
+    hint = (f"next: each partner runs `fedcredit partner start --config partner.toml`; then "
+            f"`fedcredit run --config {cfg.source}{insecure}` (or `FLWR_HOME={s.flwr_home} flwr run "
+            f"{d.PROJECT_DIR} {s.federation} --stream --run-config \"scenario='{cfg.source}' deployment=true "
+            "out-dir='/abs/run/dir'\"`)")
+    return _launch(args, cfg.insecure, lambda echo: d.start_superlink(cfg, wait=args.wait, echo=echo),
+                   [f"  log {s.log_file}", f"  PID file {s.pid_file}", hint],
+                   f"fedcredit server stop --config {cfg.source}")
+
+
+def _launch(args: argparse.Namespace, insecure: bool, start, lines: list[str], stop_command: str) -> int:
+    """Start a Flower service; detached: print where it is and return; else serve it in the foreground."""
+    from simulations import deployment as d
+
+    _warn_insecure(insecure)
     restore = d.install_stop_signals()
     try:
-        service = d.start_superlink(cfg, wait=args.wait, echo=None if args.detach else sys.stdout)
-        s = cfg.settings
-        insecure = " --insecure" if cfg.insecure else ""
-        hint = (f"next: each partner runs `fedcredit partner start --config partner.toml`; then "
-                f"`fedcredit run --config {cfg.source}{insecure}` (or `FLWR_HOME={s.flwr_home} flwr run "
-                f"{d.PROJECT_DIR} {s.federation} --stream --run-config \"scenario='{cfg.source}' deployment=true "
-                "out-dir='/abs/run/dir'\"`)")
-        lines = [f"  log {s.log_file}", f"  PID file {s.pid_file}", hint]
+        service = start(None if args.detach else sys.stdout)
         if args.detach:
-            print("\n".join([*lines, f"detached; stop it with `fedcredit server stop --config {cfg.source}`"]))
+            print("\n".join([*lines, f"detached; stop it with `{stop_command}`"]))
             return 0
         return d.serve(service, echo=sys.stdout, banner=[*lines, FOREGROUND])
     finally:
@@ -110,20 +118,11 @@ def _partner_start(args: argparse.Namespace) -> int:
     from simulations import deployment as d
 
     node = d.load_node(args.config, insecure=args.insecure)
-    _warn_insecure(node.insecure)
-    restore = d.install_stop_signals()
-    try:
-        service, _ = d.start_supernode(node, wait=args.wait, echo=None if args.detach else sys.stdout)
-        s = node.settings
-        lines = [f"  data {node.partner.data} (stays here; purposes {', '.join(node.partner.purposes)})",
-                 f"  log {s.log_file}", f"  PID file {s.pid_file}"]
-        if args.detach:
-            print("\n".join([*lines, f"detached; stop it with `fedcredit partner stop --config {s.source}`"]))
-            return 0
-        return d.serve(service, echo=sys.stdout, banner=[*lines, FOREGROUND])
-    finally:
-        restore()
-        d.release_stop_signals()
+    s = node.settings
+    return _launch(args, node.insecure, lambda echo: d.start_supernode(node, wait=args.wait, echo=echo)[0],
+                   [f"  data {node.partner.data} (stays here; purposes {', '.join(node.partner.purposes)})",
+                    f"  log {s.log_file}", f"  PID file {s.pid_file}"],
+                   f"fedcredit partner stop --config {s.source}")
 
 
 def _partner_stop(args: argparse.Namespace) -> int:

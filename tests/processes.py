@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterable
+from pathlib import Path
 
 import psutil
 
@@ -44,3 +46,14 @@ def pids_with_argument(fragment: str) -> list[int]:
         if any(fragment in part for part in (proc.info["cmdline"] or [])):
             found.append(proc.info["pid"])
     return found
+
+
+def pids_in_files(*pid_files: Path) -> list[int]:
+    """PIDs recorded in fedcredit PID files (JSON with a "pid"); missing or unreadable files are skipped."""
+    pids = []
+    for f in pid_files:
+        try:
+            pids.append(int(json.loads(Path(f).read_text())["pid"]))
+        except (OSError, ValueError, KeyError):
+            pass
+    return pids

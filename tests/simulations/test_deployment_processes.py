@@ -5,7 +5,6 @@ after a bounded wait. Every process is stopped by PID in `finally`."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from privacy import tls
 from simulations import deployment as d
 from simulations.cli import main
 from tests.conftest import make_partner_frame, write_scenario
-from tests.processes import free_port, kill_tree, pids_with_argument
+from tests.processes import free_port, kill_tree, pids_in_files, pids_with_argument
 
 pytestmark = pytest.mark.e2e
 PROJECT = Path(__file__).resolve().parents[2]
@@ -30,16 +29,6 @@ def one_line_error(err: str) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fedcredit: error: "), err
     return lines[0]
-
-
-def pids_in_files(*pid_files: Path) -> list[int]:
-    pids = []
-    for f in pid_files:
-        try:
-            pids.append(int(json.loads(f.read_text())["pid"]))
-        except (OSError, ValueError, KeyError):
-            pass
-    return pids
 
 
 @pytest.fixture

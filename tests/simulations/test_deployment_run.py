@@ -21,7 +21,7 @@ from privacy.ledger import PrivacyLedger
 from simulations import deployment as d
 from simulations.cli import main
 from tests.conftest import make_partner_frame, write_scenario
-from tests.processes import free_port, kill_tree, pids_with_argument
+from tests.processes import free_port, kill_tree, pids_in_files, pids_with_argument
 
 pytestmark = pytest.mark.e2e
 PARTNERS = (("bank-a", "bank", 1500, 1, 0.0), ("insurer-b", "insurer", 900, 2, 0.5),
@@ -66,13 +66,7 @@ def consortium(tmp_path: Path):
     finally:
         pid_files = [d.read_coordinator_settings(scenario).pid_file,
                      *(d.read_node_settings(c).pid_file for c in configs.values())]
-        pids = []
-        for f in pid_files:
-            try:
-                pids.append(int(json.loads(f.read_text())["pid"]))
-            except (OSError, ValueError, KeyError):
-                pass
-        kill_tree([*pids, *pids_with_argument(str(tmp_path))])
+        kill_tree([*pids_in_files(*pid_files), *pids_with_argument(str(tmp_path))])
 
 
 def _start(scenario: Path, configs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
