@@ -34,6 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+import psutil
+
 from credit.atomic import atomic_write_json, atomic_write_text
 from credit.errors import FederationError, InputError
 from credit.scenario import Partner, Scenario, load_partner_file, load_scenario
@@ -481,14 +483,6 @@ def write_federation(settings: CoordinatorSettings, insecure: bool) -> Path:
 # ---- processes --------------------------------------------------------------------------------
 
 
-def _psutil():
-    try:
-        import psutil
-    except ImportError:  # pragma: no cover - psutil ships with fedcredit's environment
-        raise DeploymentError("the deployment commands need psutil: install it in this environment") from None
-    return psutil
-
-
 @dataclass(frozen=True)
 class PidRecord:
     pid: int
@@ -498,7 +492,6 @@ class PidRecord:
 
     def process(self):
         """The live process this record names, or None (exited, or the PID now belongs to another)."""
-        psutil = _psutil()
         try:
             proc = psutil.Process(self.pid)
             if abs(proc.create_time() - self.create_time) > 0.5 or proc.status() == psutil.STATUS_ZOMBIE:
@@ -521,7 +514,6 @@ def read_pid_file(path: Path) -> PidRecord | None:
 def _descendants(pid: int) -> list:
     """psutil.Process objects of `pid`'s descendants (they remember their start time, so a
     later signal never reaches a process that merely reuses a PID)."""
-    psutil = _psutil()
     try:
         return psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -532,7 +524,6 @@ def _orphans_of(pid: int) -> list:
     """Flower helpers left by `pid`: members of the process group it leads (we start every
     process in its own session) and `flower-superexec ... --parent-pid PID`, which Flower starts
     in a session of its own."""
-    psutil = _psutil()
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         try:
@@ -550,7 +541,6 @@ def stop_tree(pid: int, *, timeout: float = STOP_TIMEOUT, known: Sequence = (), 
     """SIGTERM `pid` and wait (Flower shuts down cleanly on it), then terminate whatever it left
     (its descendants, its process group, helpers that watch it), SIGKILL after a grace period.
     `root_done`: the caller already stopped and reaped `pid` itself (its number may be reused)."""
-    psutil = _psutil()
     family = {p.pid: p for p in known}
     if not root_done:
         try:
@@ -634,7 +624,6 @@ class Service:
             return ""
 
     def write_pid_file(self) -> None:
-        psutil = _psutil()
         record = {"pid": self.pid, "create_time": psutil.Process(self.pid).create_time(), "argv": self.argv,
                   "log": str(self.log_file)}
         atomic_write_json(self.pid_file, record)
