@@ -116,15 +116,17 @@ def open_partner_data(partner: Partner, task: TaskConfig, *, purpose: str, round
     return _CACHE[key]
 
 
-def privacy_gate(data: PartnerData, task: TaskConfig) -> PrivacyGate | None:
-    """The partner's gate when its policy asks for record-level DP, else None."""
+def privacy_gate(data: PartnerData, task: TaskConfig, *, check_policy: bool = False) -> PrivacyGate | None:
+    """The partner's gate when its policy asks for record-level DP, else None. `check_policy`
+    also refuses a fixed noise that cannot fit one round (done once: before the run, round 0)."""
     policy = data.partner.privacy
     if not policy.enabled:
         return None
     ledger = PrivacyLedger.open(ledger_path(privacy_folder(data.partner, task), data.partner.name),
                                 data.fingerprint, data.partner.name)
     gate = PrivacyGate(policy, ledger, rows=len(data.train), source=f"partner '{data.partner.name}' privacy")
-    gate.check_policy(task.federation.batch_size, task.federation.local_epochs)
+    if check_policy:
+        gate.check_policy(task.federation.batch_size, task.federation.local_epochs)
     return gate
 
 
@@ -165,7 +167,7 @@ def column_statistics(data: PartnerData, task: TaskConfig) -> PartnerReport:
     from privacy.statistics import noisy_statistics
 
     stats = ColumnStats.from_frame(data.train.features, task.spec)
-    gate = privacy_gate(data, task)
+    gate = privacy_gate(data, task, check_policy=True)
     if gate is None:
         return report(data, task, stats=stats, privacy=privacy_statement(None, data))
     private, release, sd = noisy_statistics(stats, data.partner.privacy.stats_noise_multiplier,

@@ -21,17 +21,15 @@ from flwr.common import (
     ndarrays_to_parameters,
     parameters_to_ndarrays,
 )
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 from flwr.compat.common.recorddict_compat import (
     fitres_to_recorddict,
     recorddict_to_fitins,
 )
 
-SECAGG_CONFIGS = "secaggplus_configs"
-REPORT_METRIC = "report"
-
 
 def secure_aggregation_mod(msg: Message, context: Context, call_next):
-    if SECAGG_CONFIGS not in msg.content.config_records:
+    if RECORD_KEY_CONFIGS not in msg.content.config_records:
         return call_next(msg, context)
     return secaggplus_mod(msg, context, lambda m, c: _bridge(m, c, call_next))
 
@@ -60,11 +58,11 @@ def _bridge(msg: Message, context: Context, call_next) -> Message:
     if reply.has_error():
         return reply
     content = reply.content
-    report = str(content["report"][REPORT_KEY])
+    report = str(content[REPORT_KEY][REPORT_KEY])
     if "arrays" in content:
         out = [t.numpy() for t in content["arrays"].to_torch_state_dict().values()]
         weight = int(content["metrics"]["num-examples"])
     else:                                          # declined: nothing of this partner in the sum
         out, weight = [np.zeros_like(a) for a in incoming], 0
-    fitres = FitRes(Status(Code.OK, "ok"), ndarrays_to_parameters(out), weight, {REPORT_METRIC: report})
+    fitres = FitRes(Status(Code.OK, "ok"), ndarrays_to_parameters(out), weight, {REPORT_KEY: report})
     return Message(fitres_to_recorddict(fitres, keep_input=True), reply_to=msg)

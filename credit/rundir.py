@@ -13,6 +13,7 @@ from typing import Any
 from credit.atomic import atomic_write_json
 
 CONFIG, ROUNDS, MODEL, SUMMARY = "config.json", "rounds.jsonl", "model.pt", "summary.json"
+STAGING_SUFFIX = ".incomplete"   # a simulation writes here, then renames the finished run
 
 
 class RunDirectory:
@@ -27,6 +28,11 @@ class RunDirectory:
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / ROUNDS).unlink(missing_ok=True)
         return self
+
+    @property
+    def run_id(self) -> str:
+        """The run's name, as recorded in ledgers and audit trails (without the staging suffix)."""
+        return self.path.name.removesuffix(STAGING_SUFFIX)
 
     def file(self, name: str) -> Path:
         return self.path / name

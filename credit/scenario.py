@@ -314,7 +314,8 @@ def parse_partner(entry: Any, default_policy: PrivacyPolicy, *, base_dir: Path, 
     return Partner(pname, kind, (base_dir / data).resolve() if data else None, policy, key, tuple(chosen))
 
 
-def _read_toml(path: Path, what: str) -> dict[str, Any]:
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A config file as a dict; a missing or malformed file is an InputError naming it."""
     if not path.is_file():
         raise InputError(f"{what} not found: check the path", source=str(path))
     try:
@@ -330,7 +331,7 @@ def load_partner_file(path: str | Path) -> Partner:
     The [node] table is read by the deployment commands, not here.
     """
     path = Path(path).expanduser().resolve()
-    raw = _read_toml(path, "partner config")
+    raw = read_toml(path, "partner config")
     unknown = set(raw) - {"partner", "privacy", "node"}
     if unknown:
         raise InputError(f"unknown table(s) {sorted(unknown)}; allowed: ['node', 'partner', 'privacy']",
@@ -352,6 +353,6 @@ def load_partner_file(path: str | Path) -> Partner:
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; data paths are resolved relative to it."""
     path = Path(path).expanduser().resolve()
-    raw = _read_toml(path, "scenario file")
+    raw = read_toml(path, "scenario file")
     name = path.stem if path.stem != "scenario" else path.parent.name
     return Scenario.from_dict(raw, base_dir=path.parent, name=name, source=path)

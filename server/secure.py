@@ -20,7 +20,6 @@ from flwr.app import ArrayRecord, ConfigRecord, Context
 from flwr.common import (
     FitIns,
     FitRes,
-    Parameters,
     ndarrays_to_parameters,
     parameters_to_ndarrays,
 )
@@ -31,8 +30,6 @@ from flwr.server.strategy import Strategy as LegacyStrategy
 from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
 from flwr.serverapp import Grid
-
-REPORT_METRIC = "report"     # FitRes.metrics entry carrying the PartnerReport JSON
 
 
 class _KeepResults(LegacyStrategy):
@@ -127,6 +124,3 @@ class SecureAggregator:
                                            for n, a in zip(names, aggregate, strict=True)))
         return SecureRound(restored, results, len(self.strategy.failures))
 
-
-def empty_parameters() -> Parameters:
-    return ndarrays_to_parameters([])

@@ -53,10 +53,9 @@ class FederatedTraining:
         self.context, self.secure = context, secure
         self.dropped: dict[str, int] = {}                  # partner → round in which it stopped answering
         self._aggregator = None                             # SecAgg+ state, built after round 0
-        run_id = run_dir.path.name.removesuffix(".incomplete")
         # In simulation each node learns its partner from the roster; in deployment it names itself.
         self.task = TaskConfig(scenario.dataset, self.fed, roster=scenario.partners if simulation else (),
-                               run=run_id, run_dir=str(run_dir.path) if simulation else "")
+                               run=run_dir.run_id, run_dir=str(run_dir.path) if simulation else "")
         self.partners: dict[str, PartnerReport] = {}
         self.node_partner: dict[int, str] = {}
         self.stopped: dict[str, dict[str, Any]] = {}      # partner → {round, reason}
@@ -181,7 +180,7 @@ class FederatedTraining:
     def _secure_round(self, rnd: int, arrays: ArrayRecord
                       ) -> tuple[ArrayRecord | None, list[PartnerReport], list[str], float | None]:
         """One SecAgg+ round: the coordinator sees only the weighted sum of the updates."""
-        from server.secure import REPORT_METRIC, SecureAggregator
+        from server.secure import SecureAggregator
 
         if self._aggregator is None:
             self._aggregator = SecureAggregator(self.grid, self.context, timeout=self.fed.round_timeout,
@@ -197,7 +196,7 @@ class FederatedTraining:
         answered = {nid for nid, _ in result.results}
         self._note_dropouts(rnd, nodes, answered)
         failures = [f"{self._who(n)}: no masked update" for n in nodes if n not in answered]
-        reports = [PartnerReport.from_json(str(fitres.metrics[REPORT_METRIC])) for _, fitres in result.results]
+        reports = [PartnerReport.from_json(str(fitres.metrics[REPORT_KEY])) for _, fitres in result.results]
         trained = [r for r in reports if not r.declined]
         if result.arrays is None or not trained:
             if result.arrays is None and not reports:

@@ -10,7 +10,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pandas as pd
 import tomli_w
 
 from credit.errors import InputError
@@ -62,6 +61,3 @@ def write_taiwan_partners(out_dir: str | Path, *, rounds: int = 20, extra_federa
     tmp.rename(out_dir)
     return out_dir / "scenario.toml"
 
-
-def partner_sizes(frame: pd.DataFrame) -> dict[str, int]:
-    return {name: int(frame["EDUCATION"].isin(codes).sum()) for name, _, codes in TAIWAN_PARTNERS}

@@ -38,7 +38,7 @@ import psutil
 
 from credit.atomic import atomic_write_json, atomic_write_text
 from credit.errors import FederationError, InputError
-from credit.scenario import Partner, Scenario, load_partner_file, load_scenario
+from credit.scenario import Partner, Scenario, load_partner_file, load_scenario, read_toml
 from privacy import tls
 
 BIN_DIR = Path(sys.executable).parent
@@ -62,15 +62,6 @@ class DeploymentError(InputError):
 
 
 # ---- configuration ----------------------------------------------------------------------------
-
-
-def _read_toml(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(f"{what} not found: check the path", source=str(path))
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"is not valid TOML: {exc}", source=str(path)) from exc
 
 
 def _table(raw: Mapping[str, Any], name: str, source: str, allowed: set[str]) -> dict[str, Any]:
@@ -202,7 +193,7 @@ class CoordinatorConfig:
 def read_coordinator_settings(path: str | Path) -> CoordinatorSettings:
     """Only the [coordinator] table (enough to stop, inspect or address a running SuperLink)."""
     path = Path(path).expanduser().resolve()
-    raw = _read_toml(path, "coordinator config")
+    raw = read_toml(path, "coordinator config")
     source = f"{path} [coordinator]"
     table = _table(raw, "coordinator", source, _COORDINATOR_KEYS)
     base = path.parent
@@ -249,7 +240,7 @@ def load_coordinator(path: str | Path, *, insecure: bool = False, now: datetime 
                                  source=source, field=name)
         tls.check_server_files(settings.ca_cert, settings.server_cert, settings.server_key, source=source,
                                host=dial_host(settings.address), now=now)
-        raw = _read_toml(path, "coordinator config")
+        raw = read_toml(path, "coordinator config")
         seen: dict[str, str] = {}
         for entry in raw.get("partners", []):
             name = entry.get("name")
@@ -309,7 +300,7 @@ class NodeConfig:
 def read_node_settings(path: str | Path) -> NodeSettings:
     """Only the [node] table and the partner's name (enough to stop a running SuperNode)."""
     path = Path(path).expanduser().resolve()
-    raw = _read_toml(path, "partner config")
+    raw = read_toml(path, "partner config")
     source = f"{path} [node]"
     if "node" not in raw:
         raise InputError("missing the [node] table (superlink, port, root_certificates, auth_key)",

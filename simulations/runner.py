@@ -19,7 +19,7 @@ from typing import Any
 from clients.partner import PartnerData, open_partner_data, privacy_gate
 from credit.errors import InputError
 from credit.protocol import TaskConfig
-from credit.rundir import RunDirectory
+from credit.rundir import STAGING_SUFFIX, RunDirectory
 from credit.scenario import Scenario
 from privacy.report import write_privacy_report
 from server.app import RunSettings
@@ -42,11 +42,11 @@ def check_partners(scenario: Scenario, run_dir: Path | None = None, *, purpose: 
                    ) -> dict[str, PartnerData]:
     """Load and check every partner's table and privacy policy (ledger, delta, noise) exactly as
     its client will; errors stop the run before anything trains."""
-    task = TaskConfig(scenario.dataset, scenario.federation, run=run_dir.name.removesuffix(".incomplete")
-                      if run_dir else "", run_dir=str(run_dir or ""))
+    task = TaskConfig(scenario.dataset, scenario.federation, run=RunDirectory(run_dir).run_id if run_dir else "",
+                      run_dir=str(run_dir or ""))
     data = {p.name: open_partner_data(p, task, purpose=purpose) for p in scenario.partners}
     for d in data.values():
-        privacy_gate(d, task)
+        privacy_gate(d, task, check_policy=True)
     return data
 
 
@@ -98,7 +98,7 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
     final = settings.resolve_out_dir(scenario).resolve()
     if final.exists() and any(final.iterdir()):
         raise InputError("already exists and is not empty; choose another --out", source=str(final))
-    staging = final.with_name(final.name + ".incomplete")
+    staging = final.with_name(final.name + STAGING_SUFFIX)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         data = check_partners(scenario, staging)              # bad input stops here
