@@ -6,6 +6,15 @@ statistic released once is (σ, 1.0, 1). Epsilon is reported at a given delta un
 add/remove-one-record neighbours, with the PRV accountant (a tight upper bound, numeric
 error ≤ EPS_ERROR) and the RDP bound beside it. If PRV fails numerically the RDP bound is
 reported and the statement says so. Opacus's `gdp` accountant is never used: it is not a bound.
+
+Parallel composition: a partner splits its rows by a hash of each row's own content (see
+`credit.loading.row_fractions`), so a release can be charged to the rows it read — the
+interval [lo, hi) of row fractions, e.g. training rows [0.25, 1) and held-out rows [0, 0.25).
+Adding or removing one row changes only the releases whose interval holds that row's
+fraction, so the epsilon of a whole history is the maximum over the cells that the
+intervals cut [0, 1) into of the composition of the releases covering that cell
+(McSherry 2009, "Privacy Integrated Queries", parallel composition). A release without an
+interval covers every row.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import math
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from opacus.accountants import PRVAccountant, RDPAccountant
@@ -41,9 +50,27 @@ class Release:
             raise ValueError(f"steps must be ≥ 0 (got {self.steps})")
 
 
+ALL_ROWS = (0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A release and the rows it read: the interval [lo, hi) of row fractions (default all)."""
+
+    release: Release
+    rows: tuple[float, float] = ALL_ROWS
+
+    def __post_init__(self) -> None:
+        lo, hi = self.rows
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError(f"rows must be an interval inside [0, 1) (got {self.rows})")
+
+
 @dataclass(frozen=True)
 class PrivacySpent:
-    """(epsilon, delta) of everything composed; `epsilon` is the number to report."""
+    """(epsilon, delta) of everything composed; `epsilon` is the number to report.
+
+    With charges on disjoint rows, `rows` is the cell of rows whose composition is the worst."""
 
     epsilon: float
     delta: float
@@ -51,6 +78,7 @@ class PrivacySpent:
     epsilon_rdp: float
     accountant: str        # "prv", or "rdp" when PRV failed
     note: str = ""
+    rows: tuple[float, float] = ALL_ROWS
 
 
 def _history(releases: Iterable[Release]) -> list[tuple[float, float, int]]:
@@ -92,6 +120,35 @@ def compose(releases: Iterable[Release], delta: float) -> PrivacySpent:
     except Exception as exc:  # numerical failure inside PRV: fall back to the RDP bound
         return PrivacySpent(rdp, delta, None, rdp, "rdp", f"PRV accountant failed ({exc}); RDP bound reported")
     return PrivacySpent(prv, delta, prv, rdp, "prv")
+
+
+def cells(charges: Iterable[Charge], within: tuple[float, float] = ALL_ROWS
+          ) -> list[tuple[tuple[float, float], list[Release]]]:
+    """The cells the charges' intervals cut `within` into, each with the releases covering it
+    (adjacent cells with the same releases are merged)."""
+    charges = list(charges)
+    lo, hi = within
+    cuts = sorted({lo, hi, *(x for c in charges for x in c.rows if lo < x < hi)})
+    out: list[tuple[tuple[float, float], list[Release]]] = []
+    last: list[int] | None = None
+    for a, b in zip(cuts, cuts[1:]):
+        covering = [i for i, c in enumerate(charges) if c.rows[0] <= a and b <= c.rows[1]]
+        if covering == last:
+            out[-1] = ((out[-1][0][0], b), out[-1][1])
+            continue
+        out.append(((a, b), [charges[i].release for i in covering]))
+        last = covering
+    return out
+
+
+def compose_rows(charges: Iterable[Charge], delta: float) -> PrivacySpent:
+    """Epsilon at `delta` of charges on possibly disjoint rows: the worst cell (parallel composition)."""
+    worst: PrivacySpent | None = None
+    for rows, releases in cells(charges):
+        spent = compose(releases, delta)
+        if worst is None or spent.epsilon > worst.epsilon:
+            worst = replace(spent, rows=rows)
+    return worst or compose([], delta)
 
 
 class BudgetError(ValueError):

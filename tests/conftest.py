@@ -56,6 +56,15 @@ def write_scenario(folder: Path, frames: dict[str, pd.DataFrame], *, dataset: di
     return path
 
 
+@pytest.fixture(autouse=True)
+def machine_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets its own machine state folder (dataset anchors): a budget spent by one
+    test's data never leaks into another's. Processes a test starts inherit it."""
+    folder = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("FEDCREDIT_STATE_DIR", str(folder))
+    return folder
+
+
 @pytest.fixture
 def three_partners(tmp_path: Path) -> Path:
     frames = {"bank-a": make_partner_frame(1500, 1), "insurer-b": make_partner_frame(900, 2, shift=0.5),
