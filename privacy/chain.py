@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from credit import strict_json
+
 GENESIS = "0" * 64
 
 
@@ -68,7 +70,7 @@ class HashChainLog:
             prev = existing[-1]["hash"] if existing else GENESIS
         chained = {**record, "prev": prev}
         chained["hash"] = record_hash(chained)
-        line = (json.dumps(chained, sort_keys=True, separators=(",", ":")) + "\n").encode()
+        line = (strict_json.dumps(chained, sort_keys=True, separators=(",", ":")) + "\n").encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
