@@ -79,7 +79,8 @@ def _reply(msg: Message, report, *, arrays: ArrayRecord | None = None) -> Messag
                           "report": ConfigRecord({REPORT_KEY: report.to_json()})})
     if arrays is not None:
         content["arrays"] = arrays
-        content["metrics"]["train-loss"] = float(report.train_loss)
+        # the train loss travels in the report (it may be None); Flower wants the same metric
+        # keys from every reply, so a number here could not be left out for one partner
         content["metrics"]["steps"] = int(report.steps)
     return Message(content=content, reply_to=msg)
 
