@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from credit.loading import (
     read_table_bytes,
     split_train_test,
 )
-from credit.metrics import UNDEFINED, ScoreHistogram, undefined_names
+from credit.metrics import ScoreHistogram
 from credit.model import (
     build_model,
     make_loader,
@@ -184,23 +183,7 @@ def column_statistics(data: PartnerData, task: TaskConfig) -> PartnerReport:
 def evaluate_model(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor]) -> ScoreHistogram:
     """Score the partner's test rows with a model; only the histogram leaves."""
     model = _model(task, state)
-    hist = ScoreHistogram.from_scores(data.test.label, predict_proba(model, task.transform.transform(data.test.features)))
-    _tell_undefined(data.partner.name, task.run, hist.metrics())
-    return hist
-
-
-_TOLD: set[tuple[str, str, str]] = set()   # (partner, run, reason) already logged by this process
-
-
-def _tell_undefined(partner: str, run: str, metrics: Mapping[str, Any]) -> None:
-    """Log once per run, in the partner's own process, why some of its metrics are undefined
-    (the coordinator says the same in its log)."""
-    reason = metrics.get(UNDEFINED)
-    if reason and (partner, run, reason) not in _TOLD:
-        _TOLD.add((partner, run, reason))
-        logging.getLogger("fedcredit").warning(
-            "partner '%s': %s; its %s are undefined and reported as null", partner, reason,
-            undefined_names(metrics))
+    return ScoreHistogram.from_scores(data.test.label, predict_proba(model, task.transform.transform(data.test.features)))
 
 
 def train_round(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor], *, server_round: int,

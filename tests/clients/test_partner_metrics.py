@@ -6,19 +6,26 @@ import logging
 
 import numpy as np
 
-from clients import partner
+from clients import app
 from credit.metrics import ScoreHistogram
+from credit.protocol import PartnerReport
+
+
+def _report(name: str, y, p) -> PartnerReport:
+    return PartnerReport(name, "platform", 273, len(y), evaluation=ScoreHistogram.from_scores(np.asarray(y), np.asarray(p)))
 
 
 def test_partner_logs_the_reason_once_per_run(caplog, monkeypatch) -> None:
-    monkeypatch.setattr(partner, "_TOLD", set())
-    one_class = ScoreHistogram.from_scores(np.zeros(91), np.full(91, 0.1)).metrics()
-    defined = ScoreHistogram.from_scores(np.array([0, 1, 0, 1]), np.array([0.1, 0.8, 0.3, 0.6])).metrics()
-    with caplog.at_level(logging.WARNING, logger="fedcredit"):
+    monkeypatch.setattr(app, "_TOLD", set())
+    one_class = _report("platform-3", np.zeros(91), np.full(91, 0.1))
+    defined = _report("bank-1", [0, 1, 0, 1], [0.1, 0.8, 0.3, 0.6])
+    with caplog.at_level(logging.WARNING, logger="flwr"):
         for _ in range(3):                                   # every round evaluates again
-            partner._tell_undefined("platform-3", "run-1", one_class)
-            partner._tell_undefined("bank-1", "run-1", defined)
-        partner._tell_undefined("platform-3", "run-2", one_class)
-    messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 2 and all(m.startswith("partner 'platform-3': the test rows hold 0 bad rows") for m in messages)
+            app._tell_undefined(one_class, 7)
+            app._tell_undefined(defined, 7)
+        app._tell_undefined(PartnerReport("x", "bank", 1, 1), 7)   # a stats reply: nothing evaluated
+        app._tell_undefined(one_class, 8)                    # the next run says it again
+    messages = [r.getMessage() for r in caplog.records if r.name == "flwr"]
+    assert len(messages) == 2, messages
+    assert all(m.startswith("partner 'platform-3': the test rows hold 0 bad rows") for m in messages)
     assert "its AUC, KS and Gini are undefined and reported as null" in messages[0]
