@@ -168,6 +168,7 @@ def render_html(report: dict[str, Any]) -> str:
     assumptions = "".join(f"<li>{html.escape(a)}</li>" for a in report["assumptions"])
     utility = report["utility"]
     cen = utility.get("centralized_auc")
+    cen_html = "" if cen is None else f" (centralised non-private: {_fmt(cen, 4)})"
     utility_na = (f' <span class="note">(— : {html.escape(utility["auc_undefined"])})</span>'
                   if utility.get("auc_undefined") else "")
     audit = report.get("membership_audit")
@@ -179,7 +180,8 @@ def render_html(report: dict[str, Any]) -> str:
             f"<td>{_fmt(a['advantage'])}</td><td>{_fmt(a.get('canary_auc'))}</td></tr>" for a in audit["results"]) + \
             f"</table><p>{html.escape(audit['method'])}</p>"
     client = report.get("client_dp")
-    client_html = (f"<h2>Partner-level DP (Flower)</h2><p>{html.escape(strict_json.dumps(client))}</p>" if client else "")
+    client_html = (f"<h2>Partner-level DP (Flower)</h2><p>{html.escape(strict_json.dumps(client))}</p>"
+                   if client else "")
     plot = _plot(report)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Privacy report — {_fmt(report['run'])}</title>
@@ -192,7 +194,7 @@ th {{ background: #f2f2f2; }} td:first-child, th:first-child {{ text-align: left
 </style></head><body>
 <h1>Privacy budget report</h1>
 <p>Run <b>{_fmt(report['run'])}</b> of scenario <b>{_fmt(report['scenario'])}</b>, generated {_fmt(report['generated'])}.</p>
-<p>Utility bought: pooled federated AUC <b>{_fmt(utility['federated_auc'], 4)}</b>{'' if cen is None else f' (centralised non-private: {_fmt(cen, 4)})'}.{utility_na}</p>
+<p>Utility bought: pooled federated AUC <b>{_fmt(utility['federated_auc'], 4)}</b>{cen_html}.{utility_na}</p>
 {f'<img alt="Lifetime epsilon per partner against its budget" src="data:image/png;base64,{plot}">' if plot else
  '<p><b>No partner trained with record-level differential privacy in this run.</b></p>'}
 <h2>Per partner (lifetime, after this run)</h2>

@@ -35,7 +35,8 @@ def comparison_table(summary: dict[str, Any]) -> str:
         local, fed = p.get("local") or {}, p.get("federated") or {}
         la, fa = local.get("auc"), fed.get("auc")
         lines.append(f"{p['name']:<18}{p['kind']:<10}{p['rows_train']:>8}{p['rows_test']:>7}  "
-                     f"{_num(la, 9)}{_num(fa, 9)}{_diff(fa, la, 8)}  {_num(local.get('ks'), 8)}{_num(fed.get('ks'), 8)}")
+                     f"{_num(la, 9)}{_num(fa, 9)}{_diff(fa, la, 8)}  "
+                     f"{_num(local.get('ks'), 8)}{_num(fed.get('ks'), 8)}")
         if not p.get("federated"):
             reason = (f"dropped out in round {p['dropped_round']}: no final evaluation"
                       if p.get("dropped_round") else "no final evaluation")

@@ -12,7 +12,8 @@ from credit.protocol import PartnerReport
 
 
 def _report(name: str, y, p) -> PartnerReport:
-    return PartnerReport(name, "platform", 273, len(y), evaluation=ScoreHistogram.from_scores(np.asarray(y), np.asarray(p)))
+    hist = ScoreHistogram.from_scores(np.asarray(y), np.asarray(p))
+    return PartnerReport(name, "platform", 273, len(y), evaluation=hist)
 
 
 def test_partner_logs_the_reason_once_per_run(caplog, monkeypatch) -> None:
