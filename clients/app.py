@@ -9,6 +9,7 @@ ClientApp process starts fast.
 
 from __future__ import annotations
 
+from logging import WARNING
 from pathlib import Path
 
 from flwr.app import (
@@ -21,6 +22,7 @@ from flwr.app import (
 )
 from flwr.clientapp import ClientApp
 from flwr.clientapp.mod import fixedclipping_mod
+from flwr.common.logger import log
 
 from clients.secure import secure_aggregation_mod
 
@@ -69,8 +71,28 @@ def _data(msg: Message, context: Context, purpose: str):
     return task, open_partner_data(_partner(context, task), task, purpose=purpose, round=rnd)
 
 
+_TOLD: set[tuple[str, int, str]] = set()   # (partner, Flower run id, reason) already logged here
+
+
+def _tell_undefined(report, run_id: int) -> None:
+    """Log once per run, in the partner's own process, why some of its metrics are undefined
+    (e.g. its test rows hold no bad row); the coordinator's log says the same."""
+    from credit.metrics import UNDEFINED, undefined_names
+
+    if report.evaluation is None:
+        return
+    metrics = report.evaluation.metrics()
+    reason = metrics.get(UNDEFINED)
+    if reason and (report.partner, run_id, reason) not in _TOLD:
+        _TOLD.add((report.partner, run_id, reason))
+        log(WARNING, "partner '%s': %s; its %s are undefined and reported as null", report.partner, reason,
+            undefined_names(metrics))
+
+
 def _reply(msg: Message, report, *, arrays: ArrayRecord | None = None) -> Message:
     from credit.protocol import REPORT_KEY
+
+    _tell_undefined(report, msg.metadata.run_id)
 
     config = msg.content.config_records.get("config")
     uniform = config is not None and CLIPPING_KEY in config   # partner-level DP accounting: equal weights
@@ -79,7 +101,8 @@ def _reply(msg: Message, report, *, arrays: ArrayRecord | None = None) -> Messag
                           "report": ConfigRecord({REPORT_KEY: report.to_json()})})
     if arrays is not None:
         content["arrays"] = arrays
-        content["metrics"]["train-loss"] = float(report.train_loss)
+        # the train loss travels in the report (it may be None); Flower wants the same metric
+        # keys from every reply, so a number here could not be left out for one partner
         content["metrics"]["steps"] = int(report.steps)
     return Message(content=content, reply_to=msg)
 

@@ -19,5 +19,5 @@ def default_scenario_path(cache: Path = CACHE) -> Path:
     folder = cache / f"synthetic-v{GENERATOR_VERSION}-seed{DEFAULT_SEED}"
     scenario = folder / "scenario.toml"
     if not scenario.is_file():
-        write_consortium(default_consortium(seed=DEFAULT_SEED), folder)
+        write_consortium(default_consortium(seed=DEFAULT_SEED), folder, replace=True)   # our own cache
     return scenario

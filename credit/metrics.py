@@ -4,92 +4,155 @@ Pooling per-partner AUCs by averaging is wrong (AUC is not additive). Instead ea
 sends a `ScoreHistogram`: counts of its test scores per fine logit bin, split by label, and
 the sums needed for Brier and log loss. Histograms add up, and the metrics of the sum equal
 the metrics of the pooled rows up to the bin width.
+
+A metric the rows cannot define is None (JSON null), never NaN, and the metrics dict then
+carries `undefined`: the reason in words (e.g. a small partner whose test rows hold no bad
+row has no AUC, KS or Gini; its Brier score and log loss are still defined).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score, roc_curve
+from sklearn.metrics import roc_auc_score, roc_curve
 
 LOGIT_LIMIT = 12.0
 N_SCORE_BINS = 4800
 _EPS = 1e-7
+UNDEFINED = "undefined"   # key of the reason, present only when some metric is None
+
+Metrics = dict[str, Any]   # auc, ks, gini, brier, logloss: float | None; n: int; bad_rate: float | None
+LABELS = {"auc": "AUC", "ks": "KS", "gini": "Gini", "brier": "Brier", "logloss": "log loss", "bad_rate": "bad rate"}
 
 
-def exact_metrics(y_true: np.ndarray, p_bad: np.ndarray) -> dict[str, float]:
-    """Metrics of scores `p_bad` (probability of default) against labels (1 = bad)."""
+def undefined_names(metrics: Mapping[str, Any]) -> str:
+    """The metrics that are None, in words, e.g. 'AUC, KS and Gini'."""
+    names = [LABELS.get(k, k) for k, v in metrics.items() if v is None and k != UNDEFINED]
+    return " and ".join(filter(None, [", ".join(names[:-1]), names[-1]])) if names else ""
+
+
+def undefined_reason(n_bad: float, n_good: float, nonfinite: float = 0) -> str | None:
+    """Why some metric of these test rows is undefined, in words for the partner; None if all are defined."""
+    if nonfinite:
+        return (f"{int(nonfinite)} test row(s) got a score that is not a finite number (the model diverged): "
+                "no metric of these scores is defined")
+    if n_bad == 0 and n_good == 0:
+        return "there are no test rows: no metric is defined"
+    if n_bad == 0 or n_good == 0:
+        return (f"the test rows hold 0 {'bad' if n_bad == 0 else 'good'} rows: "
+                "AUC, KS and Gini need both bad and good rows")
+    return None
+
+
+def _finish(values: Metrics, reason: str | None) -> Metrics:
+    """Standard JSON: any non-finite number becomes None, and `undefined` says why."""
+    out: Metrics = {}
+    odd = []
+    for key, value in values.items():
+        if value is not None and isinstance(value, float) and not math.isfinite(value):
+            odd.append(key)
+            value = None
+        out[key] = value
+    if any(v is None for v in out.values()):
+        out[UNDEFINED] = reason or f"{', '.join(odd)}: not a finite number"
+    return out
+
+
+def exact_metrics(y_true: np.ndarray, p_bad: np.ndarray) -> Metrics:
+    """Metrics of scores `p_bad` (probability of default) against labels (1 = bad).
+
+    A metric the rows cannot define (AUC, KS and Gini of one-class rows; anything of no rows
+    or of non-finite scores) is None, and the key `undefined` gives the reason.
+    """
     y = np.asarray(y_true, dtype=np.int64)
-    p = np.clip(np.asarray(p_bad, dtype=np.float64), _EPS, 1 - _EPS)
-    fpr, tpr, _ = roc_curve(y, p)
-    auc = float(roc_auc_score(y, p))
-    return {
-        "auc": auc,
-        "ks": float(np.max(tpr - fpr)),
-        "gini": 2 * auc - 1,
-        "brier": float(brier_score_loss(y, p)),
-        "logloss": float(log_loss(y, p, labels=[0, 1])),
-        "n": int(len(y)),
-        "bad_rate": float(y.mean()),
-    }
+    raw = np.asarray(p_bad, dtype=np.float64)
+    n, n_bad = int(len(y)), int(y.sum())
+    nonfinite = int(np.count_nonzero(~np.isfinite(raw)))
+    reason = undefined_reason(n_bad, n - n_bad, nonfinite)
+    out: Metrics = {"auc": None, "ks": None, "gini": None, "brier": None, "logloss": None, "n": n,
+                    "bad_rate": n_bad / n if n else None}
+    if n and not nonfinite:
+        p = np.clip(raw, _EPS, 1 - _EPS)
+        out["brier"] = float(np.mean((p - y) ** 2))
+        out["logloss"] = float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+        if 0 < n_bad < n:
+            fpr, tpr, _ = roc_curve(y, p)
+            auc = float(roc_auc_score(y, p))
+            out.update(auc=auc, ks=float(np.max(tpr - fpr)), gini=2 * auc - 1)
+    return _finish(out, reason)
 
 
 @dataclass
 class ScoreHistogram:
-    """Additive summary of scored test rows: per-bin counts by label plus loss sums."""
+    """Additive summary of scored test rows: per-bin counts by label plus loss sums.
+
+    Rows whose score is not a finite number (a diverged model) are counted in `nonfinite`
+    and left out of the bins and sums; any such row makes every score metric undefined.
+    """
 
     bad: np.ndarray = field(default_factory=lambda: np.zeros(N_SCORE_BINS))
     good: np.ndarray = field(default_factory=lambda: np.zeros(N_SCORE_BINS))
     brier_sum: float = 0.0
     logloss_sum: float = 0.0
+    nonfinite: float = 0.0
 
     @classmethod
     def from_scores(cls, y_true: np.ndarray, p_bad: np.ndarray) -> ScoreHistogram:
         y = np.asarray(y_true, dtype=np.int64)
-        p = np.clip(np.asarray(p_bad, dtype=np.float64), _EPS, 1 - _EPS)
+        raw = np.asarray(p_bad, dtype=np.float64)
+        finite = np.isfinite(raw)
+        y, p = y[finite], np.clip(raw[finite], _EPS, 1 - _EPS)
         logit = np.clip(np.log(p) - np.log1p(-p), -LOGIT_LIMIT, LOGIT_LIMIT)
         edges = np.linspace(-LOGIT_LIMIT, LOGIT_LIMIT, N_SCORE_BINS + 1)
         return cls(
             bad=np.histogram(logit[y == 1], bins=edges)[0].astype(np.float64),
             good=np.histogram(logit[y == 0], bins=edges)[0].astype(np.float64),
             brier_sum=float(np.sum((p - y) ** 2)),
-            logloss_sum=float(-np.sum(y * np.log(p) + (1 - y) * np.log(1 - p))),
+            logloss_sum=float(-np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))),
+            nonfinite=float(np.count_nonzero(~finite)),
         )
 
     def __add__(self, other: ScoreHistogram) -> ScoreHistogram:
         return ScoreHistogram(self.bad + other.bad, self.good + other.good,
-                              self.brier_sum + other.brier_sum, self.logloss_sum + other.logloss_sum)
+                              self.brier_sum + other.brier_sum, self.logloss_sum + other.logloss_sum,
+                              self.nonfinite + other.nonfinite)
 
     @staticmethod
     def combine(parts: Iterable[ScoreHistogram]) -> ScoreHistogram:
         return sum(parts, ScoreHistogram())
 
-    def metrics(self) -> dict[str, float]:
-        """AUC (ties inside a bin count one half), KS at bin edges, Gini, Brier, log loss."""
+    def metrics(self) -> Metrics:
+        """AUC (ties inside a bin count one half), KS at bin edges, Gini, Brier, log loss.
+
+        As `exact_metrics`: a metric these rows cannot define is None, `undefined` says why."""
         bad, good = np.clip(self.bad, 0, None), np.clip(self.good, 0, None)
-        n_bad, n_good = bad.sum(), good.sum()
-        n = n_bad + n_good
-        if n_bad == 0 or n_good == 0:
-            nan = float("nan")
-            return {"auc": nan, "ks": nan, "gini": nan, "brier": self.brier_sum / max(n, 1),
-                    "logloss": self.logloss_sum / max(n, 1), "n": int(n), "bad_rate": n_bad / max(n, 1)}
-        good_below = np.cumsum(good) - good
-        auc = float((bad * (good_below + 0.5 * good)).sum() / (n_bad * n_good))
-        ks = float(np.max(np.abs(np.cumsum(good) / n_good - np.cumsum(bad) / n_bad)))
-        return {"auc": auc, "ks": ks, "gini": 2 * auc - 1, "brier": self.brier_sum / n,
-                "logloss": self.logloss_sum / n, "n": int(n), "bad_rate": float(n_bad / n)}
+        n_bad, n_good = float(bad.sum()), float(good.sum())
+        n = n_bad + n_good + self.nonfinite
+        reason = undefined_reason(n_bad, n_good, self.nonfinite)
+        out: Metrics = {"auc": None, "ks": None, "gini": None, "brier": None, "logloss": None, "n": int(n),
+                        "bad_rate": n_bad / n if n and not self.nonfinite else None}
+        if n and not self.nonfinite:
+            out.update(brier=self.brier_sum / n, logloss=self.logloss_sum / n)
+            if n_bad and n_good:
+                good_below = np.cumsum(good) - good
+                auc = float((bad * (good_below + 0.5 * good)).sum() / (n_bad * n_good))
+                ks = float(np.max(np.abs(np.cumsum(good) / n_good - np.cumsum(bad) / n_bad)))
+                out.update(auc=auc, ks=ks, gini=2 * auc - 1)
+        return _finish(out, reason)
 
     def to_dict(self) -> dict[str, Any]:
         nz = np.flatnonzero((self.bad != 0) | (self.good != 0))
         return {"bins": nz.tolist(), "bad": self.bad[nz].tolist(), "good": self.good[nz].tolist(),
-                "brier_sum": self.brier_sum, "logloss_sum": self.logloss_sum}
+                "brier_sum": self.brier_sum, "logloss_sum": self.logloss_sum, "nonfinite": self.nonfinite}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ScoreHistogram:
-        hist = cls(brier_sum=float(raw["brier_sum"]), logloss_sum=float(raw["logloss_sum"]))
+        hist = cls(brier_sum=float(raw["brier_sum"]), logloss_sum=float(raw["logloss_sum"]),
+                   nonfinite=float(raw.get("nonfinite", 0.0)))
         idx = np.asarray(raw["bins"], dtype=np.int64)
         hist.bad[idx] = raw["bad"]
         hist.good[idx] = raw["good"]

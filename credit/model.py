@@ -6,6 +6,7 @@ Models output logits of P(bad). `train_epochs` is the one training loop every pa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -72,8 +73,8 @@ def make_optimizer(model: nn.Module, name: str, *, lr: float, weight_decay: floa
 
 @dataclass(frozen=True)
 class TrainResult:
-    loss: float      # mean training loss over the last epoch
-    steps: int       # optimizer steps taken
+    loss: float | None   # mean training loss over the last epoch; None if it saw no row
+    steps: int           # optimizer steps taken
 
 
 def train_epochs(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, *,
@@ -84,7 +85,7 @@ def train_epochs(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
     params = [p for p in model.parameters() if p.requires_grad]
     anchors = [anchor[n].detach().clone() for n, _ in _named_trainable(model)] if proximal_mu and anchor else None
     model.train()
-    steps, last_loss = 0, float("nan")
+    steps, last_loss = 0, None
     for _ in range(epochs):
         total, count = 0.0, 0
         for xb, yb in loader:
@@ -98,7 +99,8 @@ def train_epochs(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Op
             steps += 1
             total += float(loss.detach()) * len(yb) if len(yb) else 0.0
             count += len(yb)
-        last_loss = total / max(count, 1)
+        # no mean loss for an epoch of empty batches, nor a finite one once the model diverged
+        last_loss = total / count if count and math.isfinite(total) else None
     return TrainResult(last_loss, steps)
 
 

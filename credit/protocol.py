@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from credit import strict_json
 from credit.features import ColumnStats, FeatureTransform
 from credit.metrics import ScoreHistogram
 from credit.scenario import FederationSettings, Partner
@@ -37,7 +38,7 @@ class TaskConfig:
     weights: dict[str, int] = field(default_factory=dict)  # public (noised) example counts per partner
 
     def to_json(self) -> str:
-        return json.dumps({
+        return strict_json.dumps({
             "spec": self.spec.to_dict(),
             "federation": self.federation.to_dict(),
             "transform": self.transform.to_dict() if self.transform else None,
@@ -74,7 +75,7 @@ class PartnerReport:
     declined: str = ""                # why the partner did not train this round
 
     def to_json(self) -> str:
-        return json.dumps({
+        return strict_json.dumps({
             "partner": self.partner, "kind": self.kind,
             "rows_train": self.rows_train, "rows_test": self.rows_test,
             "stats": self.stats.to_dict() if self.stats else None,

@@ -10,7 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from credit.atomic import atomic_write_json
+from credit import strict_json
+from credit.atomic import atomic_write_json, jsonable
 
 CONFIG, ROUNDS, MODEL, SUMMARY = "config.json", "rounds.jsonl", "model.pt", "summary.json"
 STAGING_SUFFIX = ".incomplete"   # a simulation writes here, then renames the finished run
@@ -41,9 +42,11 @@ class RunDirectory:
         atomic_write_json(self.file(CONFIG), config)
 
     def append_round(self, record: dict[str, Any]) -> None:
-        """One JSON object per line, flushed, so a reader can follow a live run."""
+        """One JSON object per line, flushed, so a reader can follow a live run.
+        Standard JSON only: a NaN or ±Infinity raises NonFiniteError and nothing is appended."""
+        line = strict_json.dumps(record, default=jsonable) + "\n"
         with open(self.file(ROUNDS), "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=float) + "\n")
+            f.write(line)
             f.flush()
             os.fsync(f.fileno())
 

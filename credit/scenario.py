@@ -12,6 +12,7 @@ from typing import Any
 
 from credit.errors import InputError
 from credit.schema import DatasetSpec
+from credit.strict_json import first_nonfinite
 
 PARTNER_KINDS = ("bank", "insurer", "platform")
 MODELS = ("logistic", "mlp")
@@ -161,7 +162,7 @@ class FederationSettings:
             return isinstance(v, int) and not isinstance(v, bool)
 
         def is_num(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool)
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
         check(is_int(self.rounds) and self.rounds >= 1, "rounds", "must be a whole number ≥ 1")
         check(self.model in MODELS, "model", f"unknown model; choose one of {list(MODELS)}")
@@ -319,9 +320,13 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"{what} not found: check the path", source=str(path))
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"is not valid TOML: {exc}", source=str(path)) from exc
+    odd = first_nonfinite(data)
+    if odd:   # TOML allows nan and inf; no setting means them, and they cannot be written as JSON
+        raise InputError("must be a finite number (nan and inf are not allowed)", source=str(path), field=odd)
+    return data
 
 
 def load_partner_file(path: str | Path) -> Partner:

@@ -414,25 +414,37 @@ def _scenario_toml(scenario: dict[str, Any]) -> str:
     return text
 
 
-def _foreign(out_dir: Path) -> bool:
-    """True for an existing file or non-empty folder without scenario.toml. One listing, so a
-    concurrent writer swapping its copy in or out between two checks cannot fool it."""
+def _refusal(out_dir: Path, replace: bool) -> str | None:
+    """Why `out_dir` may not be written, or None. One listing, so a concurrent writer swapping
+    its copy in or out between two checks cannot fool it."""
     try:
         names = [entry.name for entry in out_dir.iterdir()]
     except FileNotFoundError:
-        return False
+        return None
     except NotADirectoryError:
-        return True
-    return bool(names) and "scenario.toml" not in names
+        return "exists and is not a folder; choose another --out"
+    if not names:
+        return None
+    if not replace:
+        return ("exists and is not empty; choose another --out, or pass --force to replace the synthetic "
+                "consortium in it")
+    strangers = sorted(n for n in names if n != "scenario.toml" and not n.endswith(tuple(FORMATS.values())))
+    if "scenario.toml" not in names or strangers:
+        shown = ", ".join(strangers[:5]) + (", …" if len(strangers) > 5 else "")
+        return ("holds files a synthetic consortium does not write" + (f" ({shown})" if strangers else
+                " (no scenario.toml)") + "; refusing to replace it even with --force: choose another --out")
+    return None
 
 
 def write_consortium(spec: ConsortiumSpec, out_dir: Path, *, fmt: str = "csv", rounds: int = 20,
-                     model: str = "logistic") -> Path:
+                     model: str = "logistic", replace: bool = False) -> Path:
     """Write one data file per partner plus `scenario.toml` into `out_dir`, atomically.
 
     Everything is built in a temporary sibling directory and renamed into place when
-    complete. An existing complete `out_dir` (one holding scenario.toml) is replaced;
-    an empty one is reused; anything else is refused. Returns the scenario path.
+    complete. `out_dir` must be new or empty; with `replace` an existing complete
+    consortium (scenario.toml and data files only) is replaced, never a folder holding
+    anything else (a privacy ledger or audit trail beside the data, the user's files).
+    FileExistsError says why. Returns the scenario path.
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {list(FORMATS)}, got {fmt!r}")
@@ -441,9 +453,9 @@ def write_consortium(spec: ConsortiumSpec, out_dir: Path, *, fmt: str = "csv", r
     if not isinstance(model, str) or not model:
         raise ValueError(f"model must be a non-empty string, got {model!r}")
     out_dir = Path(out_dir).expanduser().absolute()
-    if _foreign(out_dir):
-        raise FileExistsError(f"{out_dir} exists and is not a synthetic consortium "
-                              "(no scenario.toml); refusing to overwrite it")
+    refusal = _refusal(out_dir, replace)
+    if refusal:
+        raise FileExistsError(f"{out_dir} {refusal}")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{token}"
@@ -460,16 +472,18 @@ def write_consortium(spec: ConsortiumSpec, out_dir: Path, *, fmt: str = "csv", r
         for attempt in range(3):
             try:
                 if out_dir.exists():
-                    if (out_dir / "scenario.toml").is_file():
+                    if replace and (out_dir / "scenario.toml").is_file():
                         old = out_dir.parent / f".{out_dir.name}.old-{token}-{attempt}"
                         os.replace(out_dir, old)
                         olds.append(old)
                     else:
                         out_dir.rmdir()   # empty (checked above); fails if no longer empty
-                os.replace(tmp, out_dir)
+                os.replace(tmp, out_dir)   # onto a missing or empty folder only
                 done = True
                 break
             except OSError:
+                if not replace and (refusal := _refusal(out_dir, False)):   # someone else wrote it meanwhile
+                    raise FileExistsError(f"{out_dir} {refusal}") from None
                 if attempt == 2:
                     if olds and not out_dir.exists():
                         os.replace(olds.pop(), out_dir)   # put the previous consortium back

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from credit import strict_json
+
 GENESIS = "0" * 64
 
 
@@ -128,7 +130,7 @@ class HashChainLog:
             prev = existing[-1]["hash"] if existing else GENESIS
         chained = {**record, "prev": prev}
         chained["hash"] = record_hash(chained)
-        self._write((json.dumps(chained, sort_keys=True, separators=(",", ":"), allow_nan=False) + "\n").encode())
+        self._write((strict_json.dumps(chained, sort_keys=True, separators=(",", ":")) + "\n").encode())
         return chained
 
 

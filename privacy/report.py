@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from credit import strict_json
 from credit.atomic import atomic_write_json, atomic_write_text
+from credit.metrics import UNDEFINED
 
 JSON_NAME, HTML_NAME = "privacy_report.json", "privacy_report.html"
 
@@ -47,6 +49,7 @@ def build_report(summary: dict[str, Any], rounds: list[dict[str, Any]]) -> dict[
             "stopped_round": priv.get("stopped_round"), "stopped_reason": priv.get("stopped_reason"),
             "federated_auc": (p.get("federated") or {}).get("auc"),
             "local_auc": (p.get("local") or {}).get("auc"),
+            "auc_undefined": _auc_reason(p),
         })
     per_round = []
     for rec in rounds:
@@ -65,11 +68,34 @@ def build_report(summary: dict[str, Any], rounds: list[dict[str, Any]]) -> dict[
         "assumptions": ASSUMPTIONS,
         "partners": partners,
         "rounds": per_round,
-        "utility": {"federated_auc": summary["federated"]["auc"],
-                    "centralized_auc": (summary.get("centralized") or {}).get("auc")},
+        "utility": _utility(summary),
         "client_dp": summary.get("client_dp"),
         "membership_audit": summary.get("membership_audit"),
     }
+
+
+def _auc_reason(partner: dict[str, Any]) -> str | None:
+    """Why a partner's federated or local-only AUC is undefined (None), in words; None if neither is."""
+    reasons: dict[str, list[str]] = {}
+    for which, label in (("federated", "federated"), ("local", "local-only")):
+        metrics = partner.get(which)   # None: not measured (no yardsticks, or the partner dropped out)
+        if metrics is not None and metrics.get("auc") is None:
+            reasons.setdefault(metrics.get(UNDEFINED) or "undefined", []).append(label)
+    if not reasons:
+        return None
+    if len(reasons) == 1:
+        return next(iter(reasons))
+    return "; ".join(f"{' and '.join(labels)}: {reason}" for reason, labels in reasons.items())
+
+
+def _utility(summary: dict[str, Any]) -> dict[str, Any]:
+    fed, cen = summary["federated"], summary.get("centralized") or {}
+    out = {"federated_auc": fed.get("auc"), "centralized_auc": cen.get("auc")}
+    reasons = [f"{which}: {m[UNDEFINED]}" for which, m in (("federated", fed), ("centralised", cen))
+               if m.get("auc") is None and m.get(UNDEFINED)]
+    if reasons:
+        out["auc_undefined"] = "; ".join(reasons)
+    return out
 
 
 def _plot(report: dict[str, Any]) -> str:
@@ -106,11 +132,18 @@ def _plot(report: dict[str, Any]) -> str:
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "—"
     if isinstance(v, float):
         return f"{v:.{digits}g}" if abs(v) < 1e-3 else f"{v:.{digits}f}"
     return html.escape(str(v))
+
+
+def _mark(partner: dict[str, Any], value: Any) -> str:
+    """A link from an undefined AUC cell to its reason under the table."""
+    if value is not None or not partner.get("auc_undefined"):
+        return ""
+    return f' <a href="#na-{html.escape(partner["name"])}" title="{html.escape(partner["auc_undefined"])}">(why)</a>'
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -120,8 +153,12 @@ def render_html(report: dict[str, Any]) -> str:
         f"<td>{_fmt(p['remaining'])}</td><td>{_fmt(p['delta'])}</td><td>{_fmt(p['status'])}"
         f"{' (round ' + str(p['stopped_round']) + ': ' + html.escape(p['stopped_reason']) + ')' if p['stopped_reason'] else ''}"
         f"{' (dropped out in round ' + str(p['dropped_round']) + ')' if p.get('dropped_round') else ''}"
-        f"</td><td>{_fmt(p['federated_auc'], 4)}</td><td>{_fmt(p['local_auc'], 4)}</td></tr>"
+        f"</td><td>{_fmt(p['federated_auc'], 4)}{_mark(p, p['federated_auc'])}</td>"
+        f"<td>{_fmt(p['local_auc'], 4)}{_mark(p, p['local_auc'])}</td></tr>"
         for p in report["partners"])
+    undefined_html = "".join(f"<p class=\"note\" id=\"na-{html.escape(p['name'])}\">— {html.escape(p['name'])}: "
+                             f"AUC undefined: {html.escape(p['auc_undefined'])}</p>"
+                             for p in report["partners"] if p.get("auc_undefined"))
     round_rows = "".join(
         f"<tr><td>{r['round']}</td><td>{_fmt(r['partner'])}</td><td>{_fmt(r['mechanism'])}</td><td>{_fmt(r['steps'])}</td>"
         f"<td>{_fmt(r['sample_rate'], 4)}</td><td>{_fmt(r['noise_multiplier'])}</td><td>{_fmt(r['clip_norm'])}</td>"
@@ -131,6 +168,9 @@ def render_html(report: dict[str, Any]) -> str:
     assumptions = "".join(f"<li>{html.escape(a)}</li>" for a in report["assumptions"])
     utility = report["utility"]
     cen = utility.get("centralized_auc")
+    cen_html = "" if cen is None else f" (centralised non-private: {_fmt(cen, 4)})"
+    utility_na = (f' <span class="note">(— : {html.escape(utility["auc_undefined"])})</span>'
+                  if utility.get("auc_undefined") else "")
     audit = report.get("membership_audit")
     audit_html = ""
     if audit:
@@ -140,7 +180,8 @@ def render_html(report: dict[str, Any]) -> str:
             f"<td>{_fmt(a['advantage'])}</td><td>{_fmt(a.get('canary_auc'))}</td></tr>" for a in audit["results"]) + \
             f"</table><p>{html.escape(audit['method'])}</p>"
     client = report.get("client_dp")
-    client_html = (f"<h2>Partner-level DP (Flower)</h2><p>{html.escape(json.dumps(client))}</p>" if client else "")
+    client_html = (f"<h2>Partner-level DP (Flower)</h2><p>{html.escape(strict_json.dumps(client))}</p>"
+                   if client else "")
     plot = _plot(report)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Privacy report — {_fmt(report['run'])}</title>
@@ -153,12 +194,13 @@ th {{ background: #f2f2f2; }} td:first-child, th:first-child {{ text-align: left
 </style></head><body>
 <h1>Privacy budget report</h1>
 <p>Run <b>{_fmt(report['run'])}</b> of scenario <b>{_fmt(report['scenario'])}</b>, generated {_fmt(report['generated'])}.</p>
-<p>Utility bought: pooled federated AUC <b>{_fmt(utility['federated_auc'], 4)}</b>{'' if cen is None else f' (centralised non-private: {cen:.4f})'}.</p>
+<p>Utility bought: pooled federated AUC <b>{_fmt(utility['federated_auc'], 4)}</b>{cen_html}.{utility_na}</p>
 {f'<img alt="Lifetime epsilon per partner against its budget" src="data:image/png;base64,{plot}">' if plot else
  '<p><b>No partner trained with record-level differential privacy in this run.</b></p>'}
 <h2>Per partner (lifetime, after this run)</h2>
 <table><tr><th>partner</th><th>kind</th><th>mode</th><th>ε (PRV)</th><th>ε (RDP)</th><th>budget</th>
 <th>remaining</th><th>δ</th><th>status</th><th>federated AUC</th><th>local-only AUC</th></tr>{partner_rows}</table>
+{undefined_html}
 <h2>Per round: what each partner released</h2>
 <p class="note">From steps, sample rate and noise multiplier anyone can recompute epsilon.</p>
 <table><tr><th>round</th><th>partner</th><th>mechanism</th><th>steps</th><th>sample rate</th><th>noise mult.</th>
@@ -170,17 +212,23 @@ th {{ background: #f2f2f2; }} td:first-child, th:first-child {{ text-align: left
 """
 
 
+def _text(v: Any, fmt: str) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
+
+
 def render_text(report: dict[str, Any]) -> str:
     lines = [f"privacy report — run {report['run']}"]
     for p in report["partners"]:
+        na = f"; AUC n/a: {p['auc_undefined']}" if p.get("auc_undefined") else ""
         if p["mode"] != "sample":
             gone = f"; dropped out in round {p['dropped_round']}" if p.get("dropped_round") else ""
-            lines.append(f"  {p['name']:<18} mode {p['mode']}: no record-level guarantee{gone}")
+            lines.append(f"  {p['name']:<18} mode {p['mode']}: no record-level guarantee{gone}{na}")
             continue
         stop = f", stopped at round {p['stopped_round']}" if p["stopped_round"] else ""
         stop += f", dropped out in round {p['dropped_round']}" if p.get("dropped_round") else ""
-        lines.append(f"  {p['name']:<18} ε = {p['epsilon']:.3f} of {p['budget']:g} at δ = {p['delta']:g} "
-                     f"({p['accountant']}; RDP {p['epsilon_rdp']:.3f}), {p['status']}{stop}")
+        lines.append(f"  {p['name']:<18} ε = {_text(p['epsilon'], '.3f')} of {_text(p['budget'], 'g')} at "
+                     f"δ = {_text(p['delta'], 'g')} ({p['accountant']}; RDP {_text(p['epsilon_rdp'], '.3f')}), "
+                     f"{p['status']}{stop}{na}")
     return "\n".join(lines)
 
 
@@ -189,7 +237,7 @@ def write_privacy_report(run_dir: str | Path, summary: dict[str, Any],
     """Write privacy_report.json and .html; `rounds` None re-uses the ones already written."""
     run_dir = Path(run_dir)
     if rounds is None:
-        existing = json.loads((run_dir / JSON_NAME).read_text())
+        existing = strict_json.loads_old((run_dir / JSON_NAME).read_text())   # may predate standard JSON
         report = build_report(summary, [])
         report["rounds"] = existing["rounds"]
     else:

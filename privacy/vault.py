@@ -43,7 +43,7 @@ import secrets
 import struct
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -344,9 +344,28 @@ def inspect(path: str | Path) -> VaultInfo:
         return _parse_header(f, str(path)).info()
 
 
+def _exists_error(dst: Path, what: str) -> VaultError:
+    return VaultError(f"already exists; {what} never replaces a file: choose another name, or pass --force "
+                      "if this file may be destroyed", source=str(dst))
+
+
+def _write_new(dst: Path, write: Callable[[IO[bytes]], None], *, overwrite: bool, what: str) -> None:
+    """Atomically write `dst` (temp file, then rename); without `overwrite` never replace one,
+    not even one that appears while we write."""
+    try:
+        atomic_write(dst, write, overwrite=overwrite)
+    except FileExistsError:
+        raise _exists_error(dst, what) from None
+    except OSError as exc:
+        raise VaultError(f"cannot be written: {exc.strerror}", source=str(dst)) from exc
+
+
 def encrypt_file(src: str | Path, dst: str | Path, key: KeySource, *,
-                 segment_size: int = DEFAULT_SEGMENT) -> VaultInfo:
-    """Encrypt `src` into the vault `dst` (written atomically); `src` is only read."""
+                 segment_size: int = DEFAULT_SEGMENT, overwrite: bool = False) -> VaultInfo:
+    """Encrypt `src` into the vault `dst` (written atomically); `src` is only read.
+
+    An existing `dst` (perhaps a partner's only copy of its data) is refused unless `overwrite`.
+    """
     src, dst = Path(src), Path(dst)
     if not MIN_SEGMENT <= segment_size <= MAX_SEGMENT:
         raise VaultError(f"segment size {segment_size} is outside {MIN_SEGMENT}…{MAX_SEGMENT}")
@@ -356,6 +375,8 @@ def encrypt_file(src: str | Path, dst: str | Path, key: KeySource, *,
     if _same_file(src, dst):
         raise VaultError("the vault would replace the file it encrypts: choose another output path",
                          source=str(dst))
+    if not overwrite and os.path.lexists(dst):
+        raise _exists_error(dst, "encrypting")
     if is_vault(src):
         raise VaultError("is already a vault: encrypting it again protects nothing", source=str(src))
     try:
@@ -388,10 +409,7 @@ def encrypt_file(src: str | Path, dst: str | Path, key: KeySource, *,
                 raise VaultError("changed while being encrypted: try again when nothing writes to it",
                                  source=str(src))
 
-    try:
-        atomic_write(dst, write)
-    except OSError as exc:
-        raise VaultError(f"cannot be written: {exc.strerror}", source=str(dst)) from exc
+    _write_new(dst, write, overwrite=overwrite, what="encrypting")
     return header.info()
 
 
@@ -419,20 +437,23 @@ def decrypt_bytes(path: str | Path, key: KeySource | None) -> bytes:
     return buffer.getvalue()
 
 
-def decrypt_file(src: str | Path, dst: str | Path, key: KeySource | None) -> VaultInfo:
-    """Decrypt a vault to `dst` (the owner's own use), atomically: nothing is left on error."""
+def decrypt_file(src: str | Path, dst: str | Path, key: KeySource | None, *,
+                 overwrite: bool = False) -> VaultInfo:
+    """Decrypt a vault to `dst` (the owner's own use), atomically: nothing is left on error.
+
+    An existing `dst` is refused unless `overwrite`.
+    """
     src, dst = Path(src), Path(dst)
     if _same_file(src, dst):
         raise VaultError("the plaintext would replace the vault: choose another output path", source=str(dst))
+    if not overwrite and os.path.lexists(dst):
+        raise _exists_error(dst, "decrypting")
     f, header, dek = _open_vault(src, key)
     with f:
         def write(out: IO[bytes]) -> None:
             for _, plain in _segments(f, header, dek, str(src)):
                 out.write(plain)
-        try:
-            atomic_write(dst, write)
-        except OSError as exc:
-            raise VaultError(f"cannot be written: {exc.strerror}", source=str(dst)) from exc
+        _write_new(dst, write, overwrite=overwrite, what="decrypting")
     return header.info()
 
 

@@ -3,6 +3,7 @@ Flower's partner-level DP wrapper (fixed clipping + server noise + RDP accountan
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flwr.serverapp.strategy import (
@@ -43,14 +44,20 @@ def with_partner_level_dp(strategy: Strategy, policy: PrivacyPolicy, partners: i
 
 def partner_level_dp_statement(strategy: Strategy, policy: PrivacyPolicy, partners: int) -> dict[str, Any]:
     spent = strategy.privacy_spent() if hasattr(strategy, "privacy_spent") else None
-    return {
+    epsilon = None if spent is None else float(spent.epsilon)
+    unbounded = epsilon is not None and not math.isfinite(epsilon)
+    statement = {
         "unit": "one partner (its whole dataset)",
         "accountant": "Flower 1.42 RdpAccountant (no sampling amplification, equal weights)",
         "noise_multiplier": policy.client_noise_multiplier,
         "clipping_norm": policy.client_clipping_norm,
         "delta": policy.delta,
-        "epsilon": None if spent is None else float(spent.epsilon),
+        "epsilon": None if unbounded else epsilon,
         "warning": (f"with only {partners} partners the server noise (std {policy.client_noise_multiplier:g} × "
                     f"clip / {partners} on the average) must be very large for a meaningful epsilon; "
                     "this protects partners, not individual customers — use mode 'sample' for that"),
     }
+    if unbounded:   # standard JSON has no Infinity: say it in words
+        statement["epsilon_undefined"] = (f"the accountant's epsilon is {epsilon} (no finite bound at this "
+                                          "delta): there is no meaningful partner-level guarantee")
+    return statement

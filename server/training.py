@@ -25,7 +25,7 @@ from flwr.serverapp.strategy import Strategy
 from credit.artefact import ScoringModel
 from credit.errors import FederationError
 from credit.features import ColumnStats, FeatureTransform
-from credit.metrics import ScoreHistogram
+from credit.metrics import UNDEFINED, ScoreHistogram, undefined_names
 from credit.model import build_model
 from credit.protocol import (
     REPORT_KEY,
@@ -41,6 +41,17 @@ from privacy.statistics import denoise
 from server.strategy import partner_level_dp_statement
 
 PROGRESS = {"fedcredit": True}  # marks our log lines so a quiet console can keep just these
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def mean_train_loss(reports: Iterable[PartnerReport]) -> float | None:
+    """Row-weighted mean train loss of the partners that report one; None if none does."""
+    known = [r for r in reports if r.train_loss is not None and math.isfinite(r.train_loss)]
+    weight = sum(max(r.rows_train, 1) for r in known)
+    return sum(r.train_loss * max(r.rows_train, 1) for r in known) / weight if known else None
 
 
 class FederatedTraining:
@@ -60,6 +71,7 @@ class FederatedTraining:
         self.node_partner: dict[int, str] = {}
         self.stopped: dict[str, dict[str, Any]] = {}      # partner → {round, reason}
         self.privacy_rounds: list[dict[str, Any]] = []
+        self._told: set[tuple[str, str]] = set()           # (partner, reason) already warned about
 
     # -- messaging -----------------------------------------------------------------------
     def _wait_for_nodes(self) -> list[int]:
@@ -142,10 +154,22 @@ class FederatedTraining:
                   "train_steps": train_steps, "seconds": round(time.monotonic() - started, 3),
                   "failures": failures}
         self.run_dir.append_round(record)
+        self._warn_undefined(per_partner)
         loss = f"  train loss {train_loss:.4f}" if train_loss is not None else ""
-        log(INFO, "round %2d/%d  pooled AUC %.4f  KS %.4f  Brier %.4f%s  (%.1f s)", rnd, self.fed.rounds,
-            pooled["auc"], pooled["ks"], pooled["brier"], loss, record["seconds"], extra=PROGRESS)
+        why = f"  (n/a: {pooled[UNDEFINED]})" if UNDEFINED in pooled else ""
+        log(INFO, "round %2d/%d  pooled AUC %s  KS %s  Brier %s%s  (%.1f s)%s", rnd, self.fed.rounds,
+            _num(pooled["auc"]), _num(pooled["ks"]), _num(pooled["brier"]), loss, record["seconds"], why,
+            extra=PROGRESS)
         return record
+
+    def _warn_undefined(self, per_partner: dict[str, dict[str, Any]]) -> None:
+        """Tell once per partner (and reason) why some of its metrics are undefined."""
+        for name, metrics in per_partner.items():
+            reason = metrics.get(UNDEFINED)
+            if reason and (name, reason) not in self._told:
+                self._told.add((name, reason))
+                log(WARNING, "partner '%s': %s; its %s are undefined and shown as n/a (null in the JSON outputs)",
+                    name, reason, undefined_names(metrics), extra=PROGRESS)
 
     def _active(self, node_id: int) -> bool:
         name = self.node_partner.get(node_id)
@@ -172,10 +196,10 @@ class FederatedTraining:
         updates = [r for r, rep in zip(replies, reports) if not rep.declined]
         if not updates:
             return None, reports, failures, None
-        new_arrays, metrics = self.strategy.aggregate_train(rnd, updates)
+        new_arrays, _ = self.strategy.aggregate_train(rnd, updates)
         if new_arrays is None:
             raise FederationError(f"round {rnd}: aggregation failed")
-        return new_arrays, reports, failures, float(metrics["train-loss"]) if metrics else None
+        return new_arrays, reports, failures, mean_train_loss(rep for rep in reports if not rep.declined)
 
     def _secure_round(self, rnd: int, arrays: ArrayRecord
                       ) -> tuple[ArrayRecord | None, list[PartnerReport], list[str], float | None]:
@@ -202,8 +226,7 @@ class FederatedTraining:
             if result.arrays is None and not reports:
                 raise FederationError(f"round {rnd}: secure aggregation halted (too few partners answered)")
             return None, reports, failures, None
-        loss = sum(r.train_loss * r.rows_train for r in trained) / max(sum(r.rows_train for r in trained), 1)
-        return result.arrays, reports, failures, loss
+        return result.arrays, reports, failures, mean_train_loss(trained)
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()

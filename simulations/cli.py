@@ -36,7 +36,11 @@ def _synth(args: argparse.Namespace) -> int:
 
     spec = (scaled_consortium(args.partners, args.rows, seed=args.seed) if args.partners
             else default_consortium(seed=args.seed))
-    path = write_consortium(spec, Path(args.out), fmt=args.format, rounds=args.rounds, model=args.model)
+    try:
+        path = write_consortium(spec, Path(args.out), fmt=args.format, rounds=args.rounds, model=args.model,
+                                replace=args.force)
+    except FileExistsError as exc:
+        raise InputError(str(exc)) from None
     print(f"wrote {len(spec.partners)} partners, {sum(p.rows for p in spec.partners)} rows: {path}")
     return 0
 
@@ -56,13 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=_simulate)
 
     syn = sub.add_parser("synth", help="write a synthetic consortium (partner tables + scenario.toml)")
-    syn.add_argument("--out", required=True, help="folder to write")
+    syn.add_argument("--out", required=True, help="folder to write (new or empty unless --force)")
     syn.add_argument("--partners", type=int, default=0, help="number of partners (default: the 3-partner default)")
     syn.add_argument("--rows", type=int, default=100_000, help="total rows with --partners")
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--format", choices=["csv", "csv.gz", "parquet"], default="csv")
     syn.add_argument("--rounds", type=int, default=20)
     syn.add_argument("--model", choices=["logistic", "mlp"], default="logistic")
+    syn.add_argument("--force", action="store_true", help="replace a synthetic consortium already in --out "
+                     "(never a folder holding other files, e.g. privacy ledgers)")
     syn.set_defaults(func=_synth)
 
     register_privacy(sub)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from credit import strict_json
 from credit.errors import InputError
 
 
@@ -18,7 +18,7 @@ def _report(args: argparse.Namespace) -> int:
         raise InputError("no summary.json: not a finished run directory", source=str(run_dir))
     if not (run_dir / JSON_NAME).is_file():
         raise InputError(f"no {JSON_NAME}: the run predates privacy reports", source=str(run_dir))
-    report = write_privacy_report(run_dir, json.loads(summary_path.read_text()))
+    report = write_privacy_report(run_dir, strict_json.loads_old(summary_path.read_text()))
     print(render_text(report))
     print(f"written: {run_dir / JSON_NAME}, {run_dir / HTML_NAME}")
     return 0

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from privacy.vault import VaultInfo
 
 KEY_HELP = "KEYFILE, env:NAME (base64 key) or passphrase-env:NAME"
+FORCE_HELP = "replace OUT if it exists (it is destroyed: it may be someone's only copy)"
 
 
 def _key(spec: str | None) -> KeySource | None:
@@ -42,14 +43,14 @@ def _encrypt(args: argparse.Namespace) -> int:
     key = _key(args.key)
     if key is None:
         raise InputError(f"no key given: pass --key {KEY_HELP} (make a key file with `fedcredit keys new FILE`)")
-    _print_info(encrypt_file(args.src, args.dst, key), args.dst)
+    _print_info(encrypt_file(args.src, args.dst, key, overwrite=args.force), args.dst)
     return 0
 
 
 def _decrypt(args: argparse.Namespace) -> int:
     from privacy.vault import decrypt_file
 
-    info = decrypt_file(args.src, args.dst, _key(args.key))
+    info = decrypt_file(args.src, args.dst, _key(args.key), overwrite=args.force)
     print(f"wrote {args.dst}: {info.plaintext_size} bytes, fingerprint {info.fingerprint}")
     return 0
 
@@ -99,15 +100,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     vault = sub.add_parser("vault", help="encrypt, decrypt, inspect and rekey partner datasets")
     vault_sub = vault.add_subparsers(dest="vault_command", required=True)
-    enc = vault_sub.add_parser("encrypt", help="encrypt a data file into a vault")
+    enc = vault_sub.add_parser("encrypt", help="encrypt a data file into a vault (never overwrites OUT "
+                               "unless --force)")
     enc.add_argument("src", metavar="IN")
     enc.add_argument("dst", metavar="OUT")
     enc.add_argument("--key", help=KEY_HELP)
+    enc.add_argument("--force", action="store_true", help=FORCE_HELP)
     enc.set_defaults(func=_encrypt)
-    dec = vault_sub.add_parser("decrypt", help="decrypt a vault to a file (the data owner's own use)")
+    dec = vault_sub.add_parser("decrypt", help="decrypt a vault to a file (the data owner's own use; never "
+                               "overwrites OUT unless --force)")
     dec.add_argument("src", metavar="IN")
     dec.add_argument("dst", metavar="OUT")
     dec.add_argument("--key", help=KEY_HELP)
+    dec.add_argument("--force", action="store_true", help=FORCE_HELP)
     dec.set_defaults(func=_decrypt)
     ins = vault_sub.add_parser("inspect", help="show a vault's header (no key needed)")
     ins.add_argument("file", metavar="FILE")

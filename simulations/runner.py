@@ -19,14 +19,16 @@ from typing import Any
 from clients.partner import PartnerData, open_partner_data, privacy_gate
 from credit.errors import InputError
 from credit.protocol import TaskConfig
-from credit.rundir import STAGING_SUFFIX, RunDirectory
+from credit.rundir import CONFIG, MODEL, ROUNDS, STAGING_SUFFIX, SUMMARY, RunDirectory
 from credit.scenario import Scenario
-from privacy.report import write_privacy_report
+from privacy.report import HTML_NAME, JSON_NAME, write_privacy_report
 from server.app import RunSettings
 from simulations.membership_audit import membership_audit
 from simulations.yardsticks import centralised, local_only
 
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
+# what a run writes into its staging folder (ledgers/: privacy ledger_dir = "run")
+RUN_FILES = {CONFIG, ROUNDS, MODEL, SUMMARY, JSON_NAME, HTML_NAME, "ledgers"}
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silence a Ray FutureWarning (no GPUs here)
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")            # Flower would call out to the internet
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
@@ -91,6 +93,17 @@ def run_flower_simulation(settings: RunSettings, num_partners: int, *, verbose: 
         console_handler.removeFilter(quiet)
 
 
+def _clear_staging(staging: Path) -> None:
+    """Remove an unfinished run's staging folder — only if it holds nothing a run does not write."""
+    if not os.path.lexists(staging):
+        return
+    names = os.listdir(staging) if staging.is_dir() and not staging.is_symlink() else None
+    if names is None or any(n not in RUN_FILES and not (n.startswith(".") and n.endswith(".tmp")) for n in names):
+        raise InputError("exists and is not an unfinished fedcredit run (this run would stage its files "
+                         "there and remove it): move it away or choose another --out", source=str(staging))
+    shutil.rmtree(staging)
+
+
 def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool = True) -> SimulationResult:
     """Validate, simulate, add yardsticks; return the finished run directory and summary."""
     started = time.monotonic()
@@ -99,7 +112,7 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
     if final.exists() and any(final.iterdir()):
         raise InputError("already exists and is not empty; choose another --out", source=str(final))
     staging = final.with_name(final.name + STAGING_SUFFIX)
-    shutil.rmtree(staging, ignore_errors=True)
+    _clear_staging(staging)
     try:
         data = check_partners(scenario, staging)              # bad input stops here
     except BaseException:

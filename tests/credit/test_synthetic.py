@@ -191,7 +191,7 @@ def test_atomic_write_replaces_and_leaves_no_temp_dirs(tmp_path, monkeypatch):
     out = tmp_path / "consortium"
     write_consortium(small_spec(seed=0), out)
     first = (out / "bank-x.csv").read_bytes()
-    write_consortium(small_spec(seed=1), out)                        # replace a complete one
+    write_consortium(small_spec(seed=1), out, replace=True)          # replace a complete one
     assert os.listdir(tmp_path) == ["consortium"]
     assert (out / "bank-x.csv").read_bytes() != first
     assert tomllib.loads((out / "scenario.toml").read_text())["synthetic"]["seed"] == 1
@@ -200,17 +200,37 @@ def test_atomic_write_replaces_and_leaves_no_temp_dirs(tmp_path, monkeypatch):
         raise RuntimeError("disk full")
     monkeypatch.setattr(syn, "_write_frame", boom)                 # fail half-way
     with pytest.raises(RuntimeError):
-        write_consortium(small_spec(seed=2), out)
+        write_consortium(small_spec(seed=2), out, replace=True)
     assert os.listdir(tmp_path) == ["consortium"]
     assert tomllib.loads((out / "scenario.toml").read_text())["synthetic"]["seed"] == 1
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_never_replaces_an_existing_consortium_unless_asked(tmp_path):
+    out = tmp_path / "consortium"
+    write_consortium(small_spec(seed=0), out)
+    before = _files(out)
+    with pytest.raises(FileExistsError, match="exists and is not empty; choose another --out, or pass --force"):
+        write_consortium(small_spec(seed=1), out)
+    assert _files(out) == before and os.listdir(tmp_path) == ["consortium"]
+    (out / "bank-x.privacy-ledger.jsonl").write_text('{"seq": 1}\n')        # a ledger beside the data
+    with pytest.raises(FileExistsError, match=r"bank-x\.privacy-ledger\.jsonl.*even with --force"):
+        write_consortium(small_spec(seed=1), out, replace=True)
+    assert (out / "bank-x.privacy-ledger.jsonl").read_text() == '{"seq": 1}\n'
+    assert _files(out).keys() == before.keys() | {"bank-x.privacy-ledger.jsonl"}
+    assert os.listdir(tmp_path) == ["consortium"]
 
 
 def test_refuses_to_overwrite_foreign_directory(tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("keep me")
-    with pytest.raises(FileExistsError):
-        write_consortium(small_spec(), foreign)
+    for replace in (False, True):
+        with pytest.raises(FileExistsError):
+            write_consortium(small_spec(), foreign, replace=replace)
     assert (foreign / "notes.txt").read_text() == "keep me"
     assert os.listdir(tmp_path) == ["mine"]
     with pytest.raises(ValueError):
@@ -284,7 +304,7 @@ def test_concurrent_writers_both_succeed(tmp_path):
     out = tmp_path / "shared"
     spec = ConsortiumSpec((PartnerProfile("bank-x", "bank", 300),), seed=0)
     with ThreadPoolExecutor(4) as pool:
-        paths = list(pool.map(lambda _: write_consortium(spec, out), range(8)))
+        paths = list(pool.map(lambda _: write_consortium(spec, out, replace=True), range(8)))
     assert set(paths) == {out / "scenario.toml"}
     assert os.listdir(tmp_path) == ["shared"]
     assert sorted(os.listdir(out)) == ["bank-x.csv", "scenario.toml"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -67,3 +68,47 @@ def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     plot_area = pixels[150:650, 30:900, :3]
     coloured = np.abs(plot_area - plot_area.mean(axis=2, keepdims=True)).sum(axis=2) > 0.3
     assert coloured.sum() > 500, "the epsilon plot did not render with coloured lines"
+
+
+def test_undefined_auc_is_null_in_json_and_explained_in_html_and_text(tmp_path: Path) -> None:
+    summary, rounds = _summary()
+    reason = "the test rows hold 0 bad rows: AUC, KS and Gini need both bad and good rows"
+    undefined = {"auc": None, "ks": None, "gini": None, "brier": 0.01, "logloss": 0.05, "n": 91,
+                 "bad_rate": 0.0, "undefined": reason}
+    summary["partners"][1]["federated"] = dict(undefined)
+    summary["partners"][1]["local"] = dict(undefined)
+    summary["centralized"] = {"auc": None, "undefined": "there are no test rows: no metric is defined"}
+    report = write_privacy_report(tmp_path, summary, rounds)
+
+    def strict(name: str):
+        raise ValueError(f"non-standard JSON constant {name}")
+    saved = json.loads((tmp_path / "privacy_report.json").read_text(), parse_constant=strict)
+    platform = saved["partners"][1]
+    assert platform["federated_auc"] is None and platform["local_auc"] is None
+    assert platform["auc_undefined"] == reason and saved["partners"][0]["auc_undefined"] is None
+    assert saved["utility"]["centralized_auc"] is None and "no test rows" in saved["utility"]["auc_undefined"]
+    page = (tmp_path / "privacy_report.html").read_text()
+    cells = re.findall(r"<td>(.*?)</td>", page)
+    assert not any("nan" in c.lower() for c in cells) and f"platform-c: AUC undefined: {reason}" in page
+    assert page.count('href="#na-platform-c"') == 2           # both AUC cells point to the reason
+    text = render_text(report)
+    line = next(ln for ln in text.splitlines() if "platform-c" in ln)
+    assert f"AUC n/a: {reason}" in line and "nan" not in text.lower()
+
+
+def test_report_rewrites_an_old_run_with_bare_nan_as_standard_json(tmp_path: Path, capsys) -> None:
+    from simulations.cli import main
+
+    summary, rounds = _summary()
+    write_privacy_report(tmp_path, summary, rounds)
+    old = json.dumps(summary).replace('"federated": {"auc": 0.78}, "local": {"auc": 0.74}, "privacy": {"mode": '
+                                      '"sample", "epsilon": 0.4', '"federated": {"auc": NaN}, "local": {"auc": NaN}, '
+                                      '"privacy": {"mode": "sample", "epsilon": 0.4', 1)
+    assert "NaN" in old
+    (tmp_path / "summary.json").write_text(old)
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "platform-c" in out and "nan" not in out.lower()
+    saved = json.loads((tmp_path / "privacy_report.json").read_text(),
+                       parse_constant=lambda c: pytest.fail(f"bare {c} in privacy_report.json"))
+    assert saved["partners"][1]["federated_auc"] is None

@@ -42,7 +42,7 @@ def plaintexts(**kwargs) -> st.SearchStrategy[bytes]:
 def make(folder: Path, data: bytes, segment_size: int = 32, key=KEY, name: str = "v") -> Path:
     src, dst = folder / f"{name}.plain", folder / f"{name}.fcv"
     src.write_bytes(data)
-    encrypt_file(src, dst, key, segment_size=segment_size)
+    encrypt_file(src, dst, key, segment_size=segment_size, overwrite=True)   # hypothesis reuses tmp_path
     return dst
 
 
@@ -265,7 +265,7 @@ def test_decrypt_file_writes_nothing_on_error(tmp_path):
     out.write_text("previous content")
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(VaultError, match="segment 7 of 7"):
-        decrypt_file(path, out, KEY)
+        decrypt_file(path, out, KEY, overwrite=True)
     assert out.read_text() == "previous content"
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temp file left
     assert path.read_bytes() == blob
@@ -300,6 +300,42 @@ def test_encrypt_refusals_write_nothing(tmp_path, monkeypatch):
         encrypt_file(src, tmp_path / "c.fcv", KEY)
     assert src.read_text() == "a,b\n1,2\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.csv", "v.fcv", "v.plain"]
+
+
+@pytest.mark.parametrize("how", ["encrypt", "decrypt"])
+def test_existing_output_is_refused_unless_overwrite(tmp_path, how):
+    vault_path = make(tmp_path, b"the insurer's rows\n")
+    src = tmp_path / "platform.csv"
+    src.write_bytes(b"the platform's rows\n")
+    existing = tmp_path / ("other.fcv" if how == "encrypt" else "notes.csv")
+    existing.write_bytes(make(tmp_path, b"another vault", name="o").read_bytes() if how == "encrypt" else b"precious")
+    before, names = existing.read_bytes(), sorted(p.name for p in tmp_path.iterdir())
+
+    def run(**kw):
+        return (encrypt_file(src, existing, OTHER, **kw) if how == "encrypt"
+                else decrypt_file(vault_path, existing, KEY, **kw))
+    with pytest.raises(VaultError, match=r"already exists; .* choose another name, or pass --force") as info:
+        run()
+    assert str(existing) in str(info.value)
+    assert existing.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == names
+    run(overwrite=True)
+    assert (decrypt_bytes(existing, OTHER) == b"the platform's rows\n" if how == "encrypt"
+            else existing.read_bytes() == b"the insurer's rows\n")
+
+
+def test_output_appearing_during_the_write_is_not_replaced(tmp_path, monkeypatch):
+    src = tmp_path / "d.csv"
+    src.write_bytes(b"a,b\n1,2\n")
+    dst = tmp_path / "d.fcv"
+    real = vault._hash_file
+
+    def someone_writes_dst(path):          # runs after the up-front check, before the rename
+        dst.write_bytes(b"theirs")
+        return real(path)
+    monkeypatch.setattr(vault, "_hash_file", someone_writes_dst)
+    with pytest.raises(VaultError, match="already exists"):
+        encrypt_file(src, dst, KEY)
+    assert dst.read_bytes() == b"theirs" and sorted(p.name for p in tmp_path.iterdir()) == ["d.csv", "d.fcv"]
 
 
 def test_decrypt_file_refuses_to_replace_the_vault(tmp_path):

@@ -55,6 +55,40 @@ def test_encrypt_decrypt_inspect_round_trip(files, tmp_path, capsys):
     assert out_path.read_text() == CSV
 
 
+def test_vault_encrypt_refuses_an_existing_output_unless_force(files, tmp_path, capsys):
+    """Case c16: a mistyped OUT naming another partner's only vault must not destroy it."""
+    key, _, vault = files
+    other_key, other_src = tmp_path / "platform.key", tmp_path / "platform.csv"
+    assert run(capsys, "keys", "new", other_key)[0] == 0
+    other_src.write_text("age,income,bad_flag\n33,41000,0\n" * 20)
+    before, names = vault.read_bytes(), sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run(capsys, "vault", "encrypt", other_src, vault, "--key", other_key)
+    line = one_line_error(err)
+    assert code == 2 and out == "" and str(vault) in line and "already exists" in line
+    assert "choose another name" in line and "--force" in line
+    assert vault.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == names
+    assert run(capsys, "vault", "decrypt", vault, tmp_path / "still.csv", "--key", key)[0] == 0
+    assert (tmp_path / "still.csv").read_text() == CSV                      # the bank's data is intact
+
+    code, out, _ = run(capsys, "vault", "encrypt", other_src, vault, "--key", other_key, "--force")
+    assert code == 0 and load_key(str(other_key)).key_id in out
+    assert run(capsys, "vault", "decrypt", vault, tmp_path / "new.csv", "--key", other_key)[0] == 0
+    assert (tmp_path / "new.csv").read_text() == other_src.read_text()
+
+
+def test_vault_decrypt_refuses_an_existing_output_unless_force(files, tmp_path, capsys):
+    key, _, vault = files
+    notes = tmp_path / "notes.csv"
+    notes.write_bytes(b"precious\n")
+    names = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run(capsys, "vault", "decrypt", vault, notes, "--key", key)
+    line = one_line_error(err)
+    assert code == 2 and out == "" and str(notes) in line and "already exists" in line and "--force" in line
+    assert notes.read_bytes() == b"precious\n" and sorted(p.name for p in tmp_path.iterdir()) == names
+    code, out, _ = run(capsys, "vault", "decrypt", vault, notes, "--key", key, "--force")
+    assert code == 0 and f"wrote {notes}" in out and notes.read_text() == CSV
+
+
 def test_wrong_key_fails_cleanly(files, tmp_path, capsys):
     key, _, vault = files
     other = tmp_path / "other.key"

@@ -83,3 +83,22 @@ def test_existing_run_directory_is_not_overwritten(three_partners: Path, tmp_pat
     assert main(["simulate", "--scenario", str(three_partners), "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert (out / "summary.json").read_text() == "{}"
+
+
+def test_a_foreign_folder_where_the_run_would_stage_is_not_removed(three_partners: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    staging = tmp_path / "run.incomplete"              # not named by the user, but in the way
+    staging.mkdir()
+    (staging / "notes.txt").write_text("keep me")
+    assert main(["simulate", "--scenario", str(three_partners), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"{staging}: exists and is not an unfinished fedcredit run" in err and "choose another --out" in err
+    assert (staging / "notes.txt").read_text() == "keep me" and not (tmp_path / "run").exists()
+    from simulations.runner import _clear_staging
+
+    crashed = tmp_path / "old.incomplete"                # what a killed run leaves: cleared for the rerun
+    (crashed / "ledgers").mkdir(parents=True)
+    (crashed / "rounds.jsonl").write_text("{}\n")
+    (crashed / ".summary.json.abc.tmp").write_text("")
+    _clear_staging(crashed)
+    assert not crashed.exists()
