@@ -29,6 +29,7 @@ _EURO_GROUPED = re.compile(r"[+-]?\d{1,3}(\.\d{3})+,\d+")           # 1.234,56 w
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+\.\d+")                # 6,829.67
 _COMMA_INSIDE = re.compile(r"[+-]?\d+(,\d+)+")                       # 0,14 or 6,829
 _PERCENT = re.compile(r"[+-]?[\d.,]+\s*%")
+_CURRENCY = re.compile(r"[+-]?\s*[$€£¥]\s*[\d.,]+|[+-]?[\d.,]+\s*[$€£¥]")
 _DATE = re.compile(
     r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|[+-]\d{2}:?\d{2})?)?"   # 2015-03-01
     r"|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}( \d{1,2}:\d{2}(:\d{2})?)?"                                 # 01/03/2015
@@ -109,6 +110,8 @@ class ColumnProblem:
 def _fix_hint(example: str, decimal: str) -> str:
     if _PERCENT.fullmatch(example):
         return "write percentages as plain numbers (11.44% as 0.1144 or 11.44)"
+    if _CURRENCY.fullmatch(example):
+        return "export amounts as plain numbers, without currency symbols or thousands separators"
     if decimal == "." and _THOUSANDS.fullmatch(example):
         return "export numbers without thousands separators (6,829.67 as 6829.67)"
     if decimal == "." and _COMMA_INSIDE.fullmatch(example):
@@ -143,12 +146,11 @@ def code_numbers(codes: Iterable[Any]) -> set[float]:
 
 
 def _holds_dates(series: pd.Series) -> bool:
-    if ptypes.is_datetime64_any_dtype(series) or ptypes.is_timedelta64_dtype(series):
+    if ptypes.is_datetime64_any_dtype(series):
         return True
     if ptypes.is_object_dtype(series):
         sample = series.dropna().head(50)
-        return len(sample) > 0 and all(isinstance(v, (dt.date, dt.time, dt.timedelta, np.datetime64))
-                                       for v in sample)
+        return len(sample) > 0 and all(isinstance(v, (dt.date, np.datetime64)) for v in sample)
     return False
 
 

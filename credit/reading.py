@@ -137,6 +137,8 @@ def _read_csv(data: bytes, *, source: str, sep: str | None, decimal: str | None)
     if data[:4] == b"PK\x03\x04":
         raise InputError("is a zip archive (an Excel workbook?), not CSV text: export the sheet as CSV",
                          source=source)
+    data, excel_sep = _strip_excel_sep_line(data)
+    sep = sep or excel_sep
     head = data[:SNIFF_BYTES].decode("utf-8-sig", errors="replace")
     dialect = sniff_dialect(head, complete=len(data) <= SNIFF_BYTES, sep=sep, decimal=decimal, source=source)
     try:
@@ -157,6 +159,15 @@ def _read_csv(data: bytes, *, source: str, sep: str | None, decimal: str | None)
     frame = pd.DataFrame({name: clean_text(body.iloc[:, i]) for i, name in enumerate(names)})
     frame.attrs["decimal"] = dialect.decimal
     return frame
+
+
+def _strip_excel_sep_line(data: bytes) -> tuple[bytes, str | None]:
+    """Excel may open a CSV with a `sep=;` line: drop it and use that separator."""
+    first, _, rest = data.removeprefix(b"\xef\xbb\xbf").partition(b"\n")
+    match = re.fullmatch(rb'"?sep=(.)"?', first.strip())
+    if match and match.group(1).decode() in SEPARATORS:
+        return rest, match.group(1).decode()
+    return data, None
 
 
 def clean_text(series: pd.Series) -> pd.Series:

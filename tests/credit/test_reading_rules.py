@@ -229,6 +229,13 @@ def test_every_numeric_column_with_text_is_named_in_one_message(tmp_path: Path) 
     assert "'late': holds dates" in message
 
 
+def test_currency_amounts_say_how_to_export_them(tmp_path: Path) -> None:
+    frame = _base(60)
+    frame["income"] = "$1,200.50"
+    assert "'$1,200.50' in a numeric column (60 row(s)): export amounts as plain numbers, without currency " \
+           "symbols" in _refusal(_write(frame, tmp_path / "p.csv"))
+
+
 def test_a_decimal_comma_in_a_comma_file_points_to_the_decimal_key(tmp_path: Path) -> None:
     frame = _base(60)
     frame["income"] = [f"{v:.2f}".replace(".", ",") for v in np.linspace(1, 9, 60)]
@@ -299,6 +306,13 @@ def test_other_separators_and_decimal_commas_read_the_same_rows(tmp_path: Path, 
     data = path.read_bytes()
     frame = read_table_bytes(gzip.compress(data), source="vault", **sniffed)
     pd.testing.assert_frame_equal(prepare_table(frame, spec, source="vault").features, expected)
+
+
+def test_an_excel_sep_line_sets_the_separator(tmp_path: Path) -> None:
+    expected = _reference(tmp_path)
+    path = _write(_base(300, 3), tmp_path / "p.csv", sep=";", decimal=",")
+    path.write_bytes(b"\xef\xbb\xbfsep=;\r\n" + path.read_bytes())
+    pd.testing.assert_frame_equal(load_table(path, spec).features, expected)
 
 
 def test_european_thousands_with_decimal_comma(tmp_path: Path) -> None:
