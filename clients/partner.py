@@ -102,14 +102,16 @@ def open_partner_data(partner: Partner, task: TaskConfig, *, purpose: str, round
         plaintext = open_vault(path, load_key(partner.key) if partner.key else None, purpose=purpose,
                                policy=AccessPolicy(frozenset(partner.purposes)), audit=audit_log(partner, task),
                                partner=partner.name, run=task.run, round=round)
-        table = prepare_table(read_table_bytes(plaintext, source=f"{source} ({path})"), spec,
-                              source=f"{source} ({path})", min_rows=federation.min_rows, min_bad=federation.min_bad)
+        frame = read_table_bytes(plaintext, source=f"{source} ({path})", sep=partner.sep, decimal=partner.decimal)
+        table = prepare_table(frame, spec, source=f"{source} ({path})", min_rows=federation.min_rows,
+                              min_bad=federation.min_bad)
         return _split(partner, table, federation, hashlib.sha256(plaintext).hexdigest())
     stat = path.stat() if path.exists() else None
     key = (partner, json.dumps(spec.to_dict(), sort_keys=True), federation.test_fraction, federation.seed,
            federation.min_rows, federation.min_bad, stat and (stat.st_mtime_ns, stat.st_size))
     if key not in _CACHE:
-        table = load_table(path, spec, source=source, min_rows=federation.min_rows, min_bad=federation.min_bad)
+        table = load_table(path, spec, source=source, min_rows=federation.min_rows, min_bad=federation.min_bad,
+                           sep=partner.sep, decimal=partner.decimal)
         if len(_CACHE) >= 8:
             _CACHE.pop(next(iter(_CACHE)))
         _CACHE[key] = _split(partner, table, federation, file_fingerprint(path))

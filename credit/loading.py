@@ -1,4 +1,4 @@
-"""Read a partner's table (CSV, gzipped CSV, Parquet), check it against the spec, split it."""
+"""Check a partner's table against the spec (typed by declared type only) and split it."""
 
 from __future__ import annotations
 
@@ -10,77 +10,62 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from credit.columns import (
+    ColumnProblem,
+    canonical,
+    categorical_column,
+    check_spellings,
+    label_codes,
+    numeric_column,
+    refuse_numeric,
+)
 from credit.errors import InputError
-from credit.schema import DatasetSpec, category_text
+from credit.reading import NA_MARKERS, SUFFIXES, check_headers, read_table, read_table_bytes
+from credit.schema import DatasetSpec
 
-# pandas' default NA markers plus a few seen in credit extracts.
-NA_MARKERS = ["", "NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "none", "?", "#N/A", "<NA>", "."]
-SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+__all__ = ["NA_MARKERS", "SUFFIXES", "PartnerTable", "load_table", "partner_seed", "prepare_table",
+           "read_table", "read_table_bytes", "split_train_test"]
 
 
 @dataclass(frozen=True)
 class PartnerTable:
-    """A partner's rows, checked: features as a DataFrame, label as 0/1 (1 = bad)."""
+    """A partner's rows, checked: features as a DataFrame, label as 0/1 (1 = bad).
+
+    `label_values` are the sorted canonical label codes the partner's file holds (e.g.
+    ("0", "1") or ("1", "2")), so partners' label codings can be compared.
+    """
 
     features: pd.DataFrame
     label: np.ndarray
+    label_values: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.label)
 
     def take(self, idx: np.ndarray) -> PartnerTable:
-        return PartnerTable(self.features.iloc[idx].reset_index(drop=True), self.label[idx])
-
-
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read CSV / CSV.gz / Parquet; empty cells and the usual NA markers become missing."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("data file not found: check the partner's `data` path", source=str(path))
-    name = path.name.lower()
-    try:
-        if name.endswith((".parquet", ".pq")):
-            frame = pd.read_parquet(path)
-        elif name.endswith((".csv", ".csv.gz", ".txt", ".txt.gz")):
-            frame = pd.read_csv(path, na_values=NA_MARKERS, keep_default_na=True, low_memory=False)
-        else:
-            raise InputError(f"unsupported file type; use one of {list(SUFFIXES)}", source=str(path))
-    except InputError:
-        raise
-    except pd.errors.EmptyDataError as exc:
-        raise InputError("the file is empty", source=str(path)) from exc
-    except Exception as exc:  # parser errors from pandas/pyarrow carry the useful detail
-        raise InputError(f"cannot be read as a table: {exc}", source=str(path)) from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
-
-
-def read_table_bytes(data: bytes, *, source: str) -> pd.DataFrame:
-    """Parse a table held in memory (e.g. decrypted from a vault): Parquet, gzipped or plain CSV."""
-    import io
-
-    if not data:
-        raise InputError("the table is empty", source=source)
-    try:
-        if data[:4] == b"PAR1":
-            frame = pd.read_parquet(io.BytesIO(data))
-        else:
-            frame = pd.read_csv(io.BytesIO(data), na_values=NA_MARKERS, keep_default_na=True, low_memory=False,
-                                compression="gzip" if data[:2] == b"\x1f\x8b" else None)
-    except Exception as exc:
-        raise InputError(f"cannot be read as a table: {exc}", source=source) from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
-
-
-def _as_category(series: pd.Series) -> pd.Series:
-    """Categorical codes as strings ('1', not '1.0'); missing stays missing."""
-    return series.map(lambda v: np.nan if pd.isna(v) else category_text(v)).astype(object)
+        return PartnerTable(self.features.iloc[idx].reset_index(drop=True), self.label[idx], self.label_values)
 
 
 def prepare_table(frame: pd.DataFrame, spec: DatasetSpec, *, source: str,
-                  min_rows: int = 1, min_bad: int = 1) -> PartnerTable:
-    """Check a raw table against the spec and return typed features and a 0/1 label."""
+                  min_rows: int = 1, min_bad: int = 1, decimal: str | None = None) -> PartnerTable:
+    """Check a raw table against the spec and return typed features and a 0/1 label.
+
+    Every column is read by its declared type; `decimal` defaults to the mark the reader
+    found (`frame.attrs["decimal"]`), else ".".
+    """
+    decimal = decimal or frame.attrs.get("decimal", ".")
+    frame = frame.set_axis(check_headers(list(frame.columns), source=source), axis=1).reset_index(drop=True)
+    _check_columns(frame, spec, source=source, min_rows=min_rows)
+    label, label_values = _read_label(frame[spec.label], spec, source=source, min_bad=min_bad)
+    features = _read_features(frame, spec, source=source, decimal=decimal)
+    empty = [c for c in spec.features if features[c].isna().all()]
+    if empty:
+        raise InputError(f"column(s) {empty} have no values at all; drop them in [dataset].drop "
+                         "or fix the file", source=source)
+    return PartnerTable(features, label, label_values)
+
+
+def _check_columns(frame: pd.DataFrame, spec: DatasetSpec, *, source: str, min_rows: int) -> None:
     columns = set(frame.columns)
     missing_cols = sorted(spec.expected_columns - columns)
     if missing_cols:
@@ -94,55 +79,56 @@ def prepare_table(frame: pd.DataFrame, spec: DatasetSpec, *, source: str,
         raise InputError(f"has {len(frame)} rows; at least {min_rows} are needed to train "
                          "and test locally", source=source)
 
-    raw_label = frame[spec.label]
-    if raw_label.isna().any():
-        raise InputError(f"{int(raw_label.isna().sum())} row(s) have no label", source=source,
-                         field=spec.label)
-    values = set(raw_label.unique().tolist())
+
+def _read_label(raw: pd.Series, spec: DatasetSpec, *, source: str,
+                min_bad: int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The label as 0/1 (1 = the `bad` code, compared canonically) and its distinct codes."""
+    codes = label_codes(raw)
+    if codes.isna().any():
+        raise InputError(f"{int(codes.isna().sum())} row(s) have no label", source=source, field=spec.label)
+    values = tuple(sorted(set(codes)))
     if len(values) > 2:
-        shown = sorted(map(str, values))[:6]
-        raise InputError(f"label is not binary: found values {shown}", source=source, field=spec.label)
+        raise InputError(f"label is not binary: found values {list(values[:6])}", source=source,
+                         field=spec.label)
     bad = spec.bad
-    is_bad = (raw_label.astype(str) == str(bad)) if isinstance(bad, str) else (raw_label == bad)
+    is_bad = (codes == canonical(bad)).to_numpy()
     if not is_bad.any():
-        raise InputError(f"no row has the 'bad' value {bad!r} (values: {sorted(map(str, values))}): "
+        raise InputError(f"no row has the 'bad' value {bad!r} (values: {list(values)}): "
                          "check [dataset].bad", source=source, field=spec.label)
     n_bad = int(is_bad.sum())
-    if n_bad < min_bad or n_bad == len(frame):
-        raise InputError(f"has {n_bad} bad row(s) out of {len(frame)}; need at least {min_bad} "
+    if n_bad < min_bad or n_bad == len(codes):
+        raise InputError(f"has {n_bad} bad row(s) out of {len(codes)}; need at least {min_bad} "
                          "bad and some good rows", source=source, field=spec.label)
+    return is_bad.astype(np.int64), values
 
-    features = pd.DataFrame(index=frame.index)
+
+def _read_features(frame: pd.DataFrame, spec: DatasetSpec, *, source: str, decimal: str) -> pd.DataFrame:
+    """Numeric columns as float64, categorical as text; one error names every non-numeric column."""
+    columns: dict[str, pd.Series] = {}
+    problems: list[ColumnProblem] = []
     for col in spec.numeric:
-        series = pd.to_numeric(frame[col], errors="coerce")
-        bad_text = frame[col][series.isna() & frame[col].notna()]
-        if len(bad_text):
-            raise InputError(f"non-numeric value {bad_text.iloc[0]!r} in a numeric column "
-                             f"({len(bad_text)} row(s)); fix it or declare the column categorical",
-                             source=source, field=col)
-        codes = spec.missing.get(col, ())
-        if codes:
-            series = series.mask(series.isin([c for c in codes if not isinstance(c, str)]))
-        features[col] = series.astype("float64")
+        values, problem = numeric_column(frame[col], spec.missing.get(col, ()), column=col, decimal=decimal)
+        columns[col] = values
+        if problem:
+            problems.append(problem)
+    refuse_numeric(problems, source=source, decimal=decimal)
     for col in spec.categorical:
-        series = _as_category(frame[col])
-        codes = {category_text(c) for c in spec.missing.get(col, ())}
-        if codes:
-            series = series.mask(series.isin(codes))
-        features[col] = series
-    empty = [c for c in spec.features if features[c].isna().all()]
-    if empty:
-        raise InputError(f"column(s) {empty} have no values at all; drop them in [dataset].drop "
-                         "or fix the file", source=source)
-    return PartnerTable(features.reset_index(drop=True), is_bad.to_numpy(dtype=np.int64))
+        columns[col] = categorical_column(frame[col], spec.missing.get(col, ()))
+        if col in spec.levels:
+            check_spellings(columns[col], spec.levels[col], column=col, source=source)
+    return pd.DataFrame({c: columns[c] for c in spec.features}).reset_index(drop=True)
 
 
 def load_table(path: str | Path, spec: DatasetSpec, *, source: str | None = None,
-               min_rows: int = 1, min_bad: int = 1) -> PartnerTable:
-    """Read a file and check it against the spec (`source` prefixes error messages)."""
+               min_rows: int = 1, min_bad: int = 1, sep: str | None = None,
+               decimal: str | None = None) -> PartnerTable:
+    """Read a file and check it against the spec (`source` prefixes error messages).
+
+    `sep` / `decimal` are the partner's CSV keys; unset, they are sniffed from the file.
+    """
     where = f"{source} ({path})" if source else str(path)
-    frame = read_table(path)
-    return prepare_table(frame, spec, source=where, min_rows=min_rows, min_bad=min_bad)
+    frame = read_table(path, source=where, sep=sep, decimal=decimal)
+    return prepare_table(frame, spec, source=where, min_rows=min_rows, min_bad=min_bad, decimal=decimal)
 
 
 def partner_seed(seed: int, partner: str) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from credit.errors import InputError
+from credit.reading import DECIMALS, SEPARATORS
 from credit.schema import DatasetSpec
 from credit.strict_json import first_nonfinite
 
@@ -103,17 +104,19 @@ class Partner:
     privacy: PrivacyPolicy = field(default_factory=PrivacyPolicy)
     key: str | None = None      # vault key: a key file path, "env:NAME" or "passphrase-env:NAME"
     purposes: tuple[str, ...] = SIMULATION_PURPOSES
+    sep: str | None = None      # CSV column separator; None = sniffed from the file
+    decimal: str | None = None  # CSV decimal mark; None = "." (or "," sniffed in a ';' file)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "data": str(self.data) if self.data else None,
                 "privacy": self.privacy.to_dict(),
-                "key": self.key, "purposes": list(self.purposes)}
+                "key": self.key, "purposes": list(self.purposes), "sep": self.sep, "decimal": self.decimal}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Partner:
         return cls(raw["name"], raw["kind"], Path(raw["data"]) if raw.get("data") else None,
                    PrivacyPolicy(**raw["privacy"]) if raw.get("privacy") else PrivacyPolicy(), raw.get("key"),
-                   tuple(raw.get("purposes", SIMULATION_PURPOSES)))
+                   tuple(raw.get("purposes", SIMULATION_PURPOSES)), raw.get("sep"), raw.get("decimal"))
 
 
 @dataclass(frozen=True)
@@ -283,7 +286,7 @@ def parse_partner(entry: Any, default_policy: PrivacyPolicy, *, base_dir: Path, 
     """One partner entry (scenario [[partners]] or partner.toml [partner]) → Partner."""
     if not isinstance(entry, Mapping):
         raise InputError("must be a table", source=at)
-    extra = set(entry) - {"name", "kind", "data", "privacy", "key", "purposes", "public_key"}
+    extra = set(entry) - {"name", "kind", "data", "privacy", "key", "purposes", "public_key", "sep", "decimal"}
     if extra:
         raise InputError(f"unknown key(s) {sorted(extra)}", source=at)
     pname = entry.get("name")
@@ -312,7 +315,18 @@ def parse_partner(entry: Any, default_policy: PrivacyPolicy, *, base_dir: Path, 
     if not isinstance(chosen, list) or not chosen or not all(isinstance(x, str) and x for x in chosen):
         raise InputError('must be a list of purposes, e.g. ["stats", "train", "evaluate"]', source=at,
                          field="purposes")
-    return Partner(pname, kind, (base_dir / data).resolve() if data else None, policy, key, tuple(chosen))
+    sep, decimal = _csv_key(entry, "sep", SEPARATORS, at), _csv_key(entry, "decimal", DECIMALS, at)
+    return Partner(pname, kind, (base_dir / data).resolve() if data else None, policy, key, tuple(chosen),
+                   sep, decimal)
+
+
+def _csv_key(entry: Mapping[str, Any], key: str, allowed: tuple[str, ...], at: str) -> str | None:
+    """An optional CSV reading key (`sep`, `decimal`), one of `allowed`."""
+    value = entry.get(key)
+    if value is not None and value not in allowed:
+        shown = ", ".join('"\\t"' if v == "\t" else f'"{v}"' for v in allowed)
+        raise InputError(f"must be one of {shown} (got {value!r})", source=at, field=key)
+    return value
 
 
 def read_toml(path: Path, what: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,8 +66,9 @@ class DatasetSpec:
         if not isinstance(label, str) or not label:
             raise InputError("must name the label column as a string", source=source, field="label")
         bad = raw.get("bad", 1)
-        if not isinstance(bad, (int, float, str)) or isinstance(bad, bool):
-            raise InputError("must be a number or a string", source=source, field="bad")
+        if not is_code(bad):
+            raise InputError("must be a number or a non-empty string (e.g. 1 or \"Y\")", source=source,
+                             field="bad")
 
         def names(key: str, required: bool = False) -> tuple[str, ...]:
             value = raw.get(key, [] if not required else None)
@@ -101,6 +103,9 @@ class DatasetSpec:
                 )
             if not isinstance(codes, list):
                 codes = [codes]
+            if not all(is_code(c) for c in codes):
+                raise InputError(f"codes for '{col}' must be numbers or strings (got {codes!r})",
+                                 source=source, field="missing")
             missing[col] = tuple(codes)
         log = None
         if "log" in raw:
@@ -113,12 +118,19 @@ class DatasetSpec:
             raise InputError("must be a table of column = [codes]", source=source, field="levels")
         levels: dict[str, tuple[str, ...]] = {}
         for col, codes in levels_raw.items():
-            if col not in categorical or not isinstance(codes, list) or not codes:
+            if col not in categorical or not isinstance(codes, list) or not codes or not all(map(is_code, codes)):
                 raise InputError(f"'{col}' must be a categorical column with a list of codes",
                                  source=source, field="levels")
             levels[col] = tuple(category_text(c) for c in codes)
         return cls(label=label, numeric=numeric, categorical=categorical, bad=bad,
                    drop=drop, missing=missing, log=log, levels=levels)
+
+
+def is_code(value: Any) -> bool:
+    """A value a code may take in the spec: a finite number or a non-empty string."""
+    if isinstance(value, str):
+        return bool(value.strip())
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def category_text(value: Any) -> str:

@@ -43,13 +43,15 @@ def require(path: Path) -> Path:
 
 def write_taiwan_partners(out_dir: str | Path, *, rounds: int = 20, extra_federation: dict | None = None,
                           privacy: dict | None = None) -> Path:
-    """Split the Taiwan data into three partners by EDUCATION; return the scenario path."""
+    """Split the Taiwan data into three partners by EDUCATION; return the scenario path.
+
+    The cells are copied as written (read_table keeps CSV cells as text)."""
     frame = read_table(require(TAIWAN))
     out_dir = Path(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
     partners = []
     for name, kind, codes in TAIWAN_PARTNERS:
-        frame[frame["EDUCATION"].isin(codes)].to_csv(tmp / f"{name}.csv", index=False)
+        frame[frame["EDUCATION"].isin([str(c) for c in codes])].to_csv(tmp / f"{name}.csv", index=False)
         partners.append({"name": name, "kind": kind, "data": f"{name}.csv"})
     scenario = {"dataset": TAIWAN_DATASET, "partners": partners,
                 "federation": {"rounds": rounds, "model": "logistic", **(extra_federation or {})}}

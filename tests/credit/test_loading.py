@@ -24,6 +24,23 @@ def test_every_format_loads_the_same_rows(tmp_path: Path, suffix: str) -> None:
     assert table.label.tolist() == frame["bad_flag"].tolist()
     assert list(table.features.columns) == ["age", "income", "late", "housing"]
     np.testing.assert_allclose(table.features["age"], frame["age"])
+    assert table.label_values == ("0", "1")
+    assert table.features["housing"].tolist() == frame["housing"].tolist()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
+def test_vault_bytes_follow_the_same_rules_as_files(tmp_path: Path, suffix: str) -> None:
+    from credit.loading import prepare_table, read_table_bytes
+
+    frame = make_partner_frame(300, 1).assign(housing=lambda f: f["housing"].map({"rent": "01", "own": "1",
+                                                                                  "mortgage": " 1.0 "}))
+    path = tmp_path / f"p{suffix}"
+    frame.to_parquet(path) if suffix == ".parquet" else frame.to_csv(path, index=False)
+    from_file = load_table(path, spec)
+    from_bytes = prepare_table(read_table_bytes(path.read_bytes(), source="vault"), spec, source="vault")
+    pd.testing.assert_frame_equal(from_bytes.features, from_file.features)
+    assert set(from_file.features["housing"]) == {"01", "1", "1.0"}
+    assert from_bytes.label_values == from_file.label_values == ("0", "1")
 
 
 def test_na_markers_and_missing_codes_become_missing(tmp_path: Path) -> None:
@@ -71,11 +88,20 @@ def test_bad_tables_are_refused_with_file_and_field(tmp_path: Path, mutate, expe
 
 
 def test_missing_and_empty_files(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="data file not found"):
-        load_table(tmp_path / "nope.csv", spec)
+    with pytest.raises(InputError, match="partner 'bank-a' .*nope.csv.*: data file not found"):
+        load_table(tmp_path / "nope.csv", spec, source="partner 'bank-a'")
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(InputError, match="empty"):
         load_table(tmp_path / "empty.csv", spec)
+    (tmp_path / "header-only.csv").write_text("id,age,income,late,housing,bad_flag\n")
+    with pytest.raises(InputError, match="has 0 rows"):
+        load_table(tmp_path / "header-only.csv", spec)
     (tmp_path / "x.xlsx").write_text("a")
     with pytest.raises(InputError, match="unsupported file type"):
         load_table(tmp_path / "x.xlsx", spec)
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(InputError, match="cannot be read as Parquet"):
+        load_table(tmp_path / "bad.parquet", spec)
+    (tmp_path / "bad.csv.gz").write_bytes(b"\x1f\x8b broken")
+    with pytest.raises(InputError, match="is not a valid gzip file"):
+        load_table(tmp_path / "bad.csv.gz", spec)
