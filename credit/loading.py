@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from credit.columns import (
     ColumnProblem,
@@ -24,7 +23,7 @@ from credit.reading import NA_MARKERS, SUFFIXES, check_headers, read_table, read
 from credit.schema import DatasetSpec
 
 __all__ = ["NA_MARKERS", "SUFFIXES", "PartnerTable", "load_table", "partner_seed", "prepare_table",
-           "read_table", "read_table_bytes", "split_train_test"]
+           "read_table", "read_table_bytes", "row_fractions", "split_train_test"]
 
 
 @dataclass(frozen=True)
@@ -38,12 +37,14 @@ class PartnerTable:
     features: pd.DataFrame
     label: np.ndarray
     label_values: tuple[str, ...] = ()
+    fractions: np.ndarray | None = None   # each row's place in [0, 1), from its own content (see row_fractions)
 
     def __len__(self) -> int:
         return len(self.label)
 
     def take(self, idx: np.ndarray) -> PartnerTable:
-        return PartnerTable(self.features.iloc[idx].reset_index(drop=True), self.label[idx], self.label_values)
+        return PartnerTable(self.features.iloc[idx].reset_index(drop=True), self.label[idx], self.label_values,
+                            None if self.fractions is None else self.fractions[idx])
 
 
 def prepare_table(frame: pd.DataFrame, spec: DatasetSpec, *, source: str,
@@ -62,7 +63,7 @@ def prepare_table(frame: pd.DataFrame, spec: DatasetSpec, *, source: str,
     if empty:
         raise InputError(f"column(s) {empty} have no values at all; drop them in [dataset].drop "
                          "or fix the file", source=source)
-    return PartnerTable(features, label, label_values)
+    return PartnerTable(features, label, label_values, row_fractions(frame))
 
 
 def _check_columns(frame: pd.DataFrame, spec: DatasetSpec, *, source: str, min_rows: int) -> None:
@@ -136,9 +137,26 @@ def partner_seed(seed: int, partner: str) -> int:
     return (zlib.crc32(partner.encode()) ^ (seed * 0x9E3779B1)) % (2**31 - 1)
 
 
-def split_train_test(table: PartnerTable, *, test_fraction: float, seed: int) -> tuple[PartnerTable, PartnerTable]:
-    """Stratified, seeded train/test split done by each partner on its own rows."""
-    idx = np.arange(len(table))
-    train_idx, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed,
-                                           stratify=table.label)
-    return table.take(np.sort(train_idx)), table.take(np.sort(test_idx))
+_SPLIT_KEY = "fedcredit-split1"   # 16 characters: the SipHash key of `row_fractions`; never changes
+
+
+def row_fractions(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's place in [0, 1): a keyed hash of the row's own cells (every column as read, in
+    column-name order), so a row's side of the split never depends on the other rows, the file's
+    column order, the partner's name or the run's seed."""
+    if frame.empty:
+        return np.zeros(len(frame))
+    ordered = frame[sorted(frame.columns)]
+    hashed = pd.util.hash_pandas_object(ordered, index=False, hash_key=_SPLIT_KEY).to_numpy(dtype=np.uint64)
+    return (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def split_train_test(table: PartnerTable, *, test_fraction: float) -> tuple[PartnerTable, PartnerTable]:
+    """Held-out rows: those whose fraction (see `row_fractions`) is below `test_fraction`.
+
+    Adding or removing one row moves no other row across the split, so releases computed on
+    the training rows and on the held-out rows touch disjoint rows (parallel composition,
+    `privacy.accountant`), and the split is the same in every run on the same data."""
+    fractions = table.fractions if table.fractions is not None else np.linspace(0, 1, len(table), endpoint=False)
+    test = fractions < test_fraction
+    return table.take(np.flatnonzero(~test)), table.take(np.flatnonzero(test))

@@ -22,6 +22,10 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 LOGIT_LIMIT = 12.0
 N_SCORE_BINS = 4800
+SCORE_EDGES = np.linspace(-LOGIT_LIMIT, LOGIT_LIMIT, N_SCORE_BINS + 1)
+# The coarse grid of a private evaluation: half-logit bins where credit scores live
+# (PD 0.25 % … 95 %) and two open end bins.
+PRIVATE_SCORE_EDGES = np.concatenate([[-LOGIT_LIMIT], np.arange(-6.0, 3.01, 0.5), [LOGIT_LIMIT]])
 _EPS = 1e-7
 UNDEFINED = "undefined"   # key of the reason, present only when some metric is None
 
@@ -96,9 +100,32 @@ class ScoreHistogram:
 
     bad: np.ndarray = field(default_factory=lambda: np.zeros(N_SCORE_BINS))
     good: np.ndarray = field(default_factory=lambda: np.zeros(N_SCORE_BINS))
-    brier_sum: float = 0.0
-    logloss_sum: float = 0.0
+    brier_sum: float | None = 0.0     # None: a coarse (private) histogram; losses come from its bins
+    logloss_sum: float | None = 0.0
     nonfinite: float = 0.0
+    edges: np.ndarray | None = None   # logit bin edges; None: the fine grid SCORE_EDGES
+
+    @property
+    def grid(self) -> np.ndarray:
+        return SCORE_EDGES if self.edges is None else self.edges
+
+    @property
+    def private(self) -> bool:
+        """Noised counts (sums withheld): AUC and KS use the raw counts so the noise averages out."""
+        return self.brier_sum is None
+
+    @property
+    def total(self) -> float:
+        """Rows counted (a noisy number for a private histogram)."""
+        return float(self.bad.sum() + self.good.sum() + self.nonfinite)
+
+    def coarsen(self, edges: np.ndarray) -> ScoreHistogram:
+        """Counts summed onto coarser `edges` (each a fine-grid edge); loss sums kept."""
+        idx = np.round((np.asarray(edges) - SCORE_EDGES[0]) / (SCORE_EDGES[1] - SCORE_EDGES[0])).astype(np.int64)
+        if not np.allclose(SCORE_EDGES[idx], edges) or idx[0] != 0 or idx[-1] != N_SCORE_BINS:
+            raise ValueError("coarse score edges must be fine-grid edges spanning the whole grid")
+        return ScoreHistogram(np.add.reduceat(self.bad, idx[:-1]), np.add.reduceat(self.good, idx[:-1]),
+                              self.brier_sum, self.logloss_sum, self.nonfinite, np.asarray(edges, dtype=np.float64))
 
     @classmethod
     def from_scores(cls, y_true: np.ndarray, p_bad: np.ndarray) -> ScoreHistogram:
@@ -107,52 +134,78 @@ class ScoreHistogram:
         finite = np.isfinite(raw)
         y, p = y[finite], np.clip(raw[finite], _EPS, 1 - _EPS)
         logit = np.clip(np.log(p) - np.log1p(-p), -LOGIT_LIMIT, LOGIT_LIMIT)
-        edges = np.linspace(-LOGIT_LIMIT, LOGIT_LIMIT, N_SCORE_BINS + 1)
         return cls(
-            bad=np.histogram(logit[y == 1], bins=edges)[0].astype(np.float64),
-            good=np.histogram(logit[y == 0], bins=edges)[0].astype(np.float64),
+            bad=np.histogram(logit[y == 1], bins=SCORE_EDGES)[0].astype(np.float64),
+            good=np.histogram(logit[y == 0], bins=SCORE_EDGES)[0].astype(np.float64),
             brier_sum=float(np.sum((p - y) ** 2)),
             logloss_sum=float(-np.sum(y * np.log(p) + (1 - y) * np.log1p(-p))),
             nonfinite=float(np.count_nonzero(~finite)),
         )
 
     def __add__(self, other: ScoreHistogram) -> ScoreHistogram:
-        return ScoreHistogram(self.bad + other.bad, self.good + other.good,
-                              self.brier_sum + other.brier_sum, self.logloss_sum + other.logloss_sum,
-                              self.nonfinite + other.nonfinite)
+        a, b = self, other
+        if len(a.grid) != len(b.grid) or not np.array_equal(a.grid, b.grid):
+            a, b = (a.coarsen(b.grid), b) if len(a.grid) > len(b.grid) else (a, b.coarsen(a.grid))
+        sums = (None, None) if a.private or b.private else (a.brier_sum + b.brier_sum, a.logloss_sum + b.logloss_sum)
+        return ScoreHistogram(a.bad + b.bad, a.good + b.good, *sums, a.nonfinite + b.nonfinite, a.edges)
 
     @staticmethod
     def combine(parts: Iterable[ScoreHistogram]) -> ScoreHistogram:
-        return sum(parts, ScoreHistogram())
+        parts = list(parts)
+        return sum(parts[1:], parts[0]) if parts else ScoreHistogram()
+
+    def _bin_losses(self, bad: np.ndarray, good: np.ndarray) -> tuple[float, float]:
+        """Brier and log-loss sums with every row at its bin's centre score (open end bins:
+        half a neighbouring bin's width beyond the inner edge)."""
+        e = self.grid
+        centres = (e[:-1] + e[1:]) / 2
+        centres[0], centres[-1] = e[1] - (e[2] - e[1]) / 2, e[-2] + (e[-2] - e[-3]) / 2
+        p = np.clip(1 / (1 + np.exp(-centres)), _EPS, 1 - _EPS)
+        brier = float(bad @ (1 - p) ** 2 + good @ p ** 2)
+        logloss = float(-(bad @ np.log(p) + good @ np.log1p(-p)))
+        return brier, logloss
 
     def metrics(self) -> Metrics:
         """AUC (ties inside a bin count one half), KS at bin edges, Gini, Brier, log loss.
 
         As `exact_metrics`: a metric these rows cannot define is None, `undefined` says why."""
-        bad, good = np.clip(self.bad, 0, None), np.clip(self.good, 0, None)
-        n_bad, n_good = float(bad.sum()), float(good.sum())
+        if self.private:   # noisy counts: unbiased sums; too few rows to stand above the noise = none
+            bad, good = self.bad, self.good
+            n_bad, n_good = max(float(bad.sum()), 0.0), max(float(good.sum()), 0.0)
+            n_bad, n_good = (n_bad if n_bad >= 1 else 0.0), (n_good if n_good >= 1 else 0.0)
+        else:
+            bad, good = np.clip(self.bad, 0, None), np.clip(self.good, 0, None)
+            n_bad, n_good = float(bad.sum()), float(good.sum())
         n = n_bad + n_good + self.nonfinite
         reason = undefined_reason(n_bad, n_good, self.nonfinite)
-        out: Metrics = {"auc": None, "ks": None, "gini": None, "brier": None, "logloss": None, "n": int(n),
+        out: Metrics = {"auc": None, "ks": None, "gini": None, "brier": None, "logloss": None, "n": int(round(n)),
                         "bad_rate": n_bad / n if n and not self.nonfinite else None}
         if n and not self.nonfinite:
-            out.update(brier=self.brier_sum / n, logloss=self.logloss_sum / n)
+            brier, logloss = self._bin_losses(bad, good) if self.private else (self.brier_sum, self.logloss_sum)
+            out.update(brier=min(max(brier / n, 0.0), 1.0), logloss=max(logloss / n, 0.0))
             if n_bad and n_good:
                 good_below = np.cumsum(good) - good
-                auc = float((bad * (good_below + 0.5 * good)).sum() / (n_bad * n_good))
-                ks = float(np.max(np.abs(np.cumsum(good) / n_good - np.cumsum(bad) / n_bad)))
+                auc = float(np.clip((bad * (good_below + 0.5 * good)).sum() / (n_bad * n_good), 0.0, 1.0))
+                ks = float(np.clip(np.max(np.abs(np.cumsum(good) / n_good - np.cumsum(bad) / n_bad)), 0.0, 1.0))
                 out.update(auc=auc, ks=ks, gini=2 * auc - 1)
         return _finish(out, reason)
 
     def to_dict(self) -> dict[str, Any]:
         nz = np.flatnonzero((self.bad != 0) | (self.good != 0))
-        return {"bins": nz.tolist(), "bad": self.bad[nz].tolist(), "good": self.good[nz].tolist(),
-                "brier_sum": self.brier_sum, "logloss_sum": self.logloss_sum, "nonfinite": self.nonfinite}
+        out: dict[str, Any] = {"bins": nz.tolist(), "bad": self.bad[nz].tolist(), "good": self.good[nz].tolist()}
+        if self.private:
+            out["edges"] = self.grid.tolist()
+        else:
+            out.update(brier_sum=self.brier_sum, logloss_sum=self.logloss_sum, nonfinite=self.nonfinite)
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ScoreHistogram:
-        hist = cls(brier_sum=float(raw["brier_sum"]), logloss_sum=float(raw["logloss_sum"]),
-                   nonfinite=float(raw.get("nonfinite", 0.0)))
+        edges = np.asarray(raw["edges"], dtype=np.float64) if raw.get("edges") is not None else None
+        size = N_SCORE_BINS if edges is None else len(edges) - 1
+        private = edges is not None
+        hist = cls(np.zeros(size), np.zeros(size), None if private else float(raw["brier_sum"]),
+                   None if private else float(raw["logloss_sum"]), float(raw.get("nonfinite", 0.0)), edges)
         idx = np.asarray(raw["bins"], dtype=np.int64)
         hist.bad[idx] = raw["bad"]
         hist.good[idx] = raw["good"]

@@ -20,6 +20,7 @@ MODELS = ("logistic", "mlp")
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 OPTIMIZERS = ("sgd", "adam")
 PRIVACY_MODES = ("sample", "client", "off")
+RUN_SHARE = 0.25   # default per-run cap: this share of the lifetime budget
 # What a partner's data may be opened for. A simulation also checks tables before the run
 # ("check") and trains the yardsticks ("yardstick"); a deployed partner allows only the first three.
 DEPLOYMENT_PURPOSES = ("stats", "train", "evaluate")
@@ -32,12 +33,16 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 class PrivacyPolicy:
     """A partner's own privacy policy; the partner's policy wins over any server proposal.
 
-    mode "sample": record-level DP-SGD (each customer row is the unit) with a lifetime
-    budget of `epsilon` at `delta`, charged to the partner's ledger; "client": Flower's
-    partner-level DP (fixed clipping of the update, noise added by the server);
-    "off": no formal guarantee. `noise_multiplier` None calibrates the noise so the
-    planned rounds fit the remaining budget. `ledger_dir` None keeps the ledger beside
-    the partner's data; "run" keeps it in the run directory (synthetic demo data only).
+    mode "sample": record-level DP (each customer row is the unit) with a lifetime budget
+    of `epsilon` at `delta` for the dataset, charged to the partner's ledger; every run may
+    spend at most `run_epsilon` (default: a quarter of `epsilon`). "client": Flower's
+    partner-level DP (fixed clipping of the update, noise added by the server); "off": no
+    formal guarantee. `noise_multiplier` (DP-SGD) and `eval_noise_multiplier` (the noisy
+    evaluation histograms) None are calibrated so the planned run fits both the per-run cap
+    and the remaining lifetime budget. `stats_noise_multiplier` is the noise of each of the
+    two statistics releases of round 0. `ledger_dir` None keeps the ledger beside the
+    partner's data; "run" keeps it in the run directory — the dataset's machine anchor still
+    counts every release, so this never restarts the budget.
     """
 
     mode: str = "off"
@@ -46,6 +51,8 @@ class PrivacyPolicy:
     max_grad_norm: float = 1.0
     noise_multiplier: float | None = None
     stats_noise_multiplier: float = 20.0
+    run_epsilon: float | None = None
+    eval_noise_multiplier: float | None = None
     ledger_dir: str | None = None
     client_noise_multiplier: float = 1.0
     client_clipping_norm: float = 1.0
@@ -53,6 +60,11 @@ class PrivacyPolicy:
     @property
     def enabled(self) -> bool:
         return self.mode == "sample"
+
+    @property
+    def run_cap(self) -> float:
+        """The most one run may spend (epsilon at `delta`)."""
+        return self.run_epsilon if self.run_epsilon is not None else self.epsilon * RUN_SHARE
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, base: PrivacyPolicy | None = None,
@@ -86,6 +98,10 @@ class PrivacyPolicy:
         check(self.noise_multiplier is None or positive(self.noise_multiplier), "noise_multiplier",
               "must be > 0, or left out to calibrate it to the budget")
         check(positive(self.stats_noise_multiplier), "stats_noise_multiplier", "must be > 0")
+        check(self.run_epsilon is None or (positive(self.run_epsilon) and self.run_epsilon <= self.epsilon),
+              "run_epsilon", "the per-run cap must be > 0 and at most the lifetime budget epsilon")
+        check(self.eval_noise_multiplier is None or positive(self.eval_noise_multiplier), "eval_noise_multiplier",
+              "must be > 0, or left out to calibrate it to the budget")
         check(self.ledger_dir is None or isinstance(self.ledger_dir, str), "ledger_dir", "must be a path")
         check(positive(self.client_noise_multiplier), "client_noise_multiplier", "must be > 0")
         check(positive(self.client_clipping_norm), "client_clipping_norm", "must be > 0")
@@ -140,6 +156,7 @@ class FederationSettings:
     min_available_nodes: int = 0  # 0 = every partner in the scenario
     round_timeout: float = 600.0
     seed: int = 0
+    evaluate_every: int | None = None   # rounds between evaluations; None: every round, or only the last under DP
     secure_aggregation: bool | None = None   # SecAgg+; None = on in deployment, off in simulation
 
     @classmethod
@@ -189,6 +206,8 @@ class FederationSettings:
               "min_available_nodes", "must be ≥ 0")
         check(is_num(self.round_timeout) and self.round_timeout > 0, "round_timeout", "must be > 0")
         check(is_int(self.seed), "seed", "must be a whole number")
+        check(self.evaluate_every is None or (is_int(self.evaluate_every) and self.evaluate_every >= 0),
+              "evaluate_every", "must be a whole number ≥ 0 (0: only the final model)")
         check(self.secure_aggregation in (None, True, False), "secure_aggregation", "must be true or false")
         check(not (self.secure_aggregation and self.strategy == "fedadam"), "secure_aggregation",
               "secure aggregation averages updates: use strategy 'fedavg' or 'fedprox'")
@@ -197,6 +216,14 @@ class FederationSettings:
         out = asdict(self)
         out["hidden"] = list(self.hidden)
         return out
+
+    def evaluation_rounds(self, private: bool) -> list[int]:
+        """The models that are evaluated, by the round that produced them (0 = the initial
+        model). The final model is always evaluated; under DP each evaluation is a release."""
+        every = self.evaluate_every if self.evaluate_every is not None else (0 if private else 1)
+        if every == 0:
+            return [self.rounds]
+        return sorted({*range(0 if every == 1 else every, self.rounds, every), self.rounds})
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import pytest
 import tomli_w
 
 from credit.errors import InputError
-from credit.features import OTHER, ColumnStats
+from credit.features import OTHER
+from credit.statistics import RangeStats
 from credit.loading import PartnerTable, load_table
 from credit.scenario import load_scenario
 
@@ -123,7 +124,7 @@ def test_c05_a_declared_code_list_keeps_every_partner_out_of_other(cases: Path) 
     case = cases / "c05-leading-zero-codes"
     spec = load_scenario(case / "scenario-declared-levels.toml").dataset
     loaded = load_partners(case / "scenario-declared-levels.toml")
-    other = {name: ColumnStats.from_frame(t.features, spec).levels["occupation"][OTHER] for name, t in loaded.items()}
+    other = {name: RangeStats.from_frame(t.features, np.zeros(len(t.features)), spec).levels["occupation"][OTHER] for name, t in loaded.items()}
     zero_x = int((loaded["insurer-2"].features["occupation"] == "0X").sum())
     assert other == {"bank-1": 0, "insurer-2": zero_x, "platform-3": 0} and zero_x > 0
 

@@ -8,7 +8,7 @@ import torch
 
 from credit.artefact import ScoringModel
 from credit.errors import InputError
-from credit.features import ColumnStats, FeatureTransform
+from credit.features import FeatureTransform
 from credit.loading import prepare_table
 from credit.metrics import exact_metrics
 from credit.model import (
@@ -63,7 +63,7 @@ def test_proximal_term_keeps_weights_near_the_anchor() -> None:
 def test_artefact_round_trip_scores_raw_rows(tmp_path: Path) -> None:
     spec = DatasetSpec.from_dict(SPEC)
     table = prepare_table(make_partner_frame(1500, 2), spec, source="t")
-    transform = FeatureTransform.fit(ColumnStats.from_frame(table.features, spec), spec)
+    transform = FeatureTransform.fit_rows(table.features, spec)
     clf = CreditClassifier(epochs=3).fit(transform.transform(table.features), table.label.astype(np.float32))
     saved = ScoringModel(spec, transform, "logistic", (32, 16), clf.module_.state_dict(), {"note": "t"})
     path = saved.save(tmp_path / "model.pt")

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from credit.errors import InputError
-from credit.features import OTHER, ColumnStats
+from credit.features import OTHER
+from credit.statistics import RangeStats
 from credit.loading import load_table, prepare_table, read_table, read_table_bytes
 from credit.schema import DatasetSpec
 from tests.conftest import SPEC, make_partner_frame
@@ -186,7 +187,7 @@ def test_a_parquet_integer_column_against_declared_zero_padded_codes_is_refused(
 def test_undeclared_values_that_are_no_respelling_still_count_as_other(tmp_path: Path) -> None:
     dataset = DatasetSpec.from_dict({**SPEC, "levels": {"housing": [1, 2]}})
     table = load_table(_write(_coded([1, 2, 7, "x"]), tmp_path / "p.csv"), dataset)
-    counts = ColumnStats.from_frame(table.features, dataset).levels["housing"]
+    counts = RangeStats.from_frame(table.features, np.zeros(len(table.features)), dataset).levels["housing"]
     assert counts == {"1": 15, "2": 15, OTHER: 30}
 
 
@@ -273,7 +274,7 @@ def test_label_values_survive_the_split() -> None:
     frame = _base(400)
     frame["bad_flag"] = frame["bad_flag"] + 1
     table = prepare_table(frame, DatasetSpec.from_dict({**SPEC, "bad": 2}), source="t")
-    train, test = split_train_test(table, test_fraction=0.25, seed=0)
+    train, test = split_train_test(table, test_fraction=0.25)
     assert table.label_values == train.label_values == test.label_values == ("1", "2")
 
 
