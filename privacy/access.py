@@ -52,6 +52,29 @@ def open_vault(path: str | Path, key: KeySource | None, *, purpose: str,
     `details` adds fields to the audit event (e.g. {"epsilon": 1.2} when known).
     """
     path = Path(path)
+    event = _checked(path, purpose=purpose, policy=policy, audit=audit, partner=partner, run=run, round=round,
+                     details=details)
+    try:
+        data = decrypt_bytes(path, key)
+    except VaultError as exc:
+        _record(audit, {**event, "outcome": "failed", "reason": str(exc)})
+        raise
+    _record(audit, {**event, "outcome": "granted", "bytes": len(data)})
+    return data
+
+
+def reuse_vault(path: str | Path, *, purpose: str, policy: AccessPolicy = AccessPolicy(), audit: AuditLog | None,
+                partner: str, run: str = "", round: int | None = None) -> None:
+    """Grant `purpose` on a vault this process already decrypted (its table is held in memory):
+    the same policy check and the same audit event as `open_vault`, without decrypting again."""
+    event = _checked(Path(path), purpose=purpose, policy=policy, audit=audit, partner=partner, run=run,
+                     round=round, details={"decrypted": "earlier in this process (held in memory)"})
+    _record(audit, {**event, "outcome": "granted"})
+
+
+def _checked(path: Path, *, purpose: str, policy: AccessPolicy, audit: AuditLog | None, partner: str, run: str,
+             round: int | None, details: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The access event, after the purpose check (a refusal is audited, then raised)."""
     if not partner:
         raise InputError("open_vault needs the partner's name for the audit trail", source=str(path))
     event: dict[str, Any] = {"event": "vault-open", "partner": partner, "purpose": purpose,
@@ -61,13 +84,7 @@ def open_vault(path: str | Path, key: KeySource | None, *, purpose: str,
         _record(audit, {**event, "outcome": "refused"})
         raise AccessDenied(f"purpose {purpose!r} is not allowed by {partner}'s access policy (allowed: "
                            f"{', '.join(sorted(policy.purposes))})", source=str(path))
-    try:
-        data = decrypt_bytes(path, key)
-    except VaultError as exc:
-        _record(audit, {**event, "outcome": "failed", "reason": str(exc)})
-        raise
-    _record(audit, {**event, "outcome": "granted", "bytes": len(data)})
-    return data
+    return event
 
 
 def _fingerprint(path: Path) -> str:

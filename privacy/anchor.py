@@ -56,11 +56,11 @@ class DatasetAnchor:
         finally:
             os.close(fd)  # releases the lock
 
-    def records(self) -> list[dict[str, Any]]:
-        """The release records (header excluded). A torn last line is sealed and skipped:
-        the anchor is written first, so its torn line was never followed by a release."""
+    def records(self, *, seal: bool = True) -> list[dict[str, Any]]:
+        """The release records (header excluded). A torn last line is skipped (and sealed, unless
+        `seal` is False): the anchor is written first, so its torn line was never followed by a release."""
         read = self._chain.read_tolerant()
-        if read.torn is not None:
+        if seal and (read.torn is not None or read.unterminated):
             self._chain.seal(read)
         records = read.records
         if records and (records[0].get("type") != "header" or records[0].get("fingerprint") != self.fingerprint):

@@ -98,24 +98,29 @@ def _release_record(r: dict[str, Any]) -> dict[str, Any]:
 class PrivacyLedger:
     """Open with `PrivacyLedger.open(path, fingerprint, partner)`; nothing is cached."""
 
-    def __init__(self, path: Path, fingerprint: str, partner: str, anchor: DatasetAnchor | None = None):
+    def __init__(self, path: Path, fingerprint: str, partner: str, anchor: DatasetAnchor | None = None,
+                 *, readonly: bool = False):
         self.path, self.fingerprint, self.partner, self.anchor = path, fingerprint, partner, anchor
         self._chain = HashChainLog(path)
         self.notes: list[str] = []
+        self.readonly = readonly
+        self._unwritten: list[dict[str, Any]] = []   # readonly: what reconciliation would have appended
 
     @classmethod
     def open(cls, path: str | Path, fingerprint: str, partner: str, *, anchor: DatasetAnchor | None = None,
-             audit: str | Path | None = None) -> PrivacyLedger:
+             audit: str | Path | None = None, readonly: bool = False) -> PrivacyLedger:
         """Verify an existing ledger (or start one) for the dataset with this fingerprint, and
-        reconcile it with the dataset's anchor and the partner's audit trail (if given)."""
-        ledger = cls(Path(path), fingerprint, partner, anchor)
+        reconcile it with the dataset's anchor and the partner's audit trail (if given).
+        `readonly` writes nothing (no file is created): what reconciliation finds is held in memory."""
+        ledger = cls(Path(path), fingerprint, partner, anchor, readonly=readonly)
         audit = Path(audit) if audit else None
         if anchor is None:
             ledger._reconcile(audit)
         else:
             with anchor.locked():
                 ledger._reconcile(audit)
-        ledger.check_writable()
+        if not readonly:
+            ledger.check_writable()
         return ledger
 
     @classmethod
@@ -151,7 +156,7 @@ class PrivacyLedger:
         if not any(r.get("type") == "header" for r in read.records):
             if any(r.get("type") == "release" for r in read.records):
                 raise LedgerError(f"not a {FORMAT} file", source=str(self.path))
-            if read.torn is not None or read.unterminated:   # a header torn before any release
+            if (read.torn is not None or read.unterminated) and not self.readonly:   # a header torn before any release
                 self._chain.seal(read)
             self._append({"type": "header", "format": FORMAT, "fingerprint": self.fingerprint,
                           "partner": self.partner})
@@ -166,7 +171,7 @@ class PrivacyLedger:
                 "it was kept for", source=str(self.path))
         held = {release_key(r): r for r in read.records if r.get("type") == "release"}
         torn = self._torn_release(read, list(held.values())) if read.torn is not None else None
-        if read.torn is not None or read.unterminated:
+        if (read.torn is not None or read.unterminated) and not self.readonly:
             self._chain.seal(read)
         known: dict[str, tuple[dict[str, Any], str]] = {}
         if self.anchor is not None:
@@ -189,7 +194,7 @@ class PrivacyLedger:
             self.notes.append(f"{len(missing)} release(s) proven by the {' and '.join(sources)} were missing from "
                               "this ledger (restored from an older copy, or the data was used under another name or "
                               "folder): appended back; epsilon counts them")
-        if self.anchor is not None:
+        if self.anchor is not None and not self.readonly:
             anchored = {release_key(r) for r in self._anchor_records()}
             for key, r in held.items():
                 if key not in anchored:
@@ -197,7 +202,7 @@ class PrivacyLedger:
 
     def _anchor_records(self) -> list[dict[str, Any]]:
         try:
-            return self.anchor.records()
+            return self.anchor.records(seal=not self.readonly)
         except ChainError as exc:
             raise LedgerError(f"the dataset's anchor is damaged at line {exc.line}: {exc.reason}; move it aside "
                               "(keep it as evidence): it is rebuilt from the ledger and the audit trail",
@@ -267,6 +272,9 @@ class PrivacyLedger:
 
     def _append(self, record: dict[str, Any]) -> dict[str, Any]:
         record = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **record}
+        if self.readonly:
+            self._unwritten.append(record)
+            return record
         try:
             return self._chain.append(record)
         except OSError as exc:
@@ -278,6 +286,8 @@ class PrivacyLedger:
         """Append one release durably (anchor first, then this ledger; both fsynced)."""
         if mechanism not in MECHANISMS:
             raise ValueError(f"unknown mechanism {mechanism!r}; one of {list(MECHANISMS)}")
+        if self.readonly:
+            raise LedgerError("opened read-only: nothing can be charged", source=str(self.path))
         Charge(release, rows)   # validates the interval
         rec = {"type": "release", "id": uuid.uuid4().hex, "partner": self.partner, "run": run, "round": round,
                "mechanism": mechanism, "rows": list(rows), "noise_multiplier": release.noise_multiplier,
@@ -298,7 +308,7 @@ class PrivacyLedger:
     # -- reading entries -------------------------------------------------------------------
     def entries(self) -> list[LedgerEntry]:
         read = self._read()
-        releases = [r for r in read.records if r.get("type") == "release"]
+        releases = [r for r in [*read.records, *self._unwritten] if r.get("type") == "release"]
         return [_entry(seq, r) for seq, r in enumerate(releases, start=1)]
 
     def charges(self) -> list[Charge]:

@@ -71,8 +71,9 @@ def canary_audit(x_train: np.ndarray, y_train: np.ndarray, *, model: str, hidden
     loader = make_loader(xt, yt, batch_size=batch_size, seed=seed)
     steps_model, sample_rate = net, 1.0 / len(loader)
     if noise_multiplier is not None:
-        private = make_private(net, optimizer, loader, noise_multiplier=noise_multiplier, max_grad_norm=max_grad_norm)
-        steps_model, optimizer, loader = private.model, private.optimizer, private.loader
+        private = make_private(net, optimizer, loader.dataset, noise_multiplier=noise_multiplier,
+                               max_grad_norm=max_grad_norm, public_rows=len(yt), batch_size=batch_size, seed=seed)
+        steps_model, optimizer, loader, sample_rate = private.model, private.optimizer, private.loader, private.sample_rate
     torch.manual_seed(seed)
     result = train_epochs(steps_model, loader, optimizer, epochs=epochs)
     canary_losses = row_losses(predict_proba(net, cx), cy)

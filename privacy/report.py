@@ -1,7 +1,11 @@
 """Privacy budget reports for a privacy officer: JSON, one self-contained HTML page, text.
 
-Built from a run directory's summary.json and the per-round privacy statements the partners
-sent. Every number a person reads in the HTML or on the terminal is also in the JSON.
+Built from a run directory's summary.json, the per-round privacy statements the partners
+sent, and each partner's full list of releases (parameters only: mechanism, rows, noise
+multiplier, sample rate, steps, delta — every release of the dataset's lifetime). From that
+list alone any accountant can recompute the lifetime epsilon; the report does so and says
+whether it matches what the partner stated. Every number a person reads in the HTML or on
+the terminal is also in the JSON.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Any
 from credit import strict_json
 from credit.atomic import atomic_write_json, atomic_write_text
 from credit.metrics import UNDEFINED
+from privacy.accountant import EPS_ERROR, Charge, Release, compose_rows
+from privacy.inventory import as_table
 
 JSON_NAME, HTML_NAME = "privacy_report.json", "privacy_report.html"
 
@@ -26,52 +32,92 @@ ASSUMPTIONS = [
     "Each partner runs DP-SGD with Opacus: Poisson sampling at the stated sample rate, per-row gradient "
     "clipping to the stated norm, and Gaussian noise of the stated multiplier times that norm.",
     "Epsilon is the PRV accountant's upper bound (numerical error at most 0.01) at the stated delta, composed "
-    "over the partner's whole lifetime ledger: every round of every run on the same dataset, plus the noisy "
-    "preprocessing statistics. The RDP bound is shown beside it; Opacus's 'gdp' accountant is never used.",
-    "Each partner holds its own ledger and budget; a partner declines any round that would take it over budget.",
-    "Not covered by epsilon: the evaluation histograms of held-out test rows (aggregate score counts used for "
-    "AUC/KS), and the noise generator is numpy's PCG64 seeded from the OS (Opacus secure_mode needs torchcsprng, "
-    "which is not available here).",
+    "over the partner's whole lifetime ledger: every release of every run on the same dataset (by its "
+    "fingerprint, whatever name or folder it was used under) — the two noisy statistics releases of round 0, "
+    "every DP-SGD round and every noisy evaluation. The RDP bound is shown beside it; Opacus's 'gdp' "
+    "accountant is never used.",
+    "Training and held-out rows are split by a hash of each row's own content, so one row is in the same part in "
+    "every run and adding or removing it changes only the releases on its part. The lifetime epsilon is therefore "
+    "the larger of the two parts' compositions (parallel composition); each release below names its rows as an "
+    "interval of row fractions: held-out [0, f), training [f, 1).",
+    "Each partner holds its own ledger and budgets: a lifetime budget and a per-run cap. It declines any release "
+    "that would exceed either. The ledger is written before anything leaves, mirrored in an anchor on the "
+    "partner's machine and cross-checked with its audit trail, so a crash, a torn write or a restored older copy "
+    "can only over-count.",
+    "Everything else a partner sends is listed in the release inventory below: each item is either noised and "
+    "charged, or public with the reason. The noise generator is numpy's PCG64 seeded from the OS (Opacus "
+    "secure_mode needs torchcsprng, which is not available here).",
 ]
 
 
-def build_report(summary: dict[str, Any], rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """The report as data: per-partner lifetime statements and per-round releases."""
+def build_report(summary: dict[str, Any], rounds: list[dict[str, Any]],
+                 releases: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """The report as data: per-partner lifetime statements and releases, this run's releases by round.
+
+    `rounds`: per round, each partner's statement after it (for epsilon over rounds); `releases`:
+    each partner's lifetime list of releases (the source of the recomputed epsilon)."""
+    releases = releases or {}
     partners = []
     for p in summary["partners"]:
         priv = p.get("privacy") or {"mode": "off"}
+        own = releases.get(p["name"], [])
         partners.append({
             "name": p["name"], "kind": p["kind"], "mode": priv.get("mode", "off"),
             "epsilon": priv.get("epsilon"), "epsilon_rdp": priv.get("epsilon_rdp"), "delta": priv.get("delta"),
             "budget": priv.get("budget"), "remaining": priv.get("remaining"), "accountant": priv.get("accountant"),
+            "run_epsilon": priv.get("run_epsilon"), "run_cap": priv.get("run_cap"),
             "status": "dropped" if p.get("dropped_round") else priv.get("status", "off" if priv.get("mode") == "off" else "ok"),
             "dropped_round": p.get("dropped_round"),
             "stopped_round": priv.get("stopped_round"), "stopped_reason": priv.get("stopped_reason"),
+            "ledger_notes": priv.get("notes") or [],
             "federated_auc": (p.get("federated") or {}).get("auc"),
             "local_auc": (p.get("local") or {}).get("auc"),
             "auc_undefined": _auc_reason(p),
+            "releases": own,
+            **_recomputed(own, priv),
         })
+    epsilon_after = {(rec["round"], name): st for rec in rounds for name, st in rec["partners"].items()}
     per_round = []
-    for rec in rounds:
-        for name, st in rec["partners"].items():
-            per_round.append({"round": rec["round"], "partner": name,
-                              "mechanism": "gaussian-statistics" if rec["round"] == 0 else "dp-sgd",
-                              "steps": st.get("steps"), "sample_rate": st.get("sample_rate"),
-                              "noise_multiplier": st.get("noise_multiplier"), "clip_norm": st.get("max_grad_norm"),
-                              "delta": st.get("delta"), "epsilon": st.get("epsilon"),
-                              "epsilon_rdp": st.get("epsilon_rdp"), "budget": st.get("budget"),
-                              "remaining": st.get("remaining"), "status": st.get("status", "ok")})
+    for p in partners:
+        for r in p["releases"]:
+            if r.get("run") != summary.get("run"):
+                continue
+            after = epsilon_after.get((r["round"], p["name"])) or {}
+            per_round.append({"round": r["round"], "partner": p["name"], "mechanism": r["mechanism"],
+                              "rows": r.get("rows"), "steps": r["steps"], "sample_rate": r["sample_rate"],
+                              "noise_multiplier": r["noise_multiplier"],
+                              "clip_norm": after.get("max_grad_norm") if r["mechanism"] == "dp-sgd" else None,
+                              "delta": r.get("delta"), "epsilon": after.get("epsilon"),
+                              "epsilon_rdp": after.get("epsilon_rdp"), "budget": after.get("budget"),
+                              "remaining": after.get("remaining"), "status": after.get("status", "ok")})
+    per_round.sort(key=lambda r: (r["round"], r["partner"]))
     return {
         "run": summary.get("run"), "scenario": summary.get("scenario"),
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "accountant": "PRV (Opacus 1.6, eps_error 0.01); RDP bound alongside; fallback to RDP only if PRV fails",
+        "accountant": "PRV (Opacus 1.6, eps_error 0.01); RDP bound alongside; fallback to RDP only if PRV fails; "
+                      "parallel composition over the training and held-out rows",
         "assumptions": ASSUMPTIONS,
         "partners": partners,
         "rounds": per_round,
+        "features_dropped": summary.get("features_dropped") or {},
+        "notices": summary.get("notices") or [],
+        "inventory": as_table(),
         "utility": _utility(summary),
         "client_dp": summary.get("client_dp"),
         "membership_audit": summary.get("membership_audit"),
     }
+
+
+def _recomputed(releases: list[dict[str, Any]], statement: dict[str, Any]) -> dict[str, Any]:
+    """The lifetime epsilon recomputed from the listed releases alone, and whether it is the stated one."""
+    if not releases or statement.get("delta") is None:
+        return {"epsilon_recomputed": None, "recomputed_matches": None}
+    charges = [Charge(Release(r["noise_multiplier"], r["sample_rate"], r["steps"]), tuple(r.get("rows") or (0.0, 1.0)))
+               for r in releases]
+    eps = compose_rows(charges, statement["delta"]).epsilon
+    stated = statement.get("epsilon")
+    return {"epsilon_recomputed": eps,
+            "recomputed_matches": None if stated is None else abs(eps - stated) <= 2 * EPS_ERROR}
 
 
 def _auc_reason(partner: dict[str, Any]) -> str | None:
@@ -139,6 +185,13 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return html.escape(str(v))
 
 
+def _rows(rows: Any) -> str:
+    if not rows:
+        return "all"
+    lo, hi = rows
+    return "all" if (lo, hi) == (0.0, 1.0) else ("held-out" if lo == 0 else "training") + f" [{lo:g}, {hi:g})"
+
+
 def _mark(partner: dict[str, Any], value: Any) -> str:
     """A link from an undefined AUC cell to its reason under the table."""
     if value is not None or not partner.get("auc_undefined"):
@@ -160,12 +213,33 @@ def render_html(report: dict[str, Any]) -> str:
                              f"AUC undefined: {html.escape(p['auc_undefined'])}</p>"
                              for p in report["partners"] if p.get("auc_undefined"))
     round_rows = "".join(
-        f"<tr><td>{r['round']}</td><td>{_fmt(r['partner'])}</td><td>{_fmt(r['mechanism'])}</td><td>{_fmt(r['steps'])}</td>"
+        f"<tr><td>{r['round']}</td><td>{_fmt(r['partner'])}</td><td>{_fmt(r['mechanism'])}</td>"
+        f"<td>{_rows(r.get('rows'))}</td><td>{_fmt(r['steps'])}</td>"
         f"<td>{_fmt(r['sample_rate'], 4)}</td><td>{_fmt(r['noise_multiplier'])}</td><td>{_fmt(r['clip_norm'])}</td>"
         f"<td>{_fmt(r['delta'])}</td><td>{_fmt(r['epsilon'])}</td><td>{_fmt(r['epsilon_rdp'])}</td>"
         f"<td>{_fmt(r['budget'])}</td><td>{_fmt(r['remaining'])}</td><td>{_fmt(r['status'])}</td></tr>"
         for r in report["rounds"])
     assumptions = "".join(f"<li>{html.escape(a)}</li>" for a in report["assumptions"])
+    recomputed = "".join(
+        f"<tr><td>{_fmt(p['name'])}</td><td>{len(p['releases'])}</td><td>{_fmt(p['epsilon'])}</td>"
+        f"<td>{_fmt(p['epsilon_recomputed'])}</td><td>{_fmt(p['recomputed_matches'])}</td>"
+        f"<td>{html.escape('; '.join(p['ledger_notes']))}</td></tr>"
+        for p in report["partners"] if p["mode"] == "sample")
+    recomputed_html = ("<h2>Recomputed from the listed releases</h2><p class=\"note\">Every release of each partner's "
+                       "lifetime is in the JSON report (<code>partners[].releases</code>).</p><table><tr><th>partner</th>"
+                       "<th>releases</th><th>stated ε</th><th>recomputed ε</th><th>match</th><th>ledger notes</th></tr>"
+                       f"{recomputed}</table>") if recomputed else ""
+    dropped = report.get("features_dropped") or {}
+    notices = report.get("notices") or []
+    notices_html = ("<h2>Notices</h2><ul>" + "".join(f"<li>feature <b>{html.escape(c)}</b> not used: {html.escape(w)}</li>"
+                                                     for c, w in dropped.items())
+                    + "".join(f"<li>{html.escape(n)}</li>" for n in notices if not n.startswith("feature '"))
+                    + "</ul>") if dropped or notices else ""
+    inventory_html = ("<h2>Release inventory: everything a partner sends</h2><table><tr><th>field</th><th>messages</th>"
+                      "<th>protection</th><th>how</th></tr>" + "".join(
+                          f"<tr><td><code>{html.escape(i['field'])}</code></td><td>{html.escape(i['messages'])}</td>"
+                          f"<td>{html.escape(i['protection'])}</td><td style=\"text-align:left\">{html.escape(i['how'])}"
+                          "</td></tr>" for i in report.get("inventory") or []) + "</table>")
     utility = report["utility"]
     cen = utility.get("centralized_auc")
     cen_html = "" if cen is None else f" (centralised non-private: {_fmt(cen, 4)})"
@@ -202,10 +276,11 @@ th {{ background: #f2f2f2; }} td:first-child, th:first-child {{ text-align: left
 <th>remaining</th><th>δ</th><th>status</th><th>federated AUC</th><th>local-only AUC</th></tr>{partner_rows}</table>
 {undefined_html}
 <h2>Per round: what each partner released</h2>
-<p class="note">From steps, sample rate and noise multiplier anyone can recompute epsilon.</p>
-<table><tr><th>round</th><th>partner</th><th>mechanism</th><th>steps</th><th>sample rate</th><th>noise mult.</th>
+<p class="note">From rows, steps, sample rate and noise multiplier anyone can recompute epsilon.</p>
+<table><tr><th>round</th><th>partner</th><th>mechanism</th><th>rows</th><th>steps</th><th>sample rate</th><th>noise mult.</th>
 <th>clip norm</th><th>δ</th><th>ε after</th><th>ε RDP</th><th>budget</th><th>remaining</th><th>status</th></tr>{round_rows}</table>
-{audit_html}{client_html}
+{recomputed_html}{notices_html}{audit_html}{client_html}
+{inventory_html}
 <h2>Accountant and assumptions, in plain words</h2>
 <p>{html.escape(report['accountant'])}</p><ul>{assumptions}</ul>
 </body></html>
@@ -226,22 +301,28 @@ def render_text(report: dict[str, Any]) -> str:
             continue
         stop = f", stopped at round {p['stopped_round']}" if p["stopped_round"] else ""
         stop += f", dropped out in round {p['dropped_round']}" if p.get("dropped_round") else ""
+        run = (f"; this run {_text(p.get('run_epsilon'), '.3f')} of its cap {_text(p.get('run_cap'), 'g')}"
+               if p.get("run_cap") is not None else "")
         lines.append(f"  {p['name']:<18} ε = {_text(p['epsilon'], '.3f')} of {_text(p['budget'], 'g')} at "
-                     f"δ = {_text(p['delta'], 'g')} ({p['accountant']}; RDP {_text(p['epsilon_rdp'], '.3f')}), "
+                     f"δ = {_text(p['delta'], 'g')} ({p['accountant']}; RDP {_text(p['epsilon_rdp'], '.3f')}){run}, "
                      f"{p['status']}{stop}{na}")
+        lines += [f"  {'':<18} ledger: {note}" for note in p.get("ledger_notes") or []]
+    for col, why in (report.get("features_dropped") or {}).items():
+        lines.append(f"  feature '{col}' not used: {why}")
     return "\n".join(lines)
 
 
-def write_privacy_report(run_dir: str | Path, summary: dict[str, Any],
-                         rounds: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Write privacy_report.json and .html; `rounds` None re-uses the ones already written."""
+def write_privacy_report(run_dir: str | Path, summary: dict[str, Any], rounds: list[dict[str, Any]] | None = None,
+                         releases: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """Write privacy_report.json and .html; `rounds` None re-uses the rounds and releases already written."""
     run_dir = Path(run_dir)
     if rounds is None:
         existing = strict_json.loads_old((run_dir / JSON_NAME).read_text())   # may predate standard JSON
-        report = build_report(summary, [])
+        kept = {p["name"]: p.get("releases") or [] for p in existing["partners"]}
+        report = build_report(summary, [], kept)
         report["rounds"] = existing["rounds"]
     else:
-        report = build_report(summary, rounds)
+        report = build_report(summary, rounds, releases)
     atomic_write_json(run_dir / JSON_NAME, report)
     atomic_write_text(run_dir / HTML_NAME, render_html(report))
     return report

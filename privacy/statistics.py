@@ -1,11 +1,18 @@
-"""Private release of the preprocessing statistics (the Gaussian mechanism).
+"""Private release of the round-0 statistics (the Gaussian mechanism), and what they can support.
 
-A customer row adds one to the row count and one count to each column (a histogram bin,
-the missing count, or a level count), so the L2 sensitivity of the whole release is
-sqrt(columns + 1). Every count gets N(0, (z · sensitivity)²) noise; the release costs one
-Gaussian mechanism with noise multiplier z, charged to the ledger as Release(z, 1.0, 1).
-Private histograms use the coarse grid, and levels whose noisy count is under three noise
-standard deviations are not sent at all (so a rare level never reveals its holder).
+Release 1 (`RangeStats`, on the coarse private magnitude grid, no extremes): a customer
+row adds one to the row count, at most one to the bad count, and one count to each column
+(a magnitude bin, the missing count or a level count), so its L2 sensitivity is
+sqrt(columns + 2). Release 2 (`BinStats`): per planned numeric column one
+count and, in the window's units u ∈ [0, 1], at most 1 to each of Σu and Σu², sensitivity
+sqrt(3 · planned columns). Every count gets N(0, (z · sensitivity)²) noise; each
+release costs one Gaussian mechanism with noise multiplier z, charged as Release(z, 1.0, 1)
+on the training rows. Levels whose noisy count is under three noise standard deviations
+are not sent at all (so a rare level never reveals its holder).
+
+The coordinator plans and fits from the summed noisy counts as `credit.features` describes
+(counts within a few noise standard deviations of zero are empty) and, before spending
+release 2, checks that the consortium has enough rows for its noise (`too_few_rows`).
 """
 
 from __future__ import annotations
@@ -15,51 +22,71 @@ import secrets
 
 import numpy as np
 
-from credit.features import COARSE_BINS, ColumnStats, coarsen
+from credit.statistics import BinStats, RangeStats
 from privacy.accountant import Release
 
 LEVEL_THRESHOLD_SD = 3.0
+RELIABLE_ROWS_PER_SD = 25    # training rows per sd of the summed noise on a count: measured, see tests/privacy/test_statistics.py
 
 
-def sensitivity(stats: ColumnStats) -> float:
-    return math.sqrt(len(stats.missing) + 1)
+def _rng(rng: np.random.Generator | None) -> np.random.Generator:
+    return rng or np.random.default_rng(secrets.randbits(128))
 
 
-def noisy_statistics(stats: ColumnStats, noise_multiplier: float, *, public_levels: frozenset[str] = frozenset(),
-                     rng: np.random.Generator | None = None) -> tuple[ColumnStats, Release, float]:
-    """(noised coarse statistics, the release to charge, the noise standard deviation per count).
+def range_sensitivity(stats: RangeStats) -> float:
+    return math.sqrt(len(stats.missing) + 2)
+
+
+def bins_sensitivity(stats: BinStats) -> float:
+    return math.sqrt(3 * max(len(stats.histograms), 1))
+
+
+def noisy_range(stats: RangeStats, noise_multiplier: float, *, public_levels: frozenset[str] = frozenset(),
+                rng: np.random.Generator | None = None) -> tuple[RangeStats, Release, float]:
+    """(noised release 1, the release to charge, the noise standard deviation per count).
 
     Columns in `public_levels` have a declared code list: all their counts are sent (noised);
     other columns' levels are sent only when their noisy count clears the threshold."""
-    rng = rng or np.random.default_rng(secrets.randbits(128))
-    sd = noise_multiplier * sensitivity(stats)
-
-    def noise(shape=None):
-        return rng.normal(0.0, sd, shape)
-
+    rng = _rng(rng)
+    sd = noise_multiplier * range_sensitivity(stats)
     levels = {}
     for col, counts in stats.levels.items():
-        noised = {lvl: n + noise() for lvl, n in counts.items()}
+        noised = {lvl: n + rng.normal(0.0, sd) for lvl, n in counts.items()}
         floor = -np.inf if col in public_levels else LEVEL_THRESHOLD_SD * sd
         levels[col] = {lvl: float(n) for lvl, n in noised.items() if n >= floor}
-    private = ColumnStats(
-        rows=max(1, int(round(stats.rows + noise()))),
-        missing={c: float(m + noise()) for c, m in stats.missing.items()},
-        histograms={c: coarsen(h, COARSE_BINS) + noise(COARSE_BINS) for c, h in stats.histograms.items()},
-        levels=levels,
-    )
+    private = RangeStats(
+        rows=float(max(1.0, round(stats.rows + rng.normal(0.0, sd)))),
+        bad=float(stats.bad + rng.normal(0.0, sd)),
+        missing={c: float(m + rng.normal(0.0, sd)) for c, m in stats.missing.items()},
+        magnitudes={c: h + rng.normal(0.0, sd, len(h)) for c, h in stats.magnitudes.items()},
+        levels=levels, extremes={}, label_values=stats.label_values, per_decade=stats.per_decade)
     return private, Release(noise_multiplier, 1.0, 1), sd
 
 
-def denoise(stats: ColumnStats, noise_sd: float) -> ColumnStats:
-    """Server-side post-processing of summed noisy statistics: zero the bins that are
-    indistinguishable from noise (below three standard deviations of the summed noise)."""
-    if noise_sd <= 0:
-        return stats
-    floor = LEVEL_THRESHOLD_SD * noise_sd
-    return ColumnStats(
-        rows=stats.rows,
-        missing={c: (m if m > floor else 0.0) for c, m in stats.missing.items()},
-        histograms={c: np.where(h > floor, h, 0.0) for c, h in stats.histograms.items()},
-        levels={c: {lvl: n for lvl, n in v.items()} for c, v in stats.levels.items()},
-    )
+def noisy_bins(stats: BinStats, noise_multiplier: float, *, rng: np.random.Generator | None = None
+               ) -> tuple[BinStats, Release, float]:
+    """(noised release 2, the release to charge, the noise standard deviation per count)."""
+    rng = _rng(rng)
+    sd = noise_multiplier * bins_sensitivity(stats)
+    return (BinStats({c: h + rng.normal(0.0, sd, len(h)) for c, h in stats.histograms.items()},
+                     {c: m + rng.normal(0.0, sd, len(m)) for c, m in stats.sums.items()}),
+            Release(noise_multiplier, 1.0, 1), sd)
+
+
+def summed_sd(sds: list[float]) -> float:
+    """Standard deviation of the noise on a sum of independently noised counts."""
+    return math.sqrt(sum(s * s for s in sds))
+
+
+def too_few_rows(rows: float, bins_noise_sd: float, *, noise_multiplier: float) -> str:
+    """"" if `rows` training rows (consortium total) support release 2 at this summed noise per
+    count, else the refusal: how many rows are needed, or how low the noise must go."""
+    needed = RELIABLE_ROWS_PER_SD * bins_noise_sd
+    if rows >= needed:
+        return ""
+    fit = noise_multiplier * rows / needed
+    return (f"too few training rows for private statistics at this noise: the partners' summed noise is "
+            f"{bins_noise_sd:.0f} counts per bin, which needs about {needed:,.0f} training rows in the consortium "
+            f"(it has about {rows:,.0f}); add rows or partners, or lower stats_noise_multiplier from "
+            f"{noise_multiplier:g} to at most {fit:.2g} (each statistics release then costs more epsilon; "
+            "`fedcredit plan` shows how much)")

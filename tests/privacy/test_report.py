@@ -17,6 +17,19 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+def _releases(sample_rate: float, sigma: float) -> list[dict]:
+    """A partner's lifetime releases: two statistics releases and three DP-SGD rounds on training
+    rows, one evaluation on held-out rows."""
+    train, test = [0.25, 1.0], [0.0, 0.25]
+    out = [{"id": f"s{i}", "run": "r1", "round": 0, "mechanism": "gaussian-statistics", "rows": train,
+            "noise_multiplier": 20.0, "sample_rate": 1.0, "steps": 1, "delta": 1e-6} for i in range(2)]
+    out += [{"id": f"d{r}", "run": "r1", "round": r, "mechanism": "dp-sgd", "rows": train, "noise_multiplier": sigma,
+             "sample_rate": sample_rate, "steps": 40, "delta": 1e-6} for r in (1, 2, 3)]
+    out.append({"id": "e", "run": "r1", "round": 3, "mechanism": "gaussian-evaluation", "rows": test,
+                "noise_multiplier": 5.0, "sample_rate": 1.0, "steps": 1, "delta": 1e-6})
+    return out
+
+
 def _summary() -> tuple[dict, list[dict]]:
     partners, rounds = [], []
     for i, (name, sr, sigma, budget) in enumerate((("bank-a", 0.01, 1.1, 1.0), ("platform-c", 0.1, 1.4, 0.8))):
@@ -38,17 +51,23 @@ def _summary() -> tuple[dict, list[dict]]:
 
 def test_report_json_lists_every_release_and_statement(tmp_path: Path) -> None:
     summary, rounds = _summary()
-    report = write_privacy_report(tmp_path, summary, rounds)
+    releases = {"bank-a": _releases(0.01, 1.1), "platform-c": _releases(0.1, 1.4)}
+    report = write_privacy_report(tmp_path, summary, rounds, releases)
     saved = json.loads((tmp_path / "privacy_report.json").read_text())
     assert saved["partners"] == report["partners"]
-    assert len(saved["rounds"]) == 8
-    assert {"steps", "sample_rate", "noise_multiplier", "clip_norm", "delta", "epsilon", "epsilon_rdp",
+    assert len(saved["rounds"]) == 12                                  # every release of this run
+    assert {"rows", "steps", "sample_rate", "noise_multiplier", "clip_norm", "delta", "epsilon", "epsilon_rdp",
             "budget", "remaining", "status"} <= saved["rounds"][0].keys()
+    assert {r["mechanism"] for r in saved["rounds"]} == {"gaussian-statistics", "dp-sgd", "gaussian-evaluation"}
+    bank = saved["partners"][0]
+    assert len(bank["releases"]) == 6 and bank["epsilon_recomputed"] > 0
+    assert bank["recomputed_matches"] is False                        # the stated 0.3 is not what the releases cost
+    assert {i["protection"] for i in saved["inventory"]} == {"noised", "public", "withheld"}
     text = render_text(report)
     assert "platform-c" in text and "stopped at round 3" in text and "ε = 0.300 of 1" in text
-    # regenerating from the run directory keeps the per-round records
+    # regenerating from the run directory keeps the per-round records and the releases
     again = write_privacy_report(tmp_path, summary)
-    assert again["rounds"] == saved["rounds"]
+    assert again["rounds"] == saved["rounds"] and again["partners"][0]["releases"] == bank["releases"]
 
 
 def test_html_report_renders_in_headless_chromium(tmp_path: Path) -> None:

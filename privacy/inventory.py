@@ -1,0 +1,130 @@
+"""Everything a partner sends, and how each item is protected under a record-level DP policy.
+
+The inventory is data: one entry per field of a partner's replies (by path, `*` standing
+for a column, level or bin name). Each field is either NOISED and charged to the partner's
+ledger by a named mechanism, on named rows, or PUBLIC with the reason it reveals nothing
+about any customer row beyond what the noised releases already do. A test walks every
+message type a DP partner sends and checks each field against this list; the privacy
+report prints it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+NOISED, PUBLIC = "noised", "public"
+
+
+@dataclass(frozen=True)
+class Item:
+    path: str              # where it appears in a reply, e.g. "report.stats.magnitudes.*.counts"
+    messages: tuple[str, ...]
+    protection: str        # NOISED or PUBLIC
+    how: str               # mechanism and rows (noised), or why it is public
+
+
+STATS, TRAIN, EVALUATE = "query.stats", "train", "evaluate"
+ALL = (STATS, TRAIN, EVALUATE)
+
+_STATEMENT = ("the partner's privacy statement: computed from the ledger's release parameters (noise, sample "
+              "rate, steps, delta) and the policy, not from rows")
+_SHAPE = "a fixed shape of the release (grid size, bin positions): the same for every dataset"
+
+INVENTORY: tuple[Item, ...] = (
+    # identity and protocol
+    Item("report.partner", ALL, PUBLIC, "the partner's name, from its configuration"),
+    Item("report.kind", ALL, PUBLIC, "the partner's kind (bank, insurer, platform), from its configuration"),
+    Item("report.declined", ALL, PUBLIC, "why the partner declines: budget figures from its ledger and policy"),
+    Item("report.warnings", ALL, PUBLIC, "budget warnings from the ledger and the policy"),
+    Item("report.stats_noise_sd", ALL, PUBLIC, "the noise standard deviation: noise multiplier × sensitivity "
+                                                    "(sensitivity is set by the column list)"),
+    Item("report.privacy.*", ALL, PUBLIC, _STATEMENT),
+    Item("report.privacy.warnings.*", ALL, PUBLIC, _STATEMENT),
+    # counts
+    Item("metrics.num-examples", ALL, PUBLIC, "the FedAvg weight: the noised training row count of release 1 "
+                                              "(post-processing), or 1"),
+    Item("report.rows_train", ALL, PUBLIC, "the noised training row count of release 1 (post-processing); "
+                                           "absent when the partner declines before release 1"),
+    Item("report.rows_test", (TRAIN, EVALUATE), PUBLIC, "the total of the noised evaluation histogram "
+                                                         "(post-processing); absent when nothing was evaluated"),
+    Item("report.stats.kind", (STATS,), PUBLIC, "which of the two statistics releases this is"),
+    # round 0, release 1 (range statistics)
+    Item("report.stats.rows", (STATS,), NOISED, "gaussian-statistics, release 1, training rows"),
+    Item("report.stats.bad", (STATS,), NOISED, "gaussian-statistics, release 1, training rows"),
+    Item("report.stats.missing.*", (STATS,), NOISED, "gaussian-statistics, release 1, training rows"),
+    Item("report.stats.magnitudes.*.counts", (STATS,), NOISED, "gaussian-statistics, release 1, training rows"),
+    Item("report.stats.magnitudes.*.bins", (STATS,), PUBLIC, "which bins are sent: every bin of the grid (the "
+                                                            "noise makes them all non-zero)"),
+    Item("report.stats.magnitudes.*.size", (STATS,), PUBLIC, _SHAPE),
+    Item("report.stats.levels.*", (STATS,), NOISED, "gaussian-statistics, release 1, training rows; a level "
+                                                    "whose noisy count is under 3 noise sd is not sent"),
+    Item("report.stats.label_values.*", (STATS,), PUBLIC, "the label's two codes (e.g. 0 and 1): the file's coding, "
+                                                          "required to hold both values, not a fact about a row"),
+    Item("report.stats.per_decade", (STATS,), PUBLIC, _SHAPE),
+    # round 0, release 2 (bins on the coordinator's windows)
+    Item("report.stats.histograms.*.counts", (STATS,), NOISED, "gaussian-statistics, release 2, training rows"),
+    Item("report.stats.histograms.*.bins", (STATS,), PUBLIC, "every bin of the coordinator's grid"),
+    Item("report.stats.sums.*", (STATS,), NOISED, "gaussian-statistics, release 2, training rows: the sums of the "
+                                                  "values and their squares in the window's units (each ≤ 1 a row)"),
+    Item("report.stats.histograms.*.size", (STATS,), PUBLIC, _SHAPE),
+    # training
+    Item("arrays.*", (TRAIN,), NOISED, "dp-sgd (Opacus: Poisson sampling, per-row clipping, Gaussian noise), "
+                                       "training rows"),
+    Item("metrics.steps", (TRAIN,), PUBLIC, "optimizer steps: batches per epoch (from the noised row count) × "
+                                            "epochs"),
+    Item("report.steps", ALL, PUBLIC, "optimizer steps: batches per epoch (from the noised row count) × epochs; "
+                                      "0 in a reply that trained nothing"),
+    # evaluation of the received model on held-out rows
+    Item("report.evaluation.bad", (TRAIN, EVALUATE), NOISED, "gaussian-evaluation, held-out rows"),
+    Item("report.evaluation.good", (TRAIN, EVALUATE), NOISED, "gaussian-evaluation, held-out rows"),
+    Item("report.evaluation.bins", (TRAIN, EVALUATE), PUBLIC, "every bin of the coarse score grid"),
+    Item("report.evaluation.edges", (TRAIN, EVALUATE), PUBLIC, _SHAPE),
+)
+
+# Under a DP policy these are never sent (the reply carries null or omits them).
+WITHHELD = ("report.train_loss", "metrics.train-loss", "report.stats.extremes.*",
+            "report.evaluation.brier_sum", "report.evaluation.logloss_sum")
+
+
+def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(path, leaf) pairs of nested dicts/lists; None leaves are skipped (nothing is sent)."""
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(value, (list, tuple)) and value and isinstance(value[0], (Mapping, list, tuple)):
+        for i, v in enumerate(value):
+            yield from flatten(v, f"{prefix}.{i}")
+    elif isinstance(value, (list, tuple)) and prefix.endswith(("label_values", "warnings")):
+        for i, v in enumerate(value):
+            yield f"{prefix}.{i}", v
+    elif value is not None:
+        yield prefix, value
+
+
+def classify(path: str, message: str) -> Item | None:
+    """The inventory item that covers `path` in a reply to `message`, if any."""
+    for item in INVENTORY:
+        if message in item.messages and fnmatch.fnmatchcase(path, item.path):
+            return item
+    return None
+
+
+def reply_paths(content: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Every leaf a reply carries: `content` maps record names to dicts (the report as parsed JSON)."""
+    out: list[tuple[str, Any]] = []
+    for name, record in content.items():
+        if name == "report" and isinstance(record, str):
+            record = json.loads(record)
+        out.extend(flatten(record, name))
+    return out
+
+
+def as_table() -> list[dict[str, str]]:
+    """The inventory as rows for the privacy report."""
+    return [{"field": i.path, "messages": ", ".join(i.messages), "protection": i.protection, "how": i.how}
+            for i in INVENTORY] + [{"field": w, "messages": "", "protection": "withheld",
+                                    "how": "not sent under a record-level DP policy"} for w in WITHHELD]
