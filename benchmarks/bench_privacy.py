@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from clients.partner import open_partner_data  # noqa: E402
 from credit.atomic import atomic_write_json  # noqa: E402
-from credit.features import ColumnStats, FeatureTransform  # noqa: E402
+from credit.features import FeatureTransform  # noqa: E402
 from credit.model import build_model, make_loader, make_optimizer, train_epochs  # noqa: E402
 from credit.protocol import TaskConfig
 from credit.scenario import load_scenario  # noqa: E402
@@ -42,7 +42,7 @@ def epoch_times(scenario_path: Path, repeats: int = 5) -> tuple[float, float]:
     data = max((open_partner_data(p, TaskConfig(scenario.dataset, scenario.federation), purpose="check") for p in scenario.partners),
                key=lambda d: len(d.train))
     fed = scenario.federation
-    transform = FeatureTransform.fit(ColumnStats.from_frame(data.train.features, scenario.dataset), scenario.dataset)
+    transform = FeatureTransform.fit_rows(data.train.features, scenario.dataset)
     x, y = transform.transform(data.train.features), data.train.label.astype(np.float32)
     times: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(repeats):

@@ -26,7 +26,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from credit.atomic import atomic_write_json  # noqa: E402
-from credit.features import ColumnStats, FeatureTransform  # noqa: E402
+from credit.features import FeatureTransform  # noqa: E402
 from credit.model import CreditClassifier  # noqa: E402
 from server.app import RunSettings  # noqa: E402
 from simulations.runner import check_partners, simulate  # noqa: E402
@@ -70,7 +70,7 @@ def central_same_steps(settings: RunSettings, steps: int) -> tuple[float, int]:
     fed = scenario.federation
     x = pd.concat([d.train.features for d in data.values()], ignore_index=True)
     y = np.concatenate([d.train.label for d in data.values()]).astype(np.float32)
-    transform = FeatureTransform.fit(ColumnStats.from_frame(x, scenario.dataset), scenario.dataset)
+    transform = FeatureTransform.fit_rows(x, scenario.dataset)
     design = transform.transform(x)
     epochs = max(1, round(steps / math.ceil(len(y) / fed.batch_size)))
     started = time.perf_counter()

@@ -96,7 +96,7 @@ def _reply(msg: Message, report, *, arrays: ArrayRecord | None = None) -> Messag
 
     config = msg.content.config_records.get("config")
     uniform = config is not None and CLIPPING_KEY in config   # partner-level DP accounting: equal weights
-    weight = 1 if uniform else max(int(report.rows_train), 1)
+    weight = 1 if uniform else max(int(report.rows_train or 1), 1)
     content = RecordDict({"metrics": MetricRecord({"num-examples": weight}),
                           "report": ConfigRecord({REPORT_KEY: report.to_json()})})
     if arrays is not None:
@@ -109,38 +109,55 @@ def _reply(msg: Message, report, *, arrays: ArrayRecord | None = None) -> Messag
 
 @app.query("stats")
 def stats(msg: Message, context: Context) -> Message:
-    """Round 0: column statistics of the partner's training rows (never rows)."""
+    """Round 0: one of the two statistics releases of the partner's training rows (never rows)."""
     from clients.partner import column_statistics
+    from credit.protocol import PHASE_KEY, RANGE
 
     task, data = _data(msg, context, "stats")
-    return _reply(msg, column_statistics(data, task))
+    report = column_statistics(data, task, str(msg.content["config"].get(PHASE_KEY, RANGE)))
+    planned = (report.privacy or {}).get("planned")
+    if planned:   # the run's noise, chosen once before the first release
+        context.state["privacy"] = ConfigRecord({"run": task.run, **{k: float(v) for k, v in planned.items()
+                                                                      if v is not None}})
+    return _reply(msg, report)
+
+
+def _planned(context: Context, task) -> dict[str, float]:
+    """The noise this partner planned for this run at round 0 (empty if none)."""
+    saved = context.state.config_records.get("privacy")
+    return {k: float(v) for k, v in saved.items() if k != "run"} if saved and saved.get("run") == task.run else {}
 
 
 @app.train(mods=[secure_aggregation_mod, client_dp_mod])
 def train(msg: Message, context: Context) -> Message:
-    """Evaluate the received global model, train it locally (through the privacy gate),
-    return the update — or a reply that declines the round with the reason."""
+    """Evaluate the received global model when asked, train it locally (through the privacy
+    gate), return the update — or a reply that declines the round with the reason."""
     from clients.partner import train_round
+    from credit.protocol import EVALUATE_KEY
 
     task, data = _data(msg, context, "train")
     config = msg.content["config"]
-    saved = context.state.config_records.get("privacy")
-    calibrated = float(saved["noise"]) if saved is not None and saved.get("run") == task.run else None
+    planned = _planned(context, task)
     state, report = train_round(data, task, msg.content["arrays"].to_torch_state_dict(),
                                 server_round=int(config.get("server-round", 0)),
-                                proximal_mu=float(config.get("proximal-mu", 0.0)), calibrated=calibrated)
-    if report.privacy and report.privacy.get("noise_multiplier"):
-        context.state["privacy"] = ConfigRecord({"run": task.run, "noise": float(report.privacy["noise_multiplier"])})
+                                proximal_mu=float(config.get("proximal-mu", 0.0)), planned=planned,
+                                evaluate=bool(config.get(EVALUATE_KEY, True)))
+    if report.privacy and report.privacy.get("noise_multiplier") and (
+            planned.get("dp-sgd") != report.privacy["noise_multiplier"]
+            or planned.get("sample_rate") != report.privacy.get("sample_rate")):   # re-planned this round
+        context.state["privacy"] = ConfigRecord({"run": task.run, **planned,
+                                                 "dp-sgd": float(report.privacy["noise_multiplier"]),
+                                                 "sample_rate": float(report.privacy["sample_rate"])})
     return _reply(msg, report, arrays=ArrayRecord(state) if state is not None else None)
 
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    """Score the partner's test rows with the received model; send the histogram and
-    the partner's lifetime privacy statement."""
-    from clients.partner import evaluate_model, privacy_gate, privacy_statement, report
+    """Score the partner's test rows with the received model (a noised, charged histogram under
+    DP); send it and the partner's lifetime privacy statement."""
+    from clients.partner import evaluation_report
 
     task, data = _data(msg, context, "evaluate")
-    histogram = evaluate_model(data, task, msg.content["arrays"].to_torch_state_dict())
-    return _reply(msg, report(data, task, evaluation=histogram,
-                              privacy=privacy_statement(privacy_gate(data, task), data)))
+    return _reply(msg, evaluation_report(data, task, msg.content["arrays"].to_torch_state_dict(),
+                                         round=int(msg.content["config"].get("server-round", 0)),
+                                         planned=_planned(context, task)))

@@ -1,9 +1,10 @@
 """The work a partner does on its own rows: statistics, one training round, evaluation.
 
 No Flower here: `clients.app` translates messages into these calls, so the same code serves
-simulation and deployment. Privacy is a gate on this one path: with a "sample" policy the
-statistics are noised and every DP-SGD round is planned against, and charged to, the
-partner's lifetime ledger before anything leaves.
+simulation and deployment. Privacy is a gate on this one path: with a "sample" policy every
+release (the two statistics releases, each DP-SGD round, each evaluation) is planned
+against, admitted by and charged to the partner's lifetime ledger before anything leaves,
+and nothing derived from rows leaves unless `privacy.inventory` lists it.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+round_ = round   # the builtin; these functions take a `round` keyword
+
 import numpy as np
 import torch
 
 from credit.errors import InputError
-from credit.features import ColumnStats
 from credit.loading import (
     PartnerTable,
     load_table,
@@ -29,19 +31,15 @@ from credit.loading import (
     split_train_test,
 )
 from credit.metrics import ScoreHistogram
-from credit.model import (
-    build_model,
-    make_loader,
-    make_optimizer,
-    predict_proba,
-    train_epochs,
-)
-from credit.protocol import PartnerReport, TaskConfig
+from credit.model import build_model, make_loader, make_optimizer, predict_proba, train_epochs
+from credit.protocol import BINS, RANGE, PartnerReport, TaskConfig
 from credit.scenario import FederationSettings, Partner
-from privacy.access import AccessPolicy, open_vault
-from privacy.accountant import PrivacySpent, Release
+from credit.statistics import EXACT_PER_DECADE, PRIVATE_PER_DECADE, RangeStats
+from privacy.access import AccessPolicy, open_vault, reuse_vault
+from privacy.accountant import Charge, PrivacySpent, Release
+from privacy.anchor import DatasetAnchor
 from privacy.audit import AuditLog
-from privacy.gate import PrivacyGate
+from privacy.gate import PrivacyGate, RunShape
 from privacy.keys import load_key
 from privacy.ledger import PrivacyLedger, ledger_path
 from privacy.vault import is_vault
@@ -55,9 +53,23 @@ class PartnerData:
     train: PartnerTable
     test: PartnerTable
     fingerprint: str
+    test_fraction: float
+
+    @property
+    def train_rows(self) -> tuple[float, float]:
+        """The row fractions of the training rows (see `credit.loading.split_train_test`)."""
+        return (self.test_fraction, 1.0)
+
+    @property
+    def test_rows(self) -> tuple[float, float]:
+        return (0.0, self.test_fraction)
+
+    @property
+    def label_values(self) -> tuple[str, ...]:
+        return self.train.label_values
 
 
-_CACHE: dict[tuple, PartnerData] = {}  # plain files only; a simulation actor serves many messages
+_CACHE: dict[tuple, PartnerData] = {}  # a simulation actor serves many messages; keyed by file state
 
 
 def file_fingerprint(path: Path) -> str:
@@ -82,69 +94,89 @@ def audit_log(partner: Partner, task: TaskConfig) -> AuditLog:
 
 def _split(partner: Partner, table: PartnerTable, federation: FederationSettings,
            fingerprint: str) -> PartnerData:
-    train, test = split_train_test(table, test_fraction=federation.test_fraction,
-                                   seed=partner_seed(federation.seed, partner.name))
-    return PartnerData(partner, train, test, fingerprint)
+    train, test = split_train_test(table, test_fraction=federation.test_fraction)
+    return PartnerData(partner, train, test, fingerprint, federation.test_fraction)
 
 
 def open_partner_data(partner: Partner, task: TaskConfig, *, purpose: str, round: int | None = None) -> PartnerData:
     """Load, check and split a partner's table for `purpose`.
 
-    A vault is decrypted in memory only, for a purpose the partner allows, leaving an audit
-    event each time (never cached); a plain file is cached while it is unchanged.
+    A vault is decrypted in memory only, for a purpose the partner allows, and every access
+    leaves an audit event (the policy check and the event also when this process already holds
+    the table). Tables are kept in this process's memory while their file is unchanged.
     """
     spec, federation = task.spec, task.federation
     source = f"partner '{partner.name}'"
     if partner.data is None:
         raise InputError("has no data path: give `data` in its [[partners]] entry or partner config", source=source)
     path = Path(partner.data)
-    if path.is_file() and is_vault(path):
-        plaintext = open_vault(path, load_key(partner.key) if partner.key else None, purpose=purpose,
-                               policy=AccessPolicy(frozenset(partner.purposes)), audit=audit_log(partner, task),
-                               partner=partner.name, run=task.run, round=round)
+    stat = path.stat() if path.exists() else None
+    key = (partner, json.dumps(spec.to_dict(), sort_keys=True), federation.test_fraction,
+           federation.min_rows, federation.min_bad, stat and (stat.st_mtime_ns, stat.st_size))
+    vault = stat is not None and path.is_file() and is_vault(path)
+    if vault:
+        access = dict(policy=AccessPolicy(frozenset(partner.purposes)), audit=audit_log(partner, task),
+                      partner=partner.name, run=task.run, round=round)
+        if key in _CACHE:
+            reuse_vault(path, purpose=purpose, **access)
+            return _CACHE[key]
+        plaintext = open_vault(path, load_key(partner.key) if partner.key else None, purpose=purpose, **access)
         frame = read_table_bytes(plaintext, source=f"{source} ({path})", sep=partner.sep, decimal=partner.decimal)
         table = prepare_table(frame, spec, source=f"{source} ({path})", min_rows=federation.min_rows,
                               min_bad=federation.min_bad)
-        return _split(partner, table, federation, hashlib.sha256(plaintext).hexdigest())
-    stat = path.stat() if path.exists() else None
-    key = (partner, json.dumps(spec.to_dict(), sort_keys=True), federation.test_fraction, federation.seed,
-           federation.min_rows, federation.min_bad, stat and (stat.st_mtime_ns, stat.st_size))
-    if key not in _CACHE:
+        data = _split(partner, table, federation, hashlib.sha256(plaintext).hexdigest())
+    elif key in _CACHE:
+        return _CACHE[key]
+    else:
         table = load_table(path, spec, source=source, min_rows=federation.min_rows, min_bad=federation.min_bad,
                            sep=partner.sep, decimal=partner.decimal)
-        if len(_CACHE) >= 8:
-            _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = _split(partner, table, federation, file_fingerprint(path))
-    return _CACHE[key]
+        data = _split(partner, table, federation, file_fingerprint(path))
+    if len(_CACHE) >= 8:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = data
+    return data
 
 
-def privacy_gate(data: PartnerData, task: TaskConfig, *, check_policy: bool = False) -> PrivacyGate | None:
-    """The partner's gate when its policy asks for record-level DP, else None. `check_policy`
-    also refuses a fixed noise that cannot fit one round (done once: before the run, round 0)."""
+def privacy_gate(data: PartnerData, task: TaskConfig, *, readonly: bool = False) -> PrivacyGate | None:
+    """The partner's gate when its policy asks for record-level DP, else None. Opening it
+    reconciles the ledger with the dataset's anchor and the partner's audit trail
+    (`readonly`: for planning; nothing is written)."""
     policy = data.partner.privacy
     if not policy.enabled:
         return None
-    ledger = PrivacyLedger.open(ledger_path(privacy_folder(data.partner, task), data.partner.name),
-                                data.fingerprint, data.partner.name)
-    gate = PrivacyGate(policy, ledger, rows=len(data.train), source=f"partner '{data.partner.name}' privacy")
-    if check_policy:
-        gate.check_policy(task.federation.batch_size, task.federation.local_epochs)
-    return gate
+    folder = privacy_folder(data.partner, task)
+    ledger = PrivacyLedger.open(ledger_path(folder, data.partner.name), data.fingerprint, data.partner.name,
+                                anchor=DatasetAnchor(data.fingerprint), audit=audit_log(data.partner, task).path,
+                                readonly=readonly)
+    return PrivacyGate(policy, ledger, rows=len(data.train), source=f"partner '{data.partner.name}' privacy",
+                       run=task.run)
+
+
+def run_shape(data: PartnerData, task: TaskConfig, *, rounds: int | None = None) -> RunShape:
+    """The releases a run plans, with the public row count once release 1 made one."""
+    fed = task.federation
+    rows = int(task.weights.get(data.partner.name, len(data.train)))
+    return RunShape(rounds if rounds is not None else fed.rounds, fed.batch_size, fed.local_epochs, max(rows, 1),
+                    task.evaluations, data.train_rows, data.test_rows)
 
 
 def charge(gate: PrivacyGate, data: PartnerData, task: TaskConfig, release: Release, *, mechanism: str,
-           round: int, epsilon: float | None) -> None:
-    """Record spend in the ledger and the audit trail — before anything leaves the partner."""
-    gate.charge(release, mechanism=mechanism, run=task.run, round=round)
+           round: int, rows: tuple[float, float], epsilon: float | None) -> None:
+    """Record spend in the anchor, the ledger and the audit trail — before anything leaves the partner."""
+    entry = gate.charge(release, mechanism=mechanism, round=round, rows=rows)
     audit_log(data.partner, task).append({
         "event": "privacy-release", "partner": data.partner.name, "purpose": mechanism, "dataset": data.fingerprint,
-        "run": task.run, "round": round, "epsilon": epsilon, "noise_multiplier": release.noise_multiplier,
-        "sample_rate": release.sample_rate, "steps": release.steps})
+        "run": task.run, "round": round, "id": entry.id, "rows": list(rows), "epsilon": epsilon,
+        "noise_multiplier": release.noise_multiplier, "sample_rate": release.sample_rate, "steps": release.steps,
+        "delta": gate.policy.delta})
 
 
 def privacy_statement(gate: PrivacyGate | None, data: PartnerData, *, spent: PrivacySpent | None = None,
-               release: Release | None = None, status: str = "ok") -> dict[str, Any]:
-    """The partner's privacy statement: lifetime epsilon, budget, and what was released."""
+                      release: Release | None = None, status: str = "ok", history: bool = False) -> dict[str, Any]:
+    """The partner's privacy statement: lifetime epsilon, budget, this run's spend, what was released.
+
+    `history` adds every release of the ledger (parameters only), so a report can recompute
+    the lifetime epsilon with an independent accountant."""
     policy = data.partner.privacy
     if gate is None:  # no record-level guarantee: no epsilon to state
         return {"mode": policy.mode, "epsilon": None, "delta": None, "budget": None, "status": "off"}
@@ -152,80 +184,156 @@ def privacy_statement(gate: PrivacyGate | None, data: PartnerData, *, spent: Pri
     out = {"mode": policy.mode, "epsilon": spent.epsilon, "epsilon_prv": spent.epsilon_prv,
            "epsilon_rdp": spent.epsilon_rdp, "accountant": spent.accountant, "note": spent.note,
            "delta": policy.delta, "budget": policy.epsilon, "remaining": max(policy.epsilon - spent.epsilon, 0.0),
-           "max_grad_norm": policy.max_grad_norm, "status": status}
+           "run_epsilon": gate.run_spent().epsilon, "run_cap": policy.run_cap,
+           "max_grad_norm": policy.max_grad_norm, "status": status, "notes": list(gate.ledger.notes)}
     if release is not None:
         out.update(noise_multiplier=release.noise_multiplier, sample_rate=release.sample_rate, steps=release.steps)
+    if history:
+        out["releases"] = [{"id": e.id, "run": e.run, "round": e.round, "mechanism": e.mechanism,
+                            "rows": list(e.rows), "noise_multiplier": e.release.noise_multiplier,
+                            "sample_rate": e.release.sample_rate, "steps": e.release.steps, "delta": e.delta,
+                            **({"recovered": e.recovered} if e.recovered else {})} for e in gate.ledger.entries()]
     return out
 
 
-def report(data: PartnerData, task: TaskConfig, **fields: Any) -> PartnerReport:
-    rows = task.weights.get(data.partner.name, len(data.train))
-    return PartnerReport(data.partner.name, data.partner.kind, rows, len(data.test), **fields)
-
-
-def column_statistics(data: PartnerData, task: TaskConfig) -> PartnerReport:
-    """Round 0: additive statistics of the training rows for the shared transform
-    (noised and charged to the ledger under a DP policy)."""
-    from privacy.statistics import noisy_statistics
-
-    stats = ColumnStats.from_frame(data.train.features, task.spec)
-    gate = privacy_gate(data, task, check_policy=True)
+def report(data: PartnerData, task: TaskConfig, gate: PrivacyGate | None, **fields: Any) -> PartnerReport:
+    """A reply: exact sizes without DP; under DP only the public (noised) training count."""
+    name = data.partner.name
     if gate is None:
-        return report(data, task, stats=stats, privacy=privacy_statement(None, data))
-    private, release, sd = noisy_statistics(stats, data.partner.privacy.stats_noise_multiplier,
-                                            public_levels=frozenset(task.spec.levels))
-    after, reason = gate.admit(release)
+        rows = {"rows_train": task.weights.get(name, len(data.train)), "rows_test": len(data.test)}
+    else:
+        rows = {"rows_train": task.weights.get(name), "rows_test": None}
+    return PartnerReport(name, data.partner.kind, **{**rows, **fields})
+
+
+def column_statistics(data: PartnerData, task: TaskConfig, phase: str) -> PartnerReport:
+    """Round 0: release 1 (`RANGE`) or 2 (`BINS`) of the statistics of the training rows
+    (noised and charged under a DP policy; a DP partner first checks the whole run fits)."""
+    from privacy.statistics import noisy_bins, noisy_range
+
+    gate = privacy_gate(data, task)
+    train = data.train
+    if phase == RANGE:
+        stats = RangeStats.from_frame(train.features, train.label, task.spec, label_values=data.label_values,
+                                      per_decade=PRIVATE_PER_DECADE if gate else EXACT_PER_DECADE,
+                                      extremes=gate is None)
+    elif phase == BINS and task.plan is not None:
+        stats = task.plan.bin_stats(train.features)
+    else:
+        raise InputError(f"unknown statistics phase {phase!r} (or no column plan)", source="coordinator message")
+    if gate is None:
+        return report(data, task, None, stats=stats, privacy=privacy_statement(None, data),
+                      **({"rows_train": int(stats.rows)} if phase == RANGE else {}))
+    warnings: tuple[str, ...] = ()
+    planned: dict[str, Any] = {}
+    if phase == RANGE:
+        gate.check_policy(run_shape(data, task))
+        plan = gate.plan_run(run_shape(data, task))
+        if not plan.train:
+            return report(data, task, gate, declined=plan.reason,
+                          privacy=privacy_statement(gate, data, status="declined", history=True))
+        warnings = tuple(plan.warnings)
+        planned = {"statistics": plan.stats_noise, "dp-sgd": plan.train_noise, "evaluation": plan.eval_noise,
+                   "sample_rate": plan.sample_rate, "epsilon_run": plan.epsilon_run}
+        private, release, sd = noisy_range(stats, data.partner.privacy.stats_noise_multiplier,
+                                           public_levels=frozenset(task.spec.levels))
+    else:
+        private, release, sd = noisy_bins(stats, data.partner.privacy.stats_noise_multiplier)
+    after, reason = gate.admit(Charge(release, data.train_rows))
     if after is None:
-        return report(data, task, declined=reason, privacy=privacy_statement(gate, data, status="declined"))
-    charge(gate, data, task, release, mechanism="gaussian-statistics", round=0, epsilon=after.epsilon)
-    return PartnerReport(data.partner.name, data.partner.kind, private.rows, len(data.test), stats=private,
-                         stats_noise_sd=sd, privacy=privacy_statement(gate, data, spent=after, release=release))
+        return report(data, task, gate, declined=reason, privacy=privacy_statement(gate, data, status="declined", history=True))
+    charge(gate, data, task, release, mechanism="gaussian-statistics", round=0, rows=data.train_rows,
+           epsilon=after.epsilon)
+    rows = {"rows_train": int(private.rows)} if phase == RANGE else {}
+    statement = privacy_statement(gate, data, spent=after, release=release)
+    if planned:
+        statement["planned"] = planned   # the run's noise, chosen once (the partner keeps it for the run)
+    return report(data, task, gate, stats=private, stats_noise_sd=sd, warnings=warnings, privacy=statement, **rows)
 
 
-def evaluate_model(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor]) -> ScoreHistogram:
-    """Score the partner's test rows with a model; only the histogram leaves."""
+def evaluate_model(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor], *,
+                   gate: PrivacyGate | None = None, round: int = 0, noise: float | None = None
+                   ) -> tuple[ScoreHistogram | None, str]:
+    """Score the partner's test rows with a model; only a histogram leaves — under DP a coarse,
+    noised one, charged to the held-out rows. (histogram, "") or (None, why not)."""
     model = _model(task, state)
-    return ScoreHistogram.from_scores(data.test.label, predict_proba(model, task.transform.transform(data.test.features)))
+    exact = ScoreHistogram.from_scores(data.test.label, predict_proba(model, task.transform.transform(data.test.features)))
+    if gate is None:
+        return exact, ""
+    from privacy.evaluation import noisy_evaluation
+
+    if noise is None:   # not planned at round 0 (e.g. the partner joined late): plan what is left
+        spent = [e for e in gate.ledger.entries() if e.run == task.run and e.mechanism == "gaussian-evaluation"]
+        noise, reason = gate.eval_noise(run_shape(data, task), remaining=max(task.evaluations - len(spent), 1))
+        if noise is None:
+            return None, reason
+    private, release, _ = noisy_evaluation(exact, noise)
+    after, reason = gate.admit(Charge(release, data.test_rows))
+    if after is None:
+        return None, reason
+    charge(gate, data, task, release, mechanism="gaussian-evaluation", round=round, rows=data.test_rows,
+           epsilon=after.epsilon)
+    return private, ""
+
+
+def evaluation_report(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor], *,
+                      round: int, planned: Mapping[str, float | None] | None = None) -> PartnerReport:
+    """The reply to an evaluate message: the histogram (or why none) and the privacy statement."""
+    gate = privacy_gate(data, task)
+    histogram, reason = evaluate_model(data, task, state, gate=gate, round=round,
+                                       noise=(planned or {}).get("evaluation"))
+    evaluated = {} if histogram is None or gate is None else {"rows_test": max(int(round_(histogram.total)), 0)}
+    return report(data, task, gate, evaluation=histogram, declined=reason, **evaluated,
+                  privacy=privacy_statement(gate, data, status="declined" if reason else "ok", history=True))
 
 
 def train_round(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor], *, server_round: int,
-                proximal_mu: float = 0.0, calibrated: float | None = None
+                proximal_mu: float = 0.0, planned: Mapping[str, float | None] | None = None, evaluate: bool = True
                 ) -> tuple[dict[str, torch.Tensor] | None, PartnerReport]:
-    """Evaluate the received global model, then train it locally — through the privacy gate.
+    """Evaluate the received global model (if asked), then train it locally — through the privacy gate.
 
+    `planned`: the noise the partner chose for this run at round 0 ("dp-sgd", "evaluation").
     Returns (new state, report); the state is None when the partner declines the round.
     """
+    planned = planned or {}
     from privacy.dpsgd import make_private
 
     fed = task.federation
-    evaluation = evaluate_model(data, task, state)
     gate = privacy_gate(data, task)
+    evaluation, _ = (evaluate_model(data, task, state, gate=gate, round=server_round, noise=planned.get("evaluation"))
+                     if evaluate else (None, ""))
+    evaluated = {} if evaluation is None or gate is None else {"rows_test": max(int(round_(evaluation.total)), 0)}
     model = _model(task, state)
     x_train = task.transform.transform(data.train.features)
-    loader = make_loader(x_train, data.train.label.astype(np.float32), batch_size=fed.batch_size,
-                         seed=partner_seed(fed.seed + server_round, data.partner.name))
+    y_train = data.train.label.astype(np.float32)
+    seed = partner_seed(fed.seed + server_round, data.partner.name)
     optimizer = make_optimizer(model, fed.optimizer, lr=fed.learning_rate, weight_decay=fed.weight_decay)
     if gate is None:
+        loader = make_loader(x_train, y_train, batch_size=fed.batch_size, seed=seed)
         result = train_epochs(model, loader, optimizer, epochs=fed.local_epochs, proximal_mu=proximal_mu, anchor=state)
-        privacy = privacy_statement(None, data)
+        privacy, loss = privacy_statement(None, data), result.loss
     else:
-        plan = gate.plan(batch_size=fed.batch_size, local_epochs=fed.local_epochs,
-                         rounds_left=fed.rounds - server_round + 1, calibrated=calibrated)
+        shape = run_shape(data, task)
+        # the noise planned at round 0 holds while the sample rate from the public row count is the planned one
+        same_rate = planned.get("sample_rate") == shape.sample_rate
+        plan = gate.round_plan(shape, server_round=server_round, noise=planned.get("dp-sgd") if same_rate else None)
         if not plan.train:
-            return None, report(data, task, evaluation=evaluation, declined=plan.reason,
-                                privacy=privacy_statement(gate, data, status="declined"))
-        private = make_private(model, optimizer, loader, noise_multiplier=plan.noise_multiplier,
-                               max_grad_norm=data.partner.privacy.max_grad_norm)
+            return None, report(data, task, gate, evaluation=evaluation, declined=plan.reason, **evaluated,
+                                privacy=privacy_statement(gate, data, status="declined", history=True))
+        dataset = torch.utils.data.TensorDataset(torch.as_tensor(x_train), torch.as_tensor(y_train))
+        private = make_private(model, optimizer, dataset, noise_multiplier=plan.noise_multiplier,
+                               max_grad_norm=data.partner.privacy.max_grad_norm, public_rows=shape.rows,
+                               batch_size=fed.batch_size, seed=seed)
         # FedProx's proximal term does not pass through per-sample clipping, so it is not used here
         result = train_epochs(private.model, private.loader, private.optimizer, epochs=fed.local_epochs)
         release = Release(plan.noise_multiplier, private.sample_rate, result.steps)
         spent = plan.after if result.steps == plan.steps else None
-        charge(gate, data, task, release, mechanism="dp-sgd", round=server_round,   # before the update leaves
-               epsilon=spent.epsilon if spent else None)
-        privacy = privacy_statement(gate, data, spent=spent, release=release)
+        charge(gate, data, task, release, mechanism="dp-sgd", round=server_round, rows=data.train_rows,
+               epsilon=spent.epsilon if spent else None)   # before the update leaves
+        privacy, loss = privacy_statement(gate, data, spent=spent, release=release), None   # the loss is withheld
     new_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    return new_state, report(data, task, evaluation=evaluation, train_loss=result.loss, steps=result.steps,
-                             privacy=privacy)
+    return new_state, report(data, task, gate, evaluation=evaluation, train_loss=loss, steps=result.steps,
+                             privacy=privacy, **evaluated)
 
 
 def _model(task: TaskConfig, state: Mapping[str, torch.Tensor]) -> torch.nn.Module:

@@ -48,7 +48,7 @@ class RunSettings:
         if self.scenario:
             scenario = load_scenario(self.scenario)
         else:
-            from credit.embedded import default_scenario_path
+            from privacy.embedded import default_scenario_path
 
             scenario = load_scenario(default_scenario_path())
         changes = {k: v for k, v in (("rounds", self.rounds), ("model", self.model),
@@ -71,7 +71,9 @@ def main(grid: Grid, context: Context) -> None:
     scenario = settings.resolve_scenario()
     run_dir = RunDirectory(settings.resolve_out_dir(scenario)).create()
     run_dir.write_config({"run_config": dict(context.run_config), "scenario": scenario.to_dict()})
-    strategy = build_strategy(scenario.federation, scenario.min_available_nodes)
+    # The round loop waits for the scenario's nodes once and then addresses the partners it knows;
+    # the strategy must never block on a node that died (its sampler waits for min_available_nodes).
+    strategy = build_strategy(scenario.federation, 1)
     if scenario.client_dp is not None:
         strategy = with_partner_level_dp(strategy, scenario.client_dp, len(scenario.partners))
     secure = scenario.federation.secure_aggregation

@@ -1,11 +1,15 @@
 """The coordinator's round loop on a Flower Grid.
 
-Round 0 asks every partner for column statistics and fits the shared transform;
-rounds 1..R send the global model for local training (each reply also evaluates the
-model it received), a final message evaluates the last model. The strategy object
-(FedAvg/FedProx/FedAdam, possibly wrapped for client-level DP) chooses nodes and
-aggregates; this loop keeps the records. A partner may decline a round (its privacy
-budget): the others go on, and the run ends cleanly when no partner can train.
+Round 0 asks every partner for column statistics in two releases (where each numeric
+column lives; then its histogram on the window chosen from the sum), checks what only
+the whole federation can see (label codings, level spellings, bad rates, enough rows for
+private statistics) and fits the shared transform. Rounds 1..R send the global model
+for local training; a reply also evaluates the model it received when the schedule asks
+(every round without DP; under DP each evaluation is a charged release, so by default
+only the final model is evaluated). The strategy object (FedAvg/FedProx/FedAdam,
+possibly wrapped for client-level DP) chooses nodes and aggregates; this loop keeps the
+records. A partner may decline a round (its privacy budget): the others go on, and the
+run ends cleanly when no partner can train.
 """
 
 from __future__ import annotations
@@ -23,11 +27,16 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from credit.artefact import ScoringModel
-from credit.errors import FederationError
-from credit.features import ColumnStats, FeatureTransform
+from credit.consistency import bad_rate_outliers, label_coding_conflict, level_spelling_conflicts
+from credit.errors import FederationError, InputError
+from credit.features import ColumnPlan, FeatureTransform
 from credit.metrics import UNDEFINED, ScoreHistogram, undefined_names
 from credit.model import build_model
 from credit.protocol import (
+    BINS,
+    EVALUATE_KEY,
+    PHASE_KEY,
+    RANGE,
     REPORT_KEY,
     STATS_ACTION,
     TASK_KEY,
@@ -36,8 +45,9 @@ from credit.protocol import (
 )
 from credit.rundir import MODEL, RunDirectory
 from credit.scenario import Scenario
+from credit.statistics import BinStats, RangeStats
 from privacy.report import write_privacy_report
-from privacy.statistics import denoise
+from privacy.statistics import summed_sd, too_few_rows
 from server.strategy import partner_level_dp_statement
 
 PROGRESS = {"fedcredit": True}  # marks our log lines so a quiet console can keep just these
@@ -50,8 +60,8 @@ def _num(value: float | None) -> str:
 def mean_train_loss(reports: Iterable[PartnerReport]) -> float | None:
     """Row-weighted mean train loss of the partners that report one; None if none does."""
     known = [r for r in reports if r.train_loss is not None and math.isfinite(r.train_loss)]
-    weight = sum(max(r.rows_train, 1) for r in known)
-    return sum(r.train_loss * max(r.rows_train, 1) for r in known) / weight if known else None
+    weight = sum(max(r.rows_train or 1, 1) for r in known)
+    return sum(r.train_loss * max(r.rows_train or 1, 1) for r in known) / weight if known else None
 
 
 class FederatedTraining:
@@ -65,12 +75,17 @@ class FederatedTraining:
         self.dropped: dict[str, int] = {}                  # partner → round in which it stopped answering
         self._aggregator = None                             # SecAgg+ state, built after round 0
         # In simulation each node learns its partner from the roster; in deployment it names itself.
+        # A DP partner plans (and budgets) the evaluations of the private schedule.
         self.task = TaskConfig(scenario.dataset, self.fed, roster=scenario.partners if simulation else (),
-                               run=run_dir.run_id, run_dir=str(run_dir.path) if simulation else "")
+                               run=run_dir.run_id, run_dir=str(run_dir.path) if simulation else "",
+                               evaluations=len(self.fed.evaluation_rounds(private=True)))
+        self.evaluated: set[int] = set(self.fed.evaluation_rounds(private=False))   # set after round 0
+        self.notices: list[str] = []                      # what the coordinator warned about (also in the summary)
         self.partners: dict[str, PartnerReport] = {}
         self.node_partner: dict[int, str] = {}
         self.stopped: dict[str, dict[str, Any]] = {}      # partner → {round, reason}
         self.privacy_rounds: list[dict[str, Any]] = []
+        self.releases: dict[str, list[dict[str, Any]]] = {}   # partner → its lifetime releases (parameters)
         self._told: set[tuple[str, str]] = set()           # (partner, reason) already warned about
 
     # -- messaging -----------------------------------------------------------------------
@@ -90,8 +105,8 @@ class FederatedTraining:
             time.sleep(0.2)
         return nodes
 
-    def _config(self) -> ConfigRecord:
-        return ConfigRecord({TASK_KEY: self.task.to_json()})
+    def _config(self, **extra: Any) -> ConfigRecord:
+        return ConfigRecord({TASK_KEY: self.task.to_json(), **extra})
 
     def _exchange(self, messages: Iterable[Message]) -> tuple[list[Message], list[str]]:
         messages = list(messages)
@@ -113,49 +128,117 @@ class FederatedTraining:
         return PartnerReport.from_json(str(reply.content["report"][REPORT_KEY]))
 
     # -- the run -------------------------------------------------------------------------
-    def fit_transform(self) -> FeatureTransform:
-        """Round 0: column statistics from every partner → the shared transform."""
-        nodes = self._wait_for_nodes()
-        messages = [Message(RecordDict({"config": self._config()}), dst_node_id=n,
+    def _notice(self, text: str) -> None:
+        self.notices.append(text)
+        log(WARNING, "%s", text, extra=PROGRESS)
+
+    def _stats_release(self, nodes: list[int], phase: str) -> list[tuple[Message, PartnerReport]]:
+        messages = [Message(RecordDict({"config": self._config(**{PHASE_KEY: phase})}), dst_node_id=n,
                             message_type=f"query.{STATS_ACTION}") for n in nodes]
         replies, failures = self._exchange(messages)
-        if failures or len(replies) < self.scenario.min_available_nodes:
-            raise FederationError("the statistics round failed: " + "; ".join(failures or ["too few replies"]))
-        reports = [self._report(r) for r in replies]
-        names = [r.partner for r in reports]
+        if failures:
+            raise FederationError("the statistics round failed: " + "; ".join(failures)
+                                  + f" (round_timeout is {self.fed.round_timeout:g} s)")
+        return [(r, self._report(r)) for r in replies]
+
+    def fit_transform(self) -> FeatureTransform:
+        """Round 0: two statistics releases from every partner → checks → the shared transform."""
+        nodes = self._wait_for_nodes()
+        replies = self._stats_release(nodes, RANGE)
+        if len(replies) < self.scenario.min_available_nodes:
+            raise FederationError("the statistics round failed: too few replies")
+        names = [rep.partner for _, rep in replies]
         if len(set(names)) != len(names):
             raise FederationError(f"two nodes claim the same partner name: {sorted(names)}")
-        self.node_partner = {r.metadata.src_node_id: rep.partner for r, rep in zip(replies, reports)}
-        self.partners = {r.partner: r for r in reports}
-        for rep in reports:
+        self.node_partner = {r.metadata.src_node_id: rep.partner for r, rep in replies}
+        self.partners = {rep.partner: rep for _, rep in replies}
+        for _, rep in replies:
             if rep.declined:
                 self.stopped[rep.partner] = {"round": 0, "reason": rep.declined}
                 log(WARNING, "partner '%s' stopped at round 0: %s", rep.partner, rep.declined, extra=PROGRESS)
-        reports = [r for r in reports if not r.declined]
-        if not reports:
+            for warning in rep.warnings:
+                self._notice(f"partner '{rep.partner}': {warning}")
+        active = [rep for _, rep in replies if not rep.declined]
+        if not active:
             raise FederationError("no partner can release its statistics: every privacy budget is spent")
-        noise_sd = math.sqrt(sum(r.stats_noise_sd ** 2 for r in reports))
-        stats = denoise(ColumnStats.combine(r.stats for r in reports), noise_sd)
-        transform = FeatureTransform.fit(stats, self.scenario.dataset, min_count=3 * noise_sd)
+        ranges = {rep.partner: rep.stats for rep in active}
+        self._check_consistency(ranges)
+        private = any(rep.stats_noise_sd > 0 for rep in active)
+        if private:
+            self.evaluated = set(self.fed.evaluation_rounds(private=True))
+        range_sd = summed_sd([rep.stats_noise_sd for rep in active])
+        summed = RangeStats.combine(ranges.values())
+        plan = ColumnPlan.fit(summed, self.scenario.dataset, noise_sd=range_sd)
+        if private:
+            self._check_private_rows(active, summed, plan)
         # Example counts the partners released (noised under DP) are the public FedAvg weights.
-        self.task = replace(self.task, transform=transform, weights={r.partner: r.rows_train for r in reports})
-        self._privacy_record(0, reports)
+        self.task = replace(self.task, plan=plan, weights={r.partner: r.rows_train for r in active})
+        self._privacy_record(0, active)
+        bins = {r.metadata.src_node_id: rep for r, rep in self._stats_release(
+            [n for n in nodes if self.node_partner.get(n) in ranges], BINS)}
+        for rep in bins.values():
+            if rep.declined:   # release 1 fitted, release 2 does not: the partner cannot train this run either
+                self.stopped[rep.partner] = {"round": 0, "reason": rep.declined}
+        released = [rep for rep in bins.values() if not rep.declined]
+        if not released:
+            raise FederationError("no partner can release its statistics: every privacy budget is spent")
+        bins_sd = summed_sd([rep.stats_noise_sd for rep in released])
+        transform = FeatureTransform.fit(plan, BinStats.combine(rep.stats for rep in released), self.scenario.dataset,
+                                         noise_sd=bins_sd)
+        for col, why in transform.dropped.items():
+            self._notice(f"feature '{col}' is not used: {why}")
+        if not transform.n_features:
+            raise FederationError("no feature is left to train on: " + "; ".join(
+                f"{c}: {w}" for c, w in transform.dropped.items()))
+        self.task = replace(self.task, transform=transform, plan=None)
+        self._privacy_record(0, released)
         return transform
 
+    def _check_consistency(self, ranges: dict[str, RangeStats]) -> None:
+        """What no single partner can see: label codings and level spellings; bad-rate outliers warn."""
+        conflict = label_coding_conflict({p: s.label_values for p, s in ranges.items()}, self.scenario.dataset.bad)
+        if conflict:
+            raise InputError(conflict, source=f"scenario '{self.scenario.name}'",
+                             field=self.scenario.dataset.label)
+        spellings = level_spelling_conflicts({p: {c: list(v) for c, v in s.levels.items()} for p, s in ranges.items()})
+        if spellings:
+            raise InputError("; ".join(spellings), source=f"scenario '{self.scenario.name}'")
+        for warning in bad_rate_outliers({p: (s.bad, s.rows) for p, s in ranges.items()}):
+            self._notice(warning)
+
+    def _check_private_rows(self, active: list[PartnerReport], summed: RangeStats, plan: ColumnPlan) -> None:
+        """Before release 2: refuse if the consortium is too small for its statistics noise."""
+        sigmas = [rep.stats_noise_sd / math.sqrt(len(rep.stats.missing) + 2) for rep in active]
+        bins_sd = summed_sd([s * math.sqrt(3 * max(len(plan.grids), 1)) for s in sigmas])
+        refusal = too_few_rows(summed.rows, bins_sd, noise_multiplier=max(sigmas))
+        if refusal:
+            raise FederationError(refusal)
+
     def _privacy_record(self, rnd: int, reports: list[PartnerReport]) -> None:
+        for r in reports:
+            if r.privacy and "releases" in r.privacy:
+                self.releases[r.partner] = r.privacy.pop("releases")
         self.privacy_rounds.append({"round": rnd, "partners": {r.partner: r.privacy for r in reports
                                                                if r.privacy and r.privacy.get("mode") == "sample"}})
 
     def _record(self, rnd: int, reports: list[PartnerReport], started: float, failures: list[str],
                 train_loss: float | None = None, train_steps: int = 0) -> dict[str, Any]:
-        per_partner = {r.partner: r.evaluation.metrics() for r in reports}
-        pooled = ScoreHistogram.combine(r.evaluation for r in reports).metrics()
+        evaluated = [r for r in reports if r.evaluation is not None]
+        per_partner = {r.partner: r.evaluation.metrics() for r in evaluated}
+        pooled = ScoreHistogram.combine(r.evaluation for r in evaluated).metrics() if evaluated else None
         record = {"round": rnd, "pooled": pooled, "partners": per_partner, "train_loss": train_loss,
                   "train_steps": train_steps, "seconds": round(time.monotonic() - started, 3),
                   "failures": failures}
+        if not evaluated:
+            record["not_evaluated"] = ("under record-level DP each evaluation is a charged release: only the "
+                                       "scheduled models are evaluated ([federation] evaluate_every)")
         self.run_dir.append_round(record)
         self._warn_undefined(per_partner)
         loss = f"  train loss {train_loss:.4f}" if train_loss is not None else ""
+        if pooled is None:
+            log(INFO, "round %2d/%d  trained by %d partner(s)%s  (not evaluated: DP)  (%.1f s)", rnd,
+                self.fed.rounds, sum(1 for r in reports if not r.declined), loss, record["seconds"], extra=PROGRESS)
+            return record
         why = f"  (n/a: {pooled[UNDEFINED]})" if UNDEFINED in pooled else ""
         log(INFO, "round %2d/%d  pooled AUC %s  KS %s  Brier %s%s  (%.1f s)%s", rnd, self.fed.rounds,
             _num(pooled["auc"]), _num(pooled["ks"]), _num(pooled["brier"]), loss, record["seconds"], why,
@@ -173,7 +256,7 @@ class FederatedTraining:
 
     def _active(self, node_id: int) -> bool:
         name = self.node_partner.get(node_id)
-        return name not in self.stopped and name not in self.dropped
+        return name is not None and name not in self.stopped and name not in self.dropped
 
     def _note_dropouts(self, rnd: int, asked: list[int], answered: set[int]) -> None:
         for nid in asked:
@@ -183,7 +266,8 @@ class FederatedTraining:
                     extra=PROGRESS)
 
     def _train_messages(self, rnd: int, arrays: ArrayRecord) -> list[Message]:
-        messages = self.strategy.configure_train(rnd, arrays, self._config(), self.grid)
+        config = self._config(**{EVALUATE_KEY: (rnd - 1) in self.evaluated})
+        messages = self.strategy.configure_train(rnd, arrays, config, self.grid)
         return [m for m in messages if self._active(m.metadata.dst_node_id)]
 
     def _plain_round(self, rnd: int, arrays: ArrayRecord
@@ -210,7 +294,8 @@ class FederatedTraining:
             self._aggregator = SecureAggregator(self.grid, self.context, timeout=self.fed.round_timeout,
                                                 max_weight=max(max(self.task.weights.values(), default=1), 1))
         nodes = [n for n in self.node_partner if self._active(n)]
-        config: dict[str, Any] = {TASK_KEY: self.task.to_json(), "server-round": rnd}
+        config: dict[str, Any] = {TASK_KEY: self.task.to_json(), "server-round": rnd,
+                                  EVALUATE_KEY: (rnd - 1) in self.evaluated}
         if self.fed.strategy == "fedprox":
             config["proximal-mu"] = self.fed.proximal_mu
         try:
@@ -247,14 +332,14 @@ class FederatedTraining:
             new_arrays, reports, failures, loss = (self._secure_round if self.secure else self._plain_round)(rnd, arrays)
             if not reports:
                 raise FederationError(f"round {rnd}: no partner replied: " + "; ".join(failures))
-            # Each reply evaluated the model it received: that is the previous round's result.
+            # A reply evaluates (when scheduled) the model it received: the previous round's result.
             self._record(rnd - 1, reports, round_started, failures, last_loss, last_steps)
             round_started = time.monotonic()
             for rep in reports:
                 if rep.declined:
                     self.stopped[rep.partner] = {"round": rnd, "reason": rep.declined}
                     log(WARNING, "partner '%s' stopped at round %d: %s", rep.partner, rnd, rep.declined, extra=PROGRESS)
-            self._privacy_record(rnd, [rep for rep in reports if not rep.declined])
+            self._privacy_record(rnd, reports)
             if new_arrays is None:
                 ended = f"no partner can train from round {rnd}"
                 break
@@ -263,21 +348,26 @@ class FederatedTraining:
         if ended:
             log(WARNING, "%s: ending the run after %d trained round(s)", ended, trained_rounds, extra=PROGRESS)
         messages = [m for m in self.strategy.configure_evaluate(trained_rounds, arrays, self._config(), self.grid)
-                    if self.node_partner.get(m.metadata.dst_node_id) not in self.dropped]
+                    if m.metadata.dst_node_id in self.node_partner
+                    and self.node_partner[m.metadata.dst_node_id] not in self.dropped]
         replies, failures = self._exchange(messages)
         if not replies:
             raise FederationError("final evaluation: no partner replied: " + "; ".join(failures))
         final_reports = [self._report(r) for r in replies]
         final = self._record(trained_rounds, final_reports, round_started, failures, last_loss, last_steps)
+        self._privacy_record(trained_rounds, final_reports)
 
         ScoringModel(self.scenario.dataset, transform, self.fed.model, self.fed.hidden,
                      arrays.to_torch_state_dict(),
                      {"scenario": self.scenario.name, "rounds": trained_rounds}).save(self.run_dir.file(MODEL))
         summary = self._summary(final, final_reports, transform, trained_rounds, ended, started, stats_seconds)
         self.run_dir.write_summary(summary)
-        write_privacy_report(self.run_dir.path, summary, self.privacy_rounds)
+        write_privacy_report(self.run_dir.path, summary, self.privacy_rounds, self.releases)
         log(INFO, "run directory: %s", self.run_dir.path, extra=PROGRESS)
         return summary
+
+    def _rows(self, partner: str) -> int | None:
+        return self.task.weights.get(partner)
 
     def _summary(self, final: dict[str, Any], reports: list[PartnerReport], transform: FeatureTransform,
                  trained_rounds: int, ended: str, started: float, stats_seconds: float) -> dict[str, Any]:
@@ -288,8 +378,9 @@ class FederatedTraining:
             if r.partner in self.stopped:
                 privacy.update(status="stopped", stopped_round=self.stopped[r.partner]["round"],
                                stopped_reason=self.stopped[r.partner]["reason"])
-            partners.append({"name": r.partner, "kind": r.kind, "rows_train": r.rows_train,
-                             "rows_test": r.rows_test, "federated": final["partners"][r.partner],
+            partners.append({"name": r.partner, "kind": r.kind,
+                             "rows_train": r.rows_train if r.rows_train is not None else self._rows(r.partner),
+                             "rows_test": r.rows_test, "federated": final["partners"].get(r.partner),
                              "privacy": privacy})
         for name, rnd in self.dropped.items():   # no final evaluation from a partner that is gone
             partners.append({"name": name, "kind": self.partners[name].kind, "rows_train": self.partners[name].rows_train,
@@ -305,11 +396,15 @@ class FederatedTraining:
             "ended_early": ended or None,
             "secure_aggregation": self.secure,
             "dropped": [{"partner": n, "round": r} for n, r in self.dropped.items()],
-            "federated": final["pooled"],
+            "federated": final["pooled"] or {
+                "auc": None, "ks": None, "gini": None, "brier": None, "logloss": None, "n": 0, "bad_rate": None,
+                UNDEFINED: "no partner released an evaluation of the final model (see partners[].privacy)"},
             "partners": partners,
             "client_dp": (partner_level_dp_statement(self.strategy, self.scenario.client_dp, len(reports))
                           if self.scenario.client_dp else None),
             "features": transform.feature_names,
+            "features_dropped": dict(transform.dropped),
+            "notices": list(self.notices),
             "artefact": MODEL,
             "timing": {"seconds_total": round(time.monotonic() - started, 3),
                        "seconds_statistics_round": round(stats_seconds, 3)},

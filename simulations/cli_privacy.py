@@ -1,8 +1,9 @@
-"""`fedcredit report RUN_DIR` and `fedcredit ledger show LEDGER`: reports for privacy officers."""
+"""`fedcredit report RUN_DIR`, `fedcredit plan` and `fedcredit ledger show LEDGER`: for privacy officers."""
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 from credit import strict_json
@@ -21,6 +22,27 @@ def _report(args: argparse.Namespace) -> int:
     report = write_privacy_report(run_dir, strict_json.loads_old(summary_path.read_text()))
     print(render_text(report))
     print(f"written: {run_dir / JSON_NAME}, {run_dir / HTML_NAME}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from credit.protocol import TaskConfig
+    from server.app import RunSettings
+    from simulations.planning import plan_scenario, render_plan
+    from simulations.runner import open_partners
+
+    settings = RunSettings(scenario=str(args.scenario or ""), rounds=args.rounds or 0)
+    scenario = settings.resolve_scenario()
+    with tempfile.TemporaryDirectory(prefix="fedcredit-plan-") as run_dir:   # where "run"-scoped ledgers would be
+        data = open_partners(scenario, Path(run_dir), purpose="check")
+        plan = plan_scenario(scenario, data, TaskConfig(scenario.dataset, scenario.federation, run_dir=run_dir))
+    print(f"plan for one run of {scenario.name} ({scenario.federation.rounds} rounds); nothing is released\n")
+    print(render_plan(plan))
+    if args.json:
+        from credit.atomic import atomic_write_json
+
+        atomic_write_json(args.json, plan.to_dict())
+        print(f"written: {args.json}")
     return 0
 
 
@@ -46,6 +68,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     rep = sub.add_parser("report", help="write privacy_report.{json,html} for a run and print a summary")
     rep.add_argument("run_dir", help="a finished run directory")
     rep.set_defaults(func=_report)
+
+    pln = sub.add_parser("plan", help="what one run would cost each partner's privacy budget (releases nothing)")
+    pln.add_argument("--scenario", type=Path, help="scenario TOML (default: the embedded consortium)")
+    pln.add_argument("--rounds", type=int, help="override [federation].rounds")
+    pln.add_argument("--json", type=Path, help="also write the plan as JSON to this file")
+    pln.set_defaults(func=_plan)
 
     led = sub.add_parser("ledger", help="a partner's lifetime privacy ledger")
     led_sub = led.add_subparsers(dest="ledger_command", required=True)

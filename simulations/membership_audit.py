@@ -16,7 +16,7 @@ import numpy as np
 
 from clients.partner import PartnerData
 from credit.artefact import ScoringModel
-from credit.features import ColumnStats, FeatureTransform
+from credit.features import FeatureTransform
 from credit.scenario import Scenario
 from privacy.accountant import Release, compose
 from privacy.membership import canary_audit, loss_threshold_attack, row_losses
@@ -39,7 +39,7 @@ def membership_audit(run_dir: Path, summary: dict[str, Any], data: Mapping[str, 
 
     fed = scenario.federation
     smallest = min(data.values(), key=lambda d: len(d.train))
-    transform = FeatureTransform.fit(ColumnStats.from_frame(smallest.train.features, scenario.dataset), scenario.dataset)
+    transform = FeatureTransform.fit_rows(smallest.train.features, scenario.dataset)
     x = transform.transform(smallest.train.features)
     y = smallest.train.label.astype(np.float32)
     epochs = max(summary["rounds"], 1) * fed.local_epochs
@@ -64,5 +64,5 @@ def _last_noise(run_dir: Path, partner: str) -> float | None:
     import json
 
     report = json.loads((run_dir / "privacy_report.json").read_text())
-    sigmas = [r["noise_multiplier"] for r in report["rounds"] if r["partner"] == partner and r["round"] > 0]
+    sigmas = [r["noise_multiplier"] for r in report["rounds"] if r["partner"] == partner and r["mechanism"] == "dp-sgd"]
     return sigmas[-1] if sigmas else None

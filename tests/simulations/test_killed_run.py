@@ -22,8 +22,8 @@ pytestmark = pytest.mark.e2e
 def test_killed_run_never_under_reports(tmp_path: Path) -> None:
     frames = {"bank-a": make_partner_frame(1500, 1), "insurer-b": make_partner_frame(900, 2, shift=0.5)}
     scenario = write_scenario(tmp_path / "data", frames, federation={"rounds": 30},
-                              privacy={"mode": "sample", "epsilon": 1000.0, "delta": 1e-4,
-                                       "noise_multiplier": 3.0, "ledger_dir": "ledgers"})
+                              privacy={"mode": "sample", "epsilon": 1000.0, "delta": 1e-4, "noise_multiplier": 3.0,
+                                       "stats_noise_multiplier": 2.0, "ledger_dir": "ledgers"})
     out = tmp_path / "run"
     rounds_file = out.with_name("run.incomplete") / "rounds.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "simulations.cli", "simulate", "--scenario", str(scenario),

@@ -37,7 +37,8 @@ def test_three_partner_simulation_writes_a_complete_run(three_partners: Path, tm
     for p in summary["partners"]:
         assert {"name", "kind", "rows_train", "rows_test"} <= p.keys()
         assert 0.5 < p["local"]["auc"] < 1 and 0.5 < p["federated"]["auc"] < 1
-    assert summary["partners"][0]["rows_train"] == 1125 and summary["partners"][0]["rows_test"] == 375
+    bank = summary["partners"][0]       # split by each row's content: about a quarter held out
+    assert bank["rows_train"] + bank["rows_test"] == 1500 and abs(bank["rows_test"] - 375) < 70
 
     rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rounds] == [0, 1, 2, 3]

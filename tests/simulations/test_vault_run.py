@@ -58,7 +58,8 @@ def test_vault_simulation_leaves_no_plaintext_and_an_intact_audit_trail(tmp_path
         frame["id"] = [f"CUST-{secrets.token_hex(8)}" for _ in range(len(frame))]
     folder = tmp_path / "data"
     scenario = write_scenario(folder, frames, federation={"rounds": 2},
-                              privacy={"mode": "sample", "epsilon": 5.0, "delta": 1e-4, "noise_multiplier": 2.0},
+                              privacy={"mode": "sample", "epsilon": 5.0, "run_epsilon": 5.0, "delta": 1e-4,
+                                       "noise_multiplier": 2.0, "stats_noise_multiplier": 2.0},
                               partner_fields={n: {"data": f"{n}.vault", "key": f"{n}.key"} for n in frames})
     needles = _needles(frames)
     assert _scan([folder], 0, needles), "the scan must find plaintext where it exists"

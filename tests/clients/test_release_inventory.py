@@ -1,0 +1,107 @@
+"""Every field a DP partner sends is in the release inventory: noised and charged, or public.
+
+Walks the real ClientApp (its mods included) through every message type a partner answers —
+both statistics releases, a train round that evaluates and one that does not, the final
+evaluation, and a reply that declines — and checks each leaf of each reply."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+
+from clients.app import app
+from credit.features import ColumnPlan, FeatureTransform
+from credit.model import build_model
+from credit.protocol import BINS, EVALUATE_KEY, PHASE_KEY, RANGE, REPORT_KEY, TASK_KEY, PartnerReport, TaskConfig
+from credit.scenario import load_scenario
+from privacy.inventory import NOISED, WITHHELD, classify, reply_paths
+from tests.conftest import make_partner_frame, write_scenario
+
+
+@pytest.fixture(autouse=True)
+def task_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a Flower process sets before it builds messages (a SuperLink's or SuperNode's task)."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    for name, value in (("_task_id", 1), ("_run_id", 1), ("_node_id", 0)):
+        monkeypatch.setattr(TaskIdentity, name, value)
+
+
+@pytest.fixture
+def dp_partner(tmp_path: Path):
+    frames = {"bank-a": make_partner_frame(4000, 1)}
+    path = write_scenario(tmp_path / "c", frames, privacy={"mode": "sample", "epsilon": 8.0, "run_epsilon": 2.0,
+                                                           "delta": 1e-6})
+    scenario = load_scenario(path)
+    task = TaskConfig(scenario.dataset, scenario.federation, roster=scenario.partners, run="inv",
+                      evaluations=2)
+    return scenario, task
+
+
+def _send(task: TaskConfig, context: Context, kind: str, arrays: ArrayRecord | None = None, **config: Any):
+    content = RecordDict({"config": ConfigRecord({TASK_KEY: task.to_json(), "server-round": 1, **config})})
+    if arrays is not None:
+        content["arrays"] = arrays
+    reply = app(Message(content, dst_node_id=1, message_type=kind), context)
+    assert not reply.has_error(), reply.error.reason
+    return reply
+
+
+def _leaves(reply: Message) -> list[tuple[str, Any]]:
+    content = {"metrics": dict(reply.content["metrics"]), "report": str(reply.content["report"][REPORT_KEY])}
+    if "arrays" in reply.content:
+        content["arrays"] = {k: "tensor" for k in reply.content["arrays"].keys()}
+    return reply_paths(content)
+
+
+def _check(reply: Message, message: str) -> PartnerReport:
+    for path, value in _leaves(reply):
+        assert not any(path == w or path.startswith(w.rstrip("*")) for w in WITHHELD), f"{path} must be withheld"
+        item = classify(path, message)
+        assert item is not None, f"{message}: {path} = {value!r} is not in the release inventory"
+    return PartnerReport.from_json(str(reply.content["report"][REPORT_KEY]))
+
+
+def test_every_reply_field_is_inventoried(dp_partner) -> None:
+    scenario, task = dp_partner
+    context = Context(run_id=1, node_id=1, node_config={"partition-id": 0}, state=RecordDict(), run_config={})
+
+    first = _check(_send(task, context, "query.stats", **{PHASE_KEY: RANGE}), "query.stats")
+    assert first.rows_train != 3000 and first.stats.rows == first.rows_train          # noised, not exact
+    plan = ColumnPlan.fit(first.stats, scenario.dataset, noise_sd=first.stats_noise_sd)
+    task = replace(task, plan=plan, weights={"bank-a": first.rows_train})
+    second = _check(_send(task, context, "query.stats", **{PHASE_KEY: BINS}), "query.stats")
+    counts = np.concatenate(list(second.stats.histograms.values()))
+    assert not np.allclose(counts, np.round(counts))                                   # noised counts
+    transform = FeatureTransform.fit(plan, second.stats, scenario.dataset, noise_sd=second.stats_noise_sd)
+    task = replace(task, transform=transform, plan=None)
+
+    arrays = ArrayRecord(build_model("logistic", transform.n_features).state_dict())
+    trained = _check(_send(task, context, "train", arrays, **{EVALUATE_KEY: True}), "train")
+    assert trained.evaluation is not None and trained.evaluation.private and trained.train_loss is None
+    quiet = _check(_send(task, context, "train", arrays, **{EVALUATE_KEY: False}), "train")
+    assert quiet.evaluation is None and quiet.rows_test is None
+    final = _check(_send(task, context, "evaluate", arrays), "evaluate")
+    assert final.evaluation is not None
+
+    noised = {path for reply in (first, second, trained, final) for path, _ in
+              reply_paths({"report": reply.to_json()}) if (item := classify(path, "query.stats") or
+                                                           classify(path, "train")) and item.protection == NOISED}
+    assert {"report.stats.rows", "report.evaluation.bad"} <= noised
+
+
+def test_a_declining_partner_sends_no_counts(dp_partner) -> None:
+    scenario, task = dp_partner
+    tight = replace(scenario.partners[0], privacy=replace(scenario.partners[0].privacy, epsilon=0.01,
+                                                          run_epsilon=0.01))
+    task = replace(task, roster=(tight,))
+    context = Context(run_id=1, node_id=1, node_config={"partition-id": 0}, state=RecordDict(), run_config={})
+    reply = _send(task, context, "query.stats", **{PHASE_KEY: RANGE})
+    report = _check(reply, "query.stats")
+    assert report.declined and report.rows_train is None and report.rows_test is None and report.stats is None
+    assert int(reply.content["metrics"]["num-examples"]) == 1                          # not the row count
