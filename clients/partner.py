@@ -152,12 +152,12 @@ def privacy_gate(data: PartnerData, task: TaskConfig, *, readonly: bool = False)
                        run=task.run)
 
 
-def run_shape(data: PartnerData, task: TaskConfig, *, rounds: int | None = None) -> RunShape:
-    """The releases a run plans, with the public row count once release 1 made one."""
+def run_shape(data: PartnerData, task: TaskConfig, *, rows: int | None = None) -> RunShape:
+    """The releases a run plans, with the public row count (release 1's, once drawn)."""
     fed = task.federation
-    rows = int(task.weights.get(data.partner.name, len(data.train)))
-    return RunShape(rounds if rounds is not None else fed.rounds, fed.batch_size, fed.local_epochs, max(rows, 1),
-                    task.evaluations, data.train_rows, data.test_rows)
+    rows = rows if rows is not None else int(task.weights.get(data.partner.name, len(data.train)))
+    return RunShape(fed.rounds, fed.batch_size, fed.local_epochs, max(rows, 1), task.evaluations, data.train_rows,
+                    data.test_rows)
 
 
 def charge(gate: PrivacyGate, data: PartnerData, task: TaskConfig, release: Release, *, mechanism: str,
@@ -228,15 +228,16 @@ def column_statistics(data: PartnerData, task: TaskConfig, phase: str) -> Partne
     planned: dict[str, Any] = {}
     if phase == RANGE:
         gate.check_policy(run_shape(data, task))
-        plan = gate.plan_run(run_shape(data, task))
+        # drawn first (released only if admitted), so the run is planned on the public row count it will use
+        private, release, sd = noisy_range(stats, data.partner.privacy.stats_noise_multiplier,
+                                           public_levels=frozenset(task.spec.levels))
+        plan = gate.plan_run(run_shape(data, task, rows=int(private.rows)))
         if not plan.train:
             return report(data, task, gate, declined=plan.reason,
                           privacy=privacy_statement(gate, data, status="declined", history=True))
         warnings = tuple(plan.warnings)
         planned = {"statistics": plan.stats_noise, "dp-sgd": plan.train_noise, "evaluation": plan.eval_noise,
                    "sample_rate": plan.sample_rate, "epsilon_run": plan.epsilon_run}
-        private, release, sd = noisy_range(stats, data.partner.privacy.stats_noise_multiplier,
-                                           public_levels=frozenset(task.spec.levels))
     else:
         private, release, sd = noisy_bins(stats, data.partner.privacy.stats_noise_multiplier)
     after, reason = gate.admit(Charge(release, data.train_rows))

@@ -201,9 +201,10 @@ def calibrate_noise(prior: list[Release], *, budget: float, delta: float, sample
     already = compose(prior, delta).epsilon
     if already >= budget:
         raise BudgetError(f"the budget is spent: epsilon {already:.3f} of {budget:g}")
-    # bracket with the fast RDP bound (an upper bound: a sigma that fits under RDP fits under PRV)
+    # bracket with the fast RDP bound (an upper bound: a sigma that fits under RDP fits under PRV);
+    # RDP alone may never fit where PRV does (a prior near the budget), so PRV has the last word
     hi = 1.0
-    while epsilon_rdp([*prior, Release(hi, sample_rate, steps)], delta) > budget:
+    while epsilon_rdp([*prior, Release(hi, sample_rate, steps)], delta) > budget and not fits(hi):
         hi *= 2
         if hi > MAX_NOISE:
             raise BudgetError(f"no noise multiplier ≤ {MAX_NOISE:g} fits {steps} steps into the "

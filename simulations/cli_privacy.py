@@ -47,17 +47,26 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _ledger_show(args: argparse.Namespace) -> int:
+    from privacy.anchor import DatasetAnchor
     from privacy.ledger import PrivacyLedger
 
-    ledger = PrivacyLedger.inspect(args.ledger)
+    found = PrivacyLedger.inspect(args.ledger)
+    # the whole truth: this file reconciled (read-only) with the dataset's anchor and the audit trail beside it
+    ledger = PrivacyLedger.open(found.path, found.fingerprint, found.partner, anchor=DatasetAnchor(found.fingerprint),
+                                audit=found.path.parent / f"{found.partner}.audit.jsonl", readonly=True)
     entries = ledger.entries()
     delta = args.delta if args.delta is not None else (entries[-1].delta if entries else 1e-6)
     print(f"ledger {ledger.path}\npartner {ledger.partner or '?'}  dataset {ledger.fingerprint[:16]}…  "
           f"{len(entries)} release(s)")
-    print(f"{'#':>3}  {'time':<25} {'run':<28} {'round':>5}  {'mechanism':<20} {'noise':>7} {'rate':>8} {'steps':>6}")
+    print(f"{'#':>3}  {'time':<25} {'run':<24} {'round':>5}  {'mechanism':<20} {'rows':<12} {'noise':>7} {'rate':>8} "
+          f"{'steps':>6}")
     for e in entries:
-        print(f"{e.seq:>3}  {e.time:<25} {e.run[:28]:<28} {e.round:>5}  {e.mechanism:<20} "
-              f"{e.release.noise_multiplier:>7.3f} {e.release.sample_rate:>8.5f} {e.release.steps:>6}")
+        rows = "all" if e.rows == (0.0, 1.0) else f"[{e.rows[0]:g},{e.rows[1]:g})"
+        print(f"{e.seq:>3}  {e.time:<25} {e.run[:24]:<24} {e.round:>5}  {e.mechanism:<20} {rows:<12} "
+              f"{e.release.noise_multiplier:>7.3f} {e.release.sample_rate:>8.5f} {e.release.steps:>6}"
+              f"{'  (recovered from the ' + e.recovered + ')' if e.recovered else ''}")
+    for note in [*found.notes, *ledger.notes]:
+        print(f"note: {note}")
     spent = ledger.spent(delta)
     print(f"lifetime epsilon {spent.epsilon:.4f} at delta {delta:g} ({spent.accountant}; "
           f"RDP bound {spent.epsilon_rdp:.4f}){'; ' + spent.note if spent.note else ''}")
