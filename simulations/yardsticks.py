@@ -11,11 +11,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from clients.partner import PartnerData
 from credit.features import FeatureTransform
-from sklearn.metrics import roc_auc_score
-
 from credit.metrics import exact_metrics
 from credit.model import CreditClassifier
 from credit.scenario import FederationSettings

@@ -12,9 +12,9 @@ import tomli_w
 
 from credit.errors import InputError
 from credit.features import OTHER
-from credit.statistics import RangeStats
 from credit.loading import PartnerTable, load_table
 from credit.scenario import load_scenario
+from credit.statistics import RangeStats
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CASES = PROJECT_ROOT.parent / "shared" / "cases"

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from credit.errors import InputError
 from credit.features import OTHER
-from credit.statistics import RangeStats
 from credit.loading import load_table, prepare_table, read_table, read_table_bytes
 from credit.schema import DatasetSpec
+from credit.statistics import RangeStats
 from tests.conftest import SPEC, make_partner_frame
 
 spec = DatasetSpec.from_dict(SPEC)

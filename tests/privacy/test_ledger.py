@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -8,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from privacy.accountant import Charge, Release, compose, compose_rows
+from privacy.accountant import Release, compose
 from privacy.anchor import DatasetAnchor
 from privacy.audit import AuditLog
 from privacy.ledger import LedgerError, PrivacyLedger, ledger_path

@@ -9,21 +9,9 @@ import pytest
 
 from privacy.audit import AuditLog
 from privacy.keys import load_key
-from simulations.cli import main
+from tests.commands import one_line_error, run
 
 CSV = "age,income,bad_flag\n41,52000,0\n29,31000,1\n" * 50
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fedcredit: error: "), err
-    return lines[0]
 
 
 @pytest.fixture

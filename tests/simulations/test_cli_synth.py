@@ -5,19 +5,7 @@ from __future__ import annotations
 
 import tomllib
 
-from simulations.cli import main
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_error(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fedcredit: error: "), err
-    return lines[0]
+from tests.commands import one_line_error, run
 
 
 def files(folder) -> dict[str, bytes]:

@@ -45,7 +45,8 @@ def consortium(tmp_path: Path):
         configs[name] = folder / "partner.toml"
         configs[name].write_text(tomli_w.dumps({
             "partner": {"name": name, "kind": kind, "data": "data.csv"},
-            "privacy": {"mode": "sample", "epsilon": 8.0, "delta": 1e-4, "noise_multiplier": 2.0},
+            "privacy": {"mode": "sample", "epsilon": 8.0, "run_epsilon": 8.0, "delta": 1e-4, "noise_multiplier": 2.0,
+                        "stats_noise_multiplier": 2.0},
             "node": {"superlink": f"127.0.0.1:{port}", "port": free_port(),
                      "root_certificates": str(coord / "certs" / "ca.crt"), "auth_key": "node.key"}}))
         if name != "rogue-z":
@@ -94,7 +95,8 @@ def test_three_partners_train_with_tls_auth_secagg_and_dp(consortium, tmp_path: 
     for p in summary["partners"]:
         assert p["privacy"]["mode"] == "sample" and 0 < p["privacy"]["epsilon"] <= 8.0
         ledger = PrivacyLedger.inspect(configs[p["name"]].parent / f"{p['name']}.privacy-ledger.jsonl")
-        assert [e.mechanism for e in ledger.entries()] == ["gaussian-statistics", "dp-sgd", "dp-sgd"]
+        assert [e.mechanism for e in ledger.entries()] == ["gaussian-statistics"] * 2 + ["dp-sgd"] * 2 + [
+            "gaussian-evaluation"]
     model = ScoringModel.load(out / "model.pt")
     assert model.transform.n_features > 3
     assert (out / "privacy_report.html").exists()
