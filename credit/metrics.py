@@ -104,6 +104,7 @@ class ScoreHistogram:
     logloss_sum: float | None = 0.0
     nonfinite: float = 0.0
     edges: np.ndarray | None = None   # logit bin edges; None: the fine grid SCORE_EDGES
+    noise_sd: float = 0.0             # a private histogram: the sd of the noise on each count
 
     @property
     def grid(self) -> np.ndarray:
@@ -147,7 +148,8 @@ class ScoreHistogram:
         if len(a.grid) != len(b.grid) or not np.array_equal(a.grid, b.grid):
             a, b = (a.coarsen(b.grid), b) if len(a.grid) > len(b.grid) else (a, b.coarsen(a.grid))
         sums = (None, None) if a.private or b.private else (a.brier_sum + b.brier_sum, a.logloss_sum + b.logloss_sum)
-        return ScoreHistogram(a.bad + b.bad, a.good + b.good, *sums, a.nonfinite + b.nonfinite, a.edges)
+        return ScoreHistogram(a.bad + b.bad, a.good + b.good, *sums, a.nonfinite + b.nonfinite, a.edges,
+                              float(np.hypot(a.noise_sd, b.noise_sd)))
 
     @staticmethod
     def combine(parts: Iterable[ScoreHistogram]) -> ScoreHistogram:
@@ -188,13 +190,22 @@ class ScoreHistogram:
                 auc = float(np.clip((bad * (good_below + 0.5 * good)).sum() / (n_bad * n_good), 0.0, 1.0))
                 ks = float(np.clip(np.max(np.abs(np.cumsum(good) / n_good - np.cumsum(bad) / n_bad)), 0.0, 1.0))
                 out.update(auc=auc, ks=ks, gini=2 * auc - 1)
+                if self.private and self.noise_sd:
+                    out["auc_noise_sd"] = self._auc_noise_sd(bad, good, n_bad, n_good)
         return _finish(out, reason)
+
+    def _auc_noise_sd(self, bad: np.ndarray, good: np.ndarray, n_bad: float, n_good: float) -> float:
+        """Standard deviation the count noise puts on the AUC (first order): each bad count enters
+        weighted by the good rows below it, each good count by the bad rows above it."""
+        good_below = np.cumsum(good) - good / 2
+        bad_above = n_bad - (np.cumsum(bad) - bad / 2)
+        return float(self.noise_sd * np.sqrt(good_below @ good_below + bad_above @ bad_above) / (n_bad * n_good))
 
     def to_dict(self) -> dict[str, Any]:
         nz = np.flatnonzero((self.bad != 0) | (self.good != 0))
         out: dict[str, Any] = {"bins": nz.tolist(), "bad": self.bad[nz].tolist(), "good": self.good[nz].tolist()}
         if self.private:
-            out["edges"] = self.grid.tolist()
+            out.update(edges=self.grid.tolist(), noise_sd=self.noise_sd)
         else:
             out.update(brier_sum=self.brier_sum, logloss_sum=self.logloss_sum, nonfinite=self.nonfinite)
         return out
@@ -205,7 +216,8 @@ class ScoreHistogram:
         size = N_SCORE_BINS if edges is None else len(edges) - 1
         private = edges is not None
         hist = cls(np.zeros(size), np.zeros(size), None if private else float(raw["brier_sum"]),
-                   None if private else float(raw["logloss_sum"]), float(raw.get("nonfinite", 0.0)), edges)
+                   None if private else float(raw["logloss_sum"]), float(raw.get("nonfinite", 0.0)), edges,
+                   float(raw.get("noise_sd", 0.0)))
         idx = np.asarray(raw["bins"], dtype=np.int64)
         hist.bad[idx] = raw["bad"]
         hist.good[idx] = raw["good"]

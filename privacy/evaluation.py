@@ -30,5 +30,5 @@ def noisy_evaluation(hist: ScoreHistogram, noise_multiplier: float, *, rng: np.r
     k = len(PRIVATE_SCORE_EDGES) - 1
     noised = ScoreHistogram(bad=coarse.bad + rng.normal(0.0, noise_multiplier, k),
                             good=coarse.good + rng.normal(0.0, noise_multiplier, k),
-                            brier_sum=None, logloss_sum=None, edges=PRIVATE_SCORE_EDGES)
+                            brier_sum=None, logloss_sum=None, edges=PRIVATE_SCORE_EDGES, noise_sd=noise_multiplier)
     return noised, Release(noise_multiplier, 1.0, 1), noise_multiplier

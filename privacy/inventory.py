@@ -83,6 +83,7 @@ INVENTORY: tuple[Item, ...] = (
     Item("report.evaluation.good", (TRAIN, EVALUATE), NOISED, "gaussian-evaluation, held-out rows"),
     Item("report.evaluation.bins", (TRAIN, EVALUATE), PUBLIC, "every bin of the coarse score grid"),
     Item("report.evaluation.edges", (TRAIN, EVALUATE), PUBLIC, _SHAPE),
+    Item("report.evaluation.noise_sd", (TRAIN, EVALUATE), PUBLIC, "the noise multiplier of the evaluation release"),
 )
 
 # Under a DP policy these are never sent (the reply carries null or omits them).

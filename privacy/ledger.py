@@ -161,7 +161,7 @@ class PrivacyLedger:
             self._append({"type": "header", "format": FORMAT, "fingerprint": self.fingerprint,
                           "partner": self.partner})
             read = self._read()
-        header = next(r for r in read.records if r.get("type") == "header")
+        header = next(r for r in [*read.records, *self._unwritten] if r.get("type") == "header")
         if header.get("type") != "header" or header.get("format") != FORMAT:
             raise LedgerError(f"not a {FORMAT} file", source=str(self.path))
         if header.get("fingerprint") != self.fingerprint:

@@ -27,7 +27,7 @@ from privacy.report import HTML_NAME, JSON_NAME, write_privacy_report
 from server.app import RunSettings
 from simulations.membership_audit import membership_audit
 from simulations.planning import plan_scenario
-from simulations.yardsticks import centralised, federation_gain, local_only
+from simulations.yardsticks import centralised, federation_gain, local_only, local_private
 
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
 # what a run writes into its staging folder (ledgers/: privacy ledger_dir = "run")
@@ -170,7 +170,12 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
             p["local"], p_local = local_only(d, scenario.dataset, scenario.federation)
             p["centralized"] = cen["partners"][p["name"]]
             # the modeller holds every table here: the federated model scored exactly (not a partner release)
-            p["gain"] = federation_gain(d.test.label, p_local, model.predict_proba(d.test.features))
+            p_fed = model.predict_proba(d.test.features)
+            p["gain"] = federation_gain(d.test.label, p_local, p_fed)
+            if d.partner.privacy.enabled:   # the fair alternative under the partner's own policy
+                p["local_private"], p_private = local_private(d, scenario.dataset, scenario.federation,
+                                                              d.partner.privacy)
+                p["gain_private"] = federation_gain(d.test.label, p_private, p_fed)
         summary["timing"]["seconds_yardsticks"] = round(time.monotonic() - t, 3)
         summary["membership_audit"] = membership_audit(staging, summary, data, scenario)
     summary["timing"]["seconds_wall"] = round(time.monotonic() - started, 3)

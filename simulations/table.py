@@ -23,7 +23,7 @@ def _diff(a: float | None, b: float | None, width: int) -> str:
 
 def comparison_table(summary: dict[str, Any]) -> str:
     """Per partner local-only vs federated AUC/KS; pooled federated vs centralised."""
-    head = (f"{'partner':<18}{'kind':<10}{'train':>8}{'test':>7}  {'local AUC':>9}{'fed AUC':>9}{'gain':>8}"
+    head = (f"{'partner':<18}{'kind':<10}{'train':>8}{'test':>7}  {'local AUC':>9}{'fed AUC':>9}{'':<7}{'gain':>8}"
             f"{'90% interval':>18}  {'local KS':>8}{'fed KS':>8}")
     lines = [head, "-" * len(head)]
     notes: dict[str, list[str]] = {}   # reason → where it applies
@@ -35,9 +35,10 @@ def comparison_table(summary: dict[str, Any]) -> str:
     for p in summary["partners"]:
         local, fed, gain = p.get("local") or {}, p.get("federated") or {}, p.get("gain")
         la, fa = local.get("auc"), fed.get("auc")
-        interval = f"[{gain['low']:+.4f}, {gain['high']:+.4f}]" if gain else ""
+        interval = _interval(gain) if gain else ""
+        noisy = f"±{fed['auc_noise_sd']:.3f}" if fed.get("auc_noise_sd") else ""
         lines.append(f"{p['name']:<18}{p['kind']:<10}{_count(p['rows_train'], 8)}{_count(p['rows_test'], 7)}  "
-                     f"{_num(la, 9)}{_num(fa, 9)}{_num(gain['auc'], 8, '+') if gain else _diff(fa, la, 8)}"
+                     f"{_num(la, 9)}{_num(fa, 9)}{noisy:<7}{_num(gain['auc'], 8, '+') if gain else _diff(fa, la, 8)}"
                      f"{interval:>18}  {_num(local.get('ks'), 8)}{_num(fed.get('ks'), 8)}")
         if not p.get("federated"):
             reason = (f"dropped out in round {p['dropped_round']}: no final evaluation"
@@ -49,7 +50,8 @@ def comparison_table(summary: dict[str, Any]) -> str:
     fed, cen = summary["federated"], summary.get("centralized") or {}
     lines.append(f"{'pooled test rows':<28}{'AUC':>9}{'KS':>8}{'Gini':>8}{'Brier':>9}")
     lines.append(f"{'  federated':<28}{_num(fed['auc'], 9)}{_num(fed['ks'], 8)}{_num(fed['gini'], 8)}"
-                 f"{_num(fed['brier'], 9)}")
+                 f"{_num(fed['brier'], 9)}" + (f"  (AUC ±{fed['auc_noise_sd']:.3f}: noised evaluations)"
+                                                if fed.get("auc_noise_sd") else ""))
     note("pooled (federated)", fed)
     if cen:
         lines.append(f"{'  centralised (pooled rows)':<28}{_num(cen['auc'], 9)}{_num(cen['ks'], 8)}"
@@ -59,11 +61,23 @@ def comparison_table(summary: dict[str, Any]) -> str:
         note("pooled (centralised)", cen)
     for reason, where in notes.items():
         lines.append(f"{NA}: {', '.join(where)}: {reason}")
+    private = [p for p in summary["partners"] if p.get("gain_private")]
+    if private:
+        lines.append(f"{'under the partner’s own DP policy':<28}{'local DP AUC':>13}{'gain':>8}{'90% interval':>18}")
+        for p in private:
+            g = p["gain_private"]
+            lines.append(f"{'  ' + p['name']:<28}{_num((p.get('local_private') or {}).get('auc'), 13)}"
+                         f"{_num(g['auc'], 8, '+')}{_interval(g):>18}")
     if any(p.get("gain") for p in summary["partners"]):
         lines.append("gain: the federated model's AUC minus the local-only model's on the partner's own test rows, "
                      "both scored exactly by the modeller (fed AUC is what the partner reported: noised under DP); "
-                     "90% paired bootstrap interval")
+                     "90% paired bootstrap interval; ± the sd the evaluation noise puts on a reported AUC. Under a DP policy the fair alternative is the partner alone "
+                     "under that policy (DP-SGD at its per-run cap): the second table")
     return "\n".join(lines)
+
+
+def _interval(gain: dict[str, Any]) -> str:
+    return f"[{gain['low']:+.4f}, {gain['high']:+.4f}]"
 
 
 def _count(value: int | None, width: int) -> str:

@@ -1,6 +1,8 @@
 """What federation is measured against: a centralised model on the pooled training rows
-(possible only in simulation, where the modeller holds every table) and a local-only model
-per partner. Both use the same preprocessing method, model and training loop as the clients.
+(possible only in simulation, where the modeller holds every table), a local-only model per
+partner, and — for a partner with a DP policy — a local-only model under that same policy
+(DP-SGD calibrated to its per-run cap): what it could do alone without breaking its own rule.
+All use the same preprocessing method, model and training loop as the clients.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from clients.partner import PartnerData
 from credit.features import FeatureTransform
 from credit.metrics import exact_metrics
 from credit.model import CreditClassifier
-from credit.scenario import FederationSettings
+from credit.scenario import FederationSettings, PrivacyPolicy
 from credit.schema import DatasetSpec
 
 MIN_STEPS = 1000  # a yardstick is trained to convergence, not starved on a small partner
@@ -51,6 +53,33 @@ def centralised(data: Mapping[str, PartnerData], spec: DatasetSpec, fed: Federat
         labels.append(d.test.label)
     pooled = exact_metrics(np.concatenate(labels), np.concatenate(scores))
     return {"pooled": pooled, "partners": per_partner, "steps": clf.steps_}
+
+
+def local_private(d: PartnerData, spec: DatasetSpec, fed: FederationSettings, policy: PrivacyPolicy
+                  ) -> tuple[dict[str, Any], np.ndarray]:
+    """The partner alone under its own DP policy: the federation's rounds × epochs of DP-SGD on its
+    rows, the noise calibrated to its per-run cap (preprocessing fitted exactly — generous to it);
+    (metrics, P(bad)) on its test rows."""
+    import torch
+
+    from credit.model import build_model, make_optimizer, predict_proba, train_epochs
+    from privacy.accountant import calibrate_noise
+    from privacy.dpsgd import batches_per_epoch, make_private
+
+    transform = FeatureTransform.fit_rows(d.train.features, spec)
+    x, y = transform.transform(d.train.features), d.train.label.astype(np.float32)
+    epochs = fed.rounds * fed.local_epochs
+    q = 1.0 / batches_per_epoch(len(y), fed.batch_size)
+    sigma = policy.noise_multiplier or calibrate_noise([], budget=policy.run_cap, delta=policy.delta, sample_rate=q,
+                                                       steps=batches_per_epoch(len(y), fed.batch_size) * epochs)
+    model = build_model(fed.model, x.shape[1], hidden=fed.hidden, seed=fed.seed)
+    optimizer = make_optimizer(model, fed.optimizer, lr=fed.learning_rate, weight_decay=fed.weight_decay)
+    private = make_private(model, optimizer, torch.utils.data.TensorDataset(torch.as_tensor(x), torch.as_tensor(y)),
+                           noise_multiplier=sigma, max_grad_norm=policy.max_grad_norm, public_rows=len(y),
+                           batch_size=fed.batch_size, seed=fed.seed)
+    train_epochs(private.model, private.loader, private.optimizer, epochs=epochs)
+    p = predict_proba(model, transform.transform(d.test.features))
+    return exact_metrics(d.test.label, p), p
 
 
 def local_only(d: PartnerData, spec: DatasetSpec, fed: FederationSettings) -> tuple[dict[str, Any], np.ndarray]:

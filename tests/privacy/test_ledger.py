@@ -198,3 +198,14 @@ def test_epsilon_never_decreases(tmp_path_factory: pytest.TempPathFactory, actio
         elif action == "lose-anchor" and (anchors / f"{FP}.jsonl").exists():
             (anchors / f"{FP}.jsonl").unlink()
     assert _eps(open_()) >= seen - 1e-9
+
+
+def test_a_readonly_open_writes_nothing_and_still_counts_everything(tmp_path: Path) -> None:
+    first = _ledger(tmp_path / "a")
+    for rnd in (1, 2):
+        _charge(first, "A", rnd)
+    elsewhere = ledger_path(tmp_path / "b", "bank-a")
+    view = PrivacyLedger.open(elsewhere, FP, "bank-a", anchor=DatasetAnchor(FP), readonly=True)
+    assert _eps(view) == pytest.approx(_eps(first)) and not elsewhere.exists()
+    with pytest.raises(LedgerError, match="read-only"):
+        view.record(DP_SGD, mechanism="dp-sgd", delta=1e-6, run="B", round=1)

@@ -10,6 +10,7 @@ import pytest
 from credit.errors import InputError
 from privacy.ledger import PrivacyLedger
 from server.app import RunSettings
+from simulations.cli import main
 from simulations.runner import simulate
 from tests.conftest import SPEC, make_partner_frame, write_scenario
 from tests.independent_accountant import pld_epsilon
@@ -31,6 +32,18 @@ def _ledger(folder: Path, partner: str) -> PrivacyLedger:
     return PrivacyLedger.inspect(folder / "ledgers" / f"{partner}.privacy-ledger.jsonl")
 
 
+def test_plan_releases_nothing_and_shows_each_partners_cost(tmp_path: Path, capsys) -> None:
+    scenario = _scenario(tmp_path / "consortium", 10.0, 2.8)
+    assert main(["plan", "--scenario", str(scenario), "--json", str(tmp_path / "plan.json")]) == 0
+    out = capsys.readouterr().out
+    assert "nothing is released" in out and "platform-c" in out and "only 2 of 3 rounds fit" in out
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    bank = next(p for p in plan["partners"] if p["partner"] == "bank-a")
+    assert bank["epsilon_now"] == 0 and 0 < bank["epsilon_run"] <= bank["run_cap"] and bank["train"] is True
+    assert bank["noise_multiplier"]["dp_sgd"] == 3.0 and bank["noise_sd"]["statistics_range_count"] > 0
+    assert not (tmp_path / "consortium" / "ledgers").exists()          # no ledger, no anchor entry written
+
+
 def test_budgets_are_enforced_and_the_ledger_outlives_the_run(tmp_path: Path) -> None:
     folder = tmp_path / "consortium"
     first = simulate(RunSettings(scenario=str(_scenario(folder, 10.0, 2.8)), out_dir=str(tmp_path / "run1")))
@@ -44,6 +57,9 @@ def test_budgets_are_enforced_and_the_ledger_outlives_the_run(tmp_path: Path) ->
     assert platform["status"] == "stopped" and platform["stopped_round"] == 3
     assert "over the budget 2.8" in platform["stopped_reason"]
     assert summary["rounds"] == 3 and summary["ended_early"] is None
+    for p in summary["partners"]:   # the alternative under each partner's own policy, and the gain over it
+        gain = p["gain_private"]
+        assert 0.5 < p["local_private"]["auc"] < 1 and gain["low"] <= gain["auc"] <= gain["high"]
 
     # the report lists every release; an independent accountant recomputes each lifetime epsilon from it
     report = json.loads((first.run_dir / "privacy_report.json").read_text())
