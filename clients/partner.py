@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-round_ = round   # the builtin; these functions take a `round` keyword
-
 import numpy as np
 import torch
 
@@ -277,14 +275,20 @@ def evaluate_model(data: PartnerData, task: TaskConfig, state: Mapping[str, torc
     return private, ""
 
 
+def _public_test_rows(histogram: ScoreHistogram | None, gate: PrivacyGate | None) -> dict[str, int]:
+    """Under DP the held-out count a reply states is the noised histogram's total (post-processing)."""
+    if histogram is None or gate is None:
+        return {}
+    return {"rows_test": max(int(round(histogram.total)), 0)}
+
+
 def evaluation_report(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor], *,
                       round: int, planned: Mapping[str, float | None] | None = None) -> PartnerReport:
     """The reply to an evaluate message: the histogram (or why none) and the privacy statement."""
     gate = privacy_gate(data, task)
     histogram, reason = evaluate_model(data, task, state, gate=gate, round=round,
                                        noise=(planned or {}).get("evaluation"))
-    evaluated = {} if histogram is None or gate is None else {"rows_test": max(int(round_(histogram.total)), 0)}
-    return report(data, task, gate, evaluation=histogram, declined=reason, **evaluated,
+    return report(data, task, gate, evaluation=histogram, declined=reason, **_public_test_rows(histogram, gate),
                   privacy=privacy_statement(gate, data, status="declined" if reason else "ok", history=True))
 
 
@@ -303,7 +307,7 @@ def train_round(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.T
     gate = privacy_gate(data, task)
     evaluation, _ = (evaluate_model(data, task, state, gate=gate, round=server_round, noise=planned.get("evaluation"))
                      if evaluate else (None, ""))
-    evaluated = {} if evaluation is None or gate is None else {"rows_test": max(int(round_(evaluation.total)), 0)}
+    evaluated = _public_test_rows(evaluation, gate)
     model = _model(task, state)
     x_train = task.transform.transform(data.train.features)
     y_train = data.train.label.astype(np.float32)

@@ -33,12 +33,14 @@ def _rng(rng: np.random.Generator | None) -> np.random.Generator:
     return rng or np.random.default_rng(secrets.randbits(128))
 
 
-def range_sensitivity(stats: RangeStats) -> float:
-    return math.sqrt(len(stats.missing) + 2)
+def range_noise_sd(noise_multiplier: float, columns: int) -> float:
+    """Noise sd on each count of release 1 for a table of `columns` feature columns."""
+    return noise_multiplier * math.sqrt(columns + 2)
 
 
-def bins_sensitivity(stats: BinStats) -> float:
-    return math.sqrt(3 * max(len(stats.histograms), 1))
+def bins_noise_sd(noise_multiplier: float, numeric_columns: int) -> float:
+    """Noise sd on each count and sum of release 2 for `numeric_columns` planned columns."""
+    return noise_multiplier * math.sqrt(3 * max(numeric_columns, 1))
 
 
 def noisy_range(stats: RangeStats, noise_multiplier: float, *, public_levels: frozenset[str] = frozenset(),
@@ -48,7 +50,7 @@ def noisy_range(stats: RangeStats, noise_multiplier: float, *, public_levels: fr
     Columns in `public_levels` have a declared code list: all their counts are sent (noised);
     other columns' levels are sent only when their noisy count clears the threshold."""
     rng = _rng(rng)
-    sd = noise_multiplier * range_sensitivity(stats)
+    sd = range_noise_sd(noise_multiplier, len(stats.missing))
     levels = {}
     for col, counts in stats.levels.items():
         noised = {lvl: n + rng.normal(0.0, sd) for lvl, n in counts.items()}
@@ -67,7 +69,7 @@ def noisy_bins(stats: BinStats, noise_multiplier: float, *, rng: np.random.Gener
                ) -> tuple[BinStats, Release, float]:
     """(noised release 2, the release to charge, the noise standard deviation per count)."""
     rng = _rng(rng)
-    sd = noise_multiplier * bins_sensitivity(stats)
+    sd = bins_noise_sd(noise_multiplier, len(stats.histograms))
     return (BinStats({c: h + rng.normal(0.0, sd, len(h)) for c, h in stats.histograms.items()},
                      {c: m + rng.normal(0.0, sd, len(m)) for c, m in stats.sums.items()}),
             Release(noise_multiplier, 1.0, 1), sd)

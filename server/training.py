@@ -47,7 +47,7 @@ from credit.rundir import MODEL, RunDirectory
 from credit.scenario import Scenario
 from credit.statistics import BinStats, RangeStats
 from privacy.report import write_privacy_report
-from privacy.statistics import summed_sd, too_few_rows
+from privacy.statistics import bins_noise_sd, summed_sd, too_few_rows
 from server.strategy import partner_level_dp_statement
 
 PROGRESS = {"fedcredit": True}  # marks our log lines so a quiet console can keep just these
@@ -208,8 +208,8 @@ class FederatedTraining:
 
     def _check_private_rows(self, active: list[PartnerReport], summed: RangeStats, plan: ColumnPlan) -> None:
         """Before release 2: refuse if the consortium is too small for its statistics noise."""
-        sigmas = [rep.stats_noise_sd / math.sqrt(len(rep.stats.missing) + 2) for rep in active]
-        bins_sd = summed_sd([s * math.sqrt(3 * max(len(plan.grids), 1)) for s in sigmas])
+        sigmas = [float(rep.privacy["noise_multiplier"]) for rep in active if rep.stats_noise_sd > 0]
+        bins_sd = summed_sd([bins_noise_sd(s, len(plan.grids)) for s in sigmas])
         refusal = too_few_rows(summed.rows, bins_sd, noise_multiplier=max(sigmas))
         if refusal:
             raise FederationError(refusal)

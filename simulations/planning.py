@@ -10,7 +10,6 @@ planning code runs inside each partner before its first release (`privacy.gate`)
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +17,7 @@ from clients.partner import PartnerData, privacy_gate, run_shape
 from credit.protocol import TaskConfig
 from credit.scenario import Scenario
 from privacy.gate import RunPlan
-from privacy.statistics import summed_sd, too_few_rows
+from privacy.statistics import bins_noise_sd, range_noise_sd, summed_sd, too_few_rows
 
 
 @dataclass(frozen=True)
@@ -72,8 +71,8 @@ def plan_scenario(scenario: Scenario, data: dict[str, PartnerData], task: TaskCo
         shape = run_shape(d, task)
         plan = gate.plan_run(shape)
         policy = partner.privacy
-        sd = {"statistics_range_count": policy.stats_noise_multiplier * math.sqrt(columns + 2),
-              "statistics_bins_count": policy.stats_noise_multiplier * math.sqrt(3 * max(len(scenario.dataset.numeric), 1))}
+        sd = {"statistics_range_count": range_noise_sd(policy.stats_noise_multiplier, columns),
+              "statistics_bins_count": bins_noise_sd(policy.stats_noise_multiplier, len(scenario.dataset.numeric))}
         bins_sd.append(sd["statistics_bins_count"])
         if plan.train_noise:
             sd["dp_sgd_gradient_sum"] = plan.train_noise * policy.max_grad_norm
