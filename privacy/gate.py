@@ -176,8 +176,10 @@ class PrivacyGate:
         which budget cannot fit and what to change)."""
         p = self.policy
         sigma = 0.0
-        for name, budget, prior in (("lifetime budget", p.epsilon, lifetime_prior),
-                                    ("per-run cap (run_epsilon)", p.run_cap, run_prior)):
+        # the run cap first: its prior (this run) is short, and the noise it needs usually fits the lifetime too
+        for name, budget, prior in (("per-run cap (run_epsilon)", p.run_cap, run_prior),
+                                    ("lifetime budget", p.epsilon, lifetime_prior)):
+            target = max(budget - PLAN_MARGIN, budget / 2)   # the accountant's own error must not tip the last release
             for _, releases in cells(prior, within=rows):
                 before = compose(releases, p.delta).epsilon
                 if before >= budget:
@@ -185,10 +187,9 @@ class PrivacyGate:
                             "taken by this run's other releases (the statistics releases of round 0 cost "
                             f"{before:.3f}: raise stats_noise_multiplier or run_epsilon)")
                     raise BudgetError(f"the {name} {budget:g} is {what}: epsilon {before:.3f}")
-                # aim PLAN_MARGIN below the budget: the accountant's own error must not make the last
-                # planned release cross it
-                sigma = max(sigma, calibrate_noise(releases, budget=max(budget - PLAN_MARGIN, budget / 2),
-                                                   delta=p.delta, sample_rate=q, steps=steps))
+                if sigma and compose([*releases, Release(sigma, q, steps)], p.delta).epsilon <= target:
+                    continue
+                sigma = max(sigma, calibrate_noise(releases, budget=target, delta=p.delta, sample_rate=q, steps=steps))
         return sigma
 
     def eval_noise(self, shape: RunShape, *, remaining: int) -> tuple[float | None, str]:

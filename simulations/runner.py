@@ -33,6 +33,9 @@ OBJECT_STORE_BYTES = 100 * 1024 * 1024
 # what a run writes into its staging folder (ledgers/: privacy ledger_dir = "run")
 RUN_FILES = {CONFIG, ROUNDS, MODEL, SUMMARY, JSON_NAME, HTML_NAME, "ledgers"}
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silence a Ray FutureWarning (no GPUs here)
+# Ray starts its workers at niceness 15: the one actor that does every partner's work would then
+# starve beside any other busy process (a round, or round 0's start-up, outlasting its timeout).
+os.environ.setdefault("RAY_worker_niceness", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")            # Flower would call out to the internet
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 
