@@ -65,7 +65,7 @@ def level_spelling_conflicts(levels: Mapping[str, Mapping[str, list[str] | set[s
         for partner, per in levels.items():
             for level in per.get(col, ()):
                 spellings.setdefault(canonical_code(level), {}).setdefault(level, set()).add(partner)
-        for canon, by_spelling in sorted(spellings.items()):
+        for _, by_spelling in sorted(spellings.items()):
             if len(by_spelling) > 1:
                 described = "; ".join(f"'{s}' at {', '.join(sorted(ps))}" for s, ps in sorted(by_spelling.items()))
                 out.append(f"column '{col}': one code is spelled differently by different partners ({described}); "
