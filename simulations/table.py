@@ -11,6 +11,8 @@ from typing import Any
 from credit.metrics import UNDEFINED
 
 NA = "n/a"
+# A reported AUC whose evaluation noise sd is this large says nothing (a tiny partner under DP).
+TOO_NOISY = 0.1
 
 
 def _num(value: float | None, width: int, sign: str = "") -> str:
@@ -37,9 +39,13 @@ def comparison_table(summary: dict[str, Any]) -> str:
         la, fa = local.get("auc"), fed.get("auc")
         interval = _interval(gain) if gain else ""
         noisy = f"±{fed['auc_noise_sd']:.3f}" if fed.get("auc_noise_sd") else ""
+        if (fed.get("auc_noise_sd") or 0) >= TOO_NOISY:
+            fa = None
+            notes.setdefault(f"its noised evaluation (AUC sd ≥ {TOO_NOISY:g}) is too few rows to read; the gain "
+                             "is scored exactly", []).append(f"{p['name']} (fed AUC, fed KS)")
         lines.append(f"{p['name']:<18}{p['kind']:<10}{_count(p['rows_train'], 8)}{_count(p['rows_test'], 7)}  "
                      f"{_num(la, 9)}{_num(fa, 9)}{noisy:<7}{_num(gain['auc'], 8, '+') if gain else _diff(fa, la, 8)}"
-                     f"{interval:>18}  {_num(local.get('ks'), 8)}{_num(fed.get('ks'), 8)}")
+                     f"{interval:>18}  {_num(local.get('ks'), 8)}{_num(fed.get('ks') if fa is not None else None, 8)}")
         if not p.get("federated"):
             reason = (f"dropped out in round {p['dropped_round']}: no final evaluation"
                       if p.get("dropped_round") else "no final evaluation")

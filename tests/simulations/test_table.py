@@ -42,3 +42,21 @@ def test_undefined_pooled_metrics_print_as_na() -> None:
     federated = next(line for line in table.splitlines() if line.startswith("  federated "))
     assert federated.split()[1:4] == ["n/a", "n/a", "n/a"]
     assert f"n/a: pooled (federated): {why}" in table and "nan" not in table.lower()
+
+
+def test_a_reported_auc_swamped_by_its_noise_is_not_printed_as_a_number() -> None:
+    gain = {"auc": 0.0764, "low": 0.022, "high": 0.134}
+    summary = {
+        "partners": [{"name": "platform-c", "kind": "platform", "rows_train": 2197, "rows_test": 728,
+                      "local": _metrics(0.73, 0.38), "federated": _metrics(1.0, 0.72, auc_noise_sd=0.31),
+                      "gain": gain},
+                     {"name": "bank-a", "kind": "bank", "rows_train": 29923, "rows_test": 10182,
+                      "local": _metrics(0.80, 0.47), "federated": _metrics(0.78, 0.41, auc_noise_sd=0.034)}],
+        "federated": _metrics(0.79, 0.44), "centralized": _metrics(0.81, 0.48),
+    }
+    table = comparison_table(summary)
+    platform = next(line for line in table.splitlines() if line.startswith("platform-c"))
+    assert "1.0000" not in platform and "0.7200" not in platform and "±0.310" in platform
+    assert "platform-c (fed AUC, fed KS)" in table and "too few rows to read" in table
+    bank = next(line for line in table.splitlines() if line.startswith("bank-a"))
+    assert "0.7800" in bank and "±0.034" in bank
