@@ -14,6 +14,7 @@ from credit import strict_json
 from credit.atomic import atomic_write_json, jsonable
 
 CONFIG, ROUNDS, MODEL, SUMMARY = "config.json", "rounds.jsonl", "model.pt", "summary.json"
+FAILED = "failed.json"            # written instead of summary.json when a run cannot finish
 STAGING_SUFFIX = ".incomplete"   # a simulation writes here, then renames the finished run
 
 
@@ -59,3 +60,16 @@ class RunDirectory:
 
     def summary(self) -> dict[str, Any]:
         return json.loads(self.file(SUMMARY).read_text())
+
+    def write_failure(self, reason: str) -> None:
+        """A run that could not finish says why, in `failed.json` (there is then no summary.json)."""
+        from datetime import UTC, datetime
+
+        atomic_write_json(self.file(FAILED), {"reason": reason, "time": datetime.now(UTC).isoformat(timespec="seconds")})
+
+    def failure(self) -> str | None:
+        """Why the run failed (from failed.json), or None."""
+        try:
+            return str(json.loads(self.file(FAILED).read_text())["reason"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None

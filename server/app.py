@@ -2,19 +2,24 @@
 
 Run config (pyproject `[tool.flwr.app.config]`, overridable with `--run-config`):
 `scenario` (path; "" = the embedded synthetic consortium), `out-dir`, and optional
-overrides `rounds`, `model`, `strategy` (0 / "" keep the scenario's value).
+overrides `rounds`, `model`, `strategy` (0 / "" keep the scenario's value); in a deployment
+`fedcredit run` adds `app-signature` (checked by the partners) and `registered-nodes` (which
+partner each node's key was registered for: a node may speak only under that name).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from datetime import datetime
+from logging import ERROR
 from pathlib import Path
 
 from flwr.app import Context
+from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
-from credit.errors import InputError
+from credit.errors import FederationError, InputError
 from credit.scenario import Scenario, load_scenario
 
 app = ServerApp()
@@ -30,10 +35,12 @@ class RunSettings:
     model: str = ""
     strategy: str = ""
     deployment: bool = False
+    registered_nodes: dict[int, str] = field(default_factory=dict)   # node id → the partner its key is for
 
     @classmethod
     def from_run_config(cls, cfg: dict) -> RunSettings:
-        known = {"scenario", "out-dir", "rounds", "model", "strategy", "deployment"}
+        known = {"scenario", "out-dir", "rounds", "model", "strategy", "deployment", "app-signature",
+                 "registered-nodes"}
         unknown = set(cfg) - known
         if unknown:
             raise InputError(f"unknown run-config key(s) {sorted(unknown)}; known: {sorted(known)}",
@@ -42,7 +49,8 @@ class RunSettings:
         if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 0:
             raise InputError("must be a whole number ≥ 0", source="run config", field="rounds")
         return cls(str(cfg.get("scenario", "")), str(cfg.get("out-dir", "")), rounds,
-                   str(cfg.get("model", "")), str(cfg.get("strategy", "")), bool(cfg.get("deployment", False)))
+                   str(cfg.get("model", "")), str(cfg.get("strategy", "")), bool(cfg.get("deployment", False)),
+                   _registered_nodes(cfg.get("registered-nodes", "")))
 
     def resolve_scenario(self) -> Scenario:
         if self.scenario:
@@ -59,6 +67,17 @@ class RunSettings:
         if self.out_dir:
             return Path(self.out_dir)
         return Path("runs") / f"{scenario.name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def _registered_nodes(text: object) -> dict[int, str]:
+    """`registered-nodes`: JSON {partner name: node id} as `fedcredit run` passes it → {node id: name}."""
+    if not text:
+        return {}
+    try:
+        raw = json.loads(str(text))
+        return {int(node): str(name) for name, node in raw.items()}
+    except (ValueError, TypeError, AttributeError):
+        raise InputError('must be JSON {"partner": node id}', source="run config", field="registered-nodes") from None
 
 
 @app.main()
@@ -78,5 +97,9 @@ def main(grid: Grid, context: Context) -> None:
         strategy = with_partner_level_dp(strategy, scenario.client_dp, len(scenario.partners))
     secure = scenario.federation.secure_aggregation
     secure = settings.deployment if secure is None else secure
-    FederatedTraining(grid, scenario, run_dir, strategy, simulation=not settings.deployment,
-                      context=context, secure=secure).run()
+    try:
+        FederatedTraining(grid, scenario, run_dir, strategy, simulation=not settings.deployment,
+                          context=context, secure=secure, registered=settings.registered_nodes).run()
+    except (FederationError, InputError) as exc:     # a run that cannot go on: one line, and why, on disk
+        log(ERROR, "fedcredit: the run cannot finish: %s", exc)
+        run_dir.write_failure(str(exc))

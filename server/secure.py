@@ -60,20 +60,52 @@ class _KeepResults(LegacyStrategy):
         return None
 
 
+STAGES = ("setup", "share keys", "collect masked vectors", "unmask")
+
+
 class _DropoutTolerantSecAggPlus(SecAggPlusWorkflow):
-    """Flower 1.42 keeps a node that never answered the setup stage among the sampled ones, and
-    the unmask stage then asks for key shares of it that cannot exist, so the round halts. A node
-    gone before it shared any key holds no secret anyone needs: forget it before sharing keys."""
+    """Flower 1.42 keeps a node that never answered the setup or share-keys stage among the
+    sampled ones, and the unmask stage then asks for key shares of it that cannot exist (it never
+    sent any), so the round halts. A node gone before its shares reached anyone holds no secret
+    anyone used for a mask: it is forgotten before the next stage.
+
+    It also remembers the workflow's state and the last stage it ran, so that a halted round can
+    say which nodes were still answering (the workflow itself returns None either way)."""
+
+    state = None
+    stage = ""
+
+    def _enter(self, stage: str, state) -> None:
+        self.state, self.stage = state, stage
+
+    def setup_stage(self, grid, context, state):  # noqa: D102
+        self._enter(STAGES[0], state)
+        return super().setup_stage(grid, context, state)
+
+    def collect_masked_vectors_stage(self, grid, context, state):  # noqa: D102
+        self._enter(STAGES[2], state)
+        _forget_gone(state)
+        return super().collect_masked_vectors_stage(grid, context, state)
+
+    def unmask_stage(self, grid, context, state):  # noqa: D102
+        self._enter(STAGES[3], state)
+        return super().unmask_stage(grid, context, state)
 
     def share_keys_stage(self, grid, context, state):  # noqa: D102
-        gone = state.sampled_node_ids - state.active_node_ids
-        if gone:
-            state.sampled_node_ids -= gone
-            for nid in gone:
-                state.nid_to_neighbours.pop(nid, None)
-            for neighbours in state.nid_to_neighbours.values():
-                neighbours -= gone
+        self._enter(STAGES[1], state)
+        _forget_gone(state)
         return super().share_keys_stage(grid, context, state)
+
+
+def _forget_gone(state) -> None:
+    """Drop the sampled nodes that did not answer the last stage from the protocol's bookkeeping."""
+    gone = state.sampled_node_ids - state.active_node_ids
+    if gone:
+        state.sampled_node_ids -= gone
+        for nid in gone:
+            state.nid_to_neighbours.pop(nid, None)
+        for neighbours in state.nid_to_neighbours.values():
+            neighbours -= gone
 
 
 @dataclass
@@ -83,6 +115,10 @@ class SecureRound:
     arrays: ArrayRecord | None
     results: list[tuple[int, FitRes]]      # (node id, result whose parameters are the aggregate)
     failures: int
+    halted: str = ""                       # the stage at which the protocol stopped ("" = completed)
+    alive: frozenset[int] = frozenset()    # nodes that answered the last stage that ran (a node that sent
+                                           # its masked vector and died at unmask is in the sum, not alive)
+    reports: tuple[FitRes, ...] = ()       # clear-text parts received before a halt (masked-vector stage)
 
 
 class SecureAggregator:
@@ -115,12 +151,17 @@ class SecureAggregator:
         state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({Key.CURRENT_ROUND: rnd})
         state.array_records[MAIN_PARAMS_RECORD] = parameters_to_arrayrecord(
             ndarrays_to_parameters([a.numpy() for a in arrays.values()]), keep_input=True)
+        self.workflow.state, self.workflow.stage = None, ""
         self.workflow(self.grid, self.context)   # returns None even when it halts: check the results
         results = [(proxy.node_id, fitres) for proxy, fitres in self.strategy.results]
+        wf = self.workflow.state
+        alive = frozenset(wf.active_node_ids) if wf is not None else frozenset()
         if not results:
-            return SecureRound(None, [], len(node_ids))
+            received = [fitres for _, fitres in getattr(wf, "legacy_results", [])] if wf is not None else []
+            return SecureRound(None, [], len(node_ids), halted=self.workflow.stage or STAGES[0], alive=alive,
+                               reports=tuple(received))
         aggregate = parameters_to_ndarrays(results[0][1].parameters)
         restored = ArrayRecord(OrderedDict((n, torch.from_numpy(np.asarray(a, dtype=np.float32)))
                                            for n, a in zip(names, aggregate, strict=True)))
-        return SecureRound(restored, results, len(self.strategy.failures))
+        return SecureRound(restored, results, len(self.strategy.failures), alive=alive)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from logging import INFO, WARNING
 from typing import Any
@@ -68,10 +68,12 @@ class FederatedTraining:
     """Runs one federated training of `scenario` and writes its run directory."""
 
     def __init__(self, grid: Grid, scenario: Scenario, run_dir: RunDirectory, strategy: Strategy,
-                 *, simulation: bool, context: Context | None = None, secure: bool = False):
+                 *, simulation: bool, context: Context | None = None, secure: bool = False,
+                 registered: Mapping[int, str] | None = None):
         self.grid, self.scenario, self.run_dir, self.strategy = grid, scenario, run_dir, strategy
         self.fed = scenario.federation
         self.context, self.secure = context, secure
+        self.registered = dict(registered or {})           # node id → the partner its key was registered for
         self.dropped: dict[str, int] = {}                  # partner → round in which it stopped answering
         self._aggregator = None                             # SecAgg+ state, built after round 0
         # In simulation each node learns its partner from the roster; in deployment it names itself.
@@ -81,6 +83,8 @@ class FederatedTraining:
                                evaluations=len(self.fed.evaluation_rounds(private=True)))
         self.evaluated: set[int] = set(self.fed.evaluation_rounds(private=False))   # set after round 0
         self.notices: list[str] = []                      # what the coordinator warned about (also in the summary)
+        self.refused: list[str] = []                      # nodes refused for their identity (also in the summary)
+        self.halted = ""                                   # why a secure round could not complete
         self.partners: dict[str, PartnerReport] = {}
         self.node_partner: dict[int, str] = {}
         self.stopped: dict[str, dict[str, Any]] = {}      # partner → {round, reason}
@@ -144,7 +148,7 @@ class FederatedTraining:
     def fit_transform(self) -> FeatureTransform:
         """Round 0: two statistics releases from every partner → checks → the shared transform."""
         nodes = self._wait_for_nodes()
-        replies = self._stats_release(nodes, RANGE)
+        replies = self._admit_identities(self._stats_release(nodes, RANGE))
         if len(replies) < self.scenario.min_available_nodes:
             raise FederationError("the statistics round failed: too few replies")
         names = [rep.partner for _, rep in replies]
@@ -193,6 +197,31 @@ class FederatedTraining:
         self.task = replace(self.task, transform=transform, plan=None)
         self._privacy_record(0, released)
         return transform
+
+    def _admit_identities(self, replies: list[tuple[Message, PartnerReport]]) -> list[tuple[Message, PartnerReport]]:
+        """Deployment with registered keys: a node speaks only under the partner name its key was
+        registered for, and only for a partner of the scenario; any other reply is refused (its
+        statistics are dropped, the node gets no further message) with a notice saying why."""
+        if not self.registered:
+            return replies
+        members = {p.name for p in self.scenario.partners}
+        admitted = []
+        for reply, rep in replies:
+            node = reply.metadata.src_node_id
+            owner = self.registered.get(node)
+            if owner is None:
+                why = f"node {node} calls itself '{rep.partner}' but its key is registered for no partner"
+            elif owner != rep.partner:
+                why = (f"node {node} calls itself '{rep.partner}' but its key is registered for partner "
+                       f"'{owner}': a node may take part only under the name its key was registered for")
+            elif owner not in members:
+                why = f"node {node} (partner '{owner}') is not a partner of this scenario"
+            else:
+                admitted.append((reply, rep))
+                continue
+            self._notice(f"refused {why}")
+            self.refused.append(why)
+        return admitted
 
     def _check_consistency(self, ranges: dict[str, RangeStats]) -> None:
         """What no single partner can see: label codings and level spellings; bad-rate outliers warn."""
@@ -302,14 +331,24 @@ class FederatedTraining:
             result = self._aggregator.round(rnd, arrays, config, nodes)
         except Exception as exc:  # the legacy workflow raises on e.g. an all-zero total weight
             raise FederationError(f"round {rnd}: secure aggregation failed: {exc}") from exc
+        if result.halted:
+            # Only the nodes that stopped answering are gone; the others are alive, and their reports
+            # (sent in clear beside the masked vectors) say whether they trained or declined.
+            self._note_dropouts(rnd, nodes, set(result.alive))
+            self.halted = (f"secure aggregation halted in round {rnd} at the '{result.halted}' stage: "
+                           f"{len(result.alive)} of {len(nodes)} partner(s) still answering, too few to hide any "
+                           "one update; the model of the last completed round is kept")
+            reports = [PartnerReport.from_json(str(f.metrics[REPORT_KEY])) for f in result.reports]
+            failures = [f"{self._who(n)}: stopped answering" for n in nodes if n not in result.alive]
+            return None, reports, [*failures, self.halted], None
         answered = {nid for nid, _ in result.results}
-        self._note_dropouts(rnd, nodes, answered)
+        self._note_dropouts(rnd, nodes, set(result.alive))
         failures = [f"{self._who(n)}: no masked update" for n in nodes if n not in answered]
+        failures += [f"{self._who(n)}: stopped answering after its masked update (it is in this round's sum)"
+                     for n in answered - result.alive]
         reports = [PartnerReport.from_json(str(fitres.metrics[REPORT_KEY])) for _, fitres in result.results]
         trained = [r for r in reports if not r.declined]
         if result.arrays is None or not trained:
-            if result.arrays is None and not reports:
-                raise FederationError(f"round {rnd}: secure aggregation halted (too few partners answered)")
             return None, reports, failures, None
         return result.arrays, reports, failures, mean_train_loss(trained)
 
@@ -326,19 +365,29 @@ class FederatedTraining:
         last_loss, last_steps, trained_rounds, ended = None, 0, 0, ""
         round_started = time.monotonic()
         for rnd in range(1, self.fed.rounds + 1):
-            if not any(self._active(n) for n in self.node_partner):
+            active = [n for n in self.node_partner if self._active(n)]
+            if not active:
                 ended = f"no partner can train from round {rnd}"
                 break
+            if self.secure and len(active) < 2:
+                ended = (f"only partner '{self.node_partner[active[0]]}' is left to train from round {rnd}: a secure "
+                         "sum of one update would be that update, so the run ends")
+                break
             new_arrays, reports, failures, loss = (self._secure_round if self.secure else self._plain_round)(rnd, arrays)
+            if self.halted:     # what was sent before the halt was released (and charged): it is recorded
+                ended = self.halted
+                self._record(rnd - 1, reports, round_started, failures, last_loss, last_steps)
+                self._stop_declined(rnd, reports)
+                self._privacy_record(rnd, reports)
+                break
             if not reports:
-                raise FederationError(f"round {rnd}: no partner replied: " + "; ".join(failures))
+                ended = f"round {rnd}: no partner replied: " + "; ".join(failures)
+                self._record(rnd - 1, reports, round_started, failures, last_loss, last_steps)
+                break
             # A reply evaluates (when scheduled) the model it received: the previous round's result.
             self._record(rnd - 1, reports, round_started, failures, last_loss, last_steps)
             round_started = time.monotonic()
-            for rep in reports:
-                if rep.declined:
-                    self.stopped[rep.partner] = {"round": rnd, "reason": rep.declined}
-                    log(WARNING, "partner '%s' stopped at round %d: %s", rep.partner, rnd, rep.declined, extra=PROGRESS)
+            self._stop_declined(rnd, reports)
             self._privacy_record(rnd, reports)
             if new_arrays is None:
                 ended = f"no partner can train from round {rnd}"
@@ -352,7 +401,7 @@ class FederatedTraining:
                     and self.node_partner[m.metadata.dst_node_id] not in self.dropped]
         replies, failures = self._exchange(messages)
         if not replies:
-            raise FederationError("final evaluation: no partner replied: " + "; ".join(failures))
+            self._notice("final evaluation: no partner replied: " + "; ".join(failures))
         final_reports = [self._report(r) for r in replies]
         final = self._record(trained_rounds, final_reports, round_started, failures, last_loss, last_steps)
         self._privacy_record(trained_rounds, final_reports)
@@ -365,6 +414,12 @@ class FederatedTraining:
         write_privacy_report(self.run_dir.path, summary, self.privacy_rounds, self.releases)
         log(INFO, "run directory: %s", self.run_dir.path, extra=PROGRESS)
         return summary
+
+    def _stop_declined(self, rnd: int, reports: list[PartnerReport]) -> None:
+        for rep in reports:
+            if rep.declined:
+                self.stopped[rep.partner] = {"round": rnd, "reason": rep.declined}
+                log(WARNING, "partner '%s' stopped at round %d: %s", rep.partner, rnd, rep.declined, extra=PROGRESS)
 
     def _rows(self, partner: str) -> int | None:
         return self.task.weights.get(partner)
@@ -396,6 +451,7 @@ class FederatedTraining:
             "ended_early": ended or None,
             "secure_aggregation": self.secure,
             "dropped": [{"partner": n, "round": r} for n, r in self.dropped.items()],
+            "declined": [{"partner": n, "round": v["round"], "reason": v["reason"]} for n, v in self.stopped.items()],
             "federated": final["pooled"] or {
                 "auc": None, "ks": None, "gini": None, "brier": None, "logloss": None, "n": 0, "bad_rate": None,
                 UNDEFINED: "no partner released an evaluation of the final model (see partners[].privacy)"},
@@ -405,6 +461,7 @@ class FederatedTraining:
             "features": transform.feature_names,
             "features_dropped": dict(transform.dropped),
             "notices": list(self.notices),
+            "refused_nodes": list(self.refused),
             "artefact": MODEL,
             "timing": {"seconds_total": round(time.monotonic() - started, 3),
                        "seconds_statistics_round": round(stats_seconds, 3)},

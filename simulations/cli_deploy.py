@@ -1,7 +1,8 @@
-"""`fedcredit certs | node-key | server | partner | run`: stand up a real Flower deployment.
+"""`fedcredit certs | node-key | app | server | partner | run`: stand up a real Flower deployment.
 
 The coordinator runs the SuperLink (`server start`) and the training (`run`); each partner runs
-one SuperNode (`partner start`). TLS and node authentication are on unless --insecure.
+one SuperNode (`partner start`). TLS and node authentication are on unless --insecure, and a
+partner runs only app bundles signed by a key it trusts (`app keygen`, `app sign`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,39 @@ def _node_key_new(args: argparse.Namespace) -> int:
     print(f"wrote {files.private_key} (node private key, mode 600: it stays here; [node] auth_key)\n"
           f"      {files.public_key} (public key: send it to the coordinator, who sets it as this partner's "
           "public_key)")
+    return 0
+
+
+def _app_keygen(args: argparse.Namespace) -> int:
+    from privacy.app_signing import new_signing_key
+
+    pub = new_signing_key(args.path)
+    print(f"wrote {args.path} (app-signing private key, mode 600: keep it with the consortium's release "
+          f"manager, off the coordinator)\n      {pub} (public key: every partner lists it in [node] "
+          "trusted_app_keys)")
+    return 0
+
+
+def _app_sign(args: argparse.Namespace) -> int:
+    from credit.atomic import atomic_write_text
+    from privacy.app_signing import sign_app
+    from simulations.deployment import PROJECT_DIR
+
+    out = args.out.expanduser()
+    if out.exists() and not args.force:
+        raise InputError("exists: pass --force to replace it (a signature is cheap to make again)", source=str(out))
+    sig = sign_app(args.key, PROJECT_DIR)
+    atomic_write_text(out, sig.to_text() + "\n")
+    print(f"wrote {out}: app bundle sha256 {sig.fab_sha256} signed by key {sig.key_id} at {sig.signed_at}\n"
+          "set it as [coordinator] app_signature; sign again after any change to the app's code")
+    return 0
+
+
+def _app_digest(args: argparse.Namespace) -> int:
+    from privacy.app_signing import app_digest
+    from simulations.deployment import PROJECT_DIR
+
+    print(f"{app_digest(PROJECT_DIR)}  {PROJECT_DIR}")
     return 0
 
 
@@ -153,6 +187,7 @@ def _run(args: argparse.Namespace) -> int:
     if out.exists() and any(out.iterdir()):
         raise InputError("exists and is not empty: choose a new --out folder", source=str(out))
     cmd = d.run_command(cfg, out, args.rounds)
+    d.log_run_start(cfg, out, cmd)
     print(f"running: FLWR_HOME={s.flwr_home} {d.shell_join(cmd)}", flush=True)
     start = time.monotonic()
     try:
@@ -165,8 +200,16 @@ def _run(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - start
     finished = (out / "summary.json").is_file()
     if done.returncode != 0 or not finished:
-        print(f"fedcredit: error: the run did not finish (flwr exit code {done.returncode}, "
-              f"{'no summary.json in ' + str(out) if not finished else 'see above'})", file=sys.stderr)
+        from credit.rundir import STAGING_SUFFIX, RunDirectory
+
+        reason = RunDirectory(out).failure() if out.is_dir() else None
+        where = out
+        marked = out.with_name(out.name + STAGING_SUFFIX)
+        if out.is_dir() and not finished and not marked.exists():
+            out.rename(marked)          # like a failed simulation: an unfinished run is never mistaken for one
+            where = marked
+        print(f"fedcredit: error: the run did not finish: {reason or f'flwr exit code {done.returncode}'} "
+              f"(what it wrote is in {where})", file=sys.stderr)
         return 1
     print(f"\nrun directory: {out}  ({elapsed:.0f} s)")
     return 0
@@ -188,6 +231,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     nk_new.add_argument("path", metavar="PATH")
     nk_new.add_argument("--comment", help="text after the public key (e.g. the partner's name)")
     nk_new.set_defaults(func=_node_key_new)
+
+    app = sub.add_parser("app", help="sign the app bundle partners will run")
+    app_sub = app.add_subparsers(dest="app_command", required=True)
+    a_key = app_sub.add_parser("keygen", help="write an Ed25519 app-signing key PATH (mode 600) and PATH.pub "
+                               "(never overwrites)")
+    a_key.add_argument("path", metavar="PATH")
+    a_key.set_defaults(func=_app_keygen)
+    a_sign = app_sub.add_parser("sign", help="sign the app bundle `fedcredit run` sends to the partners")
+    a_sign.add_argument("--key", required=True, type=Path, help="the app-signing private key")
+    a_sign.add_argument("--out", required=True, type=Path, help="signature file ([coordinator] app_signature)")
+    a_sign.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    a_sign.set_defaults(func=_app_sign)
+    a_dig = app_sub.add_parser("digest", help="print the SHA-256 of the app bundle as it is now")
+    a_dig.set_defaults(func=_app_digest)
 
     server = sub.add_parser("server", help="the coordinator's SuperLink")
     server_sub = server.add_subparsers(dest="server_command", required=True)

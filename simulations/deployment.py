@@ -52,8 +52,8 @@ STOP_TIMEOUT = 20.0
 STATE_DIR = "fedcredit"       # inside FLWR_HOME: PID files, logs, registered node ids
 _FEDERATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _COORDINATOR_KEYS = {"address", "port", "ca_cert", "server_cert", "server_key", "flwr_home", "insecure",
-                     "federation"}
-_NODE_KEYS = {"superlink", "port", "root_certificates", "auth_key", "insecure", "flwr_home"}
+                     "federation", "app_signature"}
+_NODE_KEYS = {"superlink", "port", "root_certificates", "auth_key", "insecure", "flwr_home", "trusted_app_keys"}
 Print = Callable[[str], None]
 
 
@@ -153,6 +153,7 @@ class CoordinatorSettings:
     flwr_home: Path = Path("flwr-home")
     insecure: bool = False
     federation: str = DEFAULT_FEDERATION
+    app_signature: Path | None = None
 
     @property
     def control_address(self) -> str:
@@ -175,6 +176,11 @@ class CoordinatorSettings:
     def nodes_file(self) -> Path:
         return self.state_dir / "registered-nodes.json"
 
+    @property
+    def runs_log(self) -> Path:
+        """One JSON line per run started with `fedcredit run`: who, from where, which signed app."""
+        return self.state_dir / "run-starts.jsonl"
+
 
 @dataclass(frozen=True)
 class CoordinatorConfig:
@@ -184,6 +190,7 @@ class CoordinatorConfig:
     scenario: Scenario
     public_keys: Mapping[str, Path]        # partner name → OpenSSH public key file (empty when insecure)
     insecure: bool
+    app_signature: str = ""                # the signature line of the app bundle (empty: unsigned)
 
     @property
     def source(self) -> Path:
@@ -211,6 +218,7 @@ def read_coordinator_settings(path: str | Path) -> CoordinatorSettings:
         flwr_home=_path(base, _str(table, "flwr_home", source, "flwr-home")) or base / "flwr-home",
         insecure=_bool(table, "insecure", source),
         federation=federation or DEFAULT_FEDERATION,
+        app_signature=_path(base, _str(table, "app_signature", source)),
     )
 
 
@@ -257,7 +265,36 @@ def load_coordinator(path: str | Path, *, insecure: bool = False, now: datetime 
                                  source=at, field="public_key")
             seen[line] = name
             keys[name] = key_path
-    return CoordinatorConfig(settings, scenario, keys, insecure)
+    return CoordinatorConfig(settings, scenario, keys, insecure, read_app_signature(settings, insecure))
+
+
+def read_app_signature(settings: CoordinatorSettings, insecure: bool) -> str:
+    """The [coordinator] app_signature file's line, checked against the app as it is now on disk
+    (required with TLS: partners refuse unsigned apps)."""
+    from privacy.app_signing import AppRejected, app_digest, read_signature
+
+    source = f"{settings.source} [coordinator]"
+    path = settings.app_signature
+    if path is None:
+        if insecure:
+            return ""
+        raise InputError("missing: the app's signature file (`fedcredit app sign --key KEY --out FILE` by the "
+                         "holder of the consortium's app-signing key); partners run only signed apps",
+                         source=source, field="app_signature")
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        sig = read_signature(text, source=str(path))
+    except FileNotFoundError:
+        raise InputError(f"no such file: {path} (make it with `fedcredit app sign`)", source=source,
+                         field="app_signature") from None
+    except (OSError, UnicodeDecodeError, AppRejected) as exc:
+        raise InputError(f"cannot read {path}: {exc}", source=source, field="app_signature") from None
+    digest = app_digest(PROJECT_DIR)
+    if sig.fab_sha256 != digest:
+        raise InputError(f"{path} signs app bundle {sig.fab_sha256[:16]}…, but the app in {PROJECT_DIR} is now "
+                         f"{digest[:16]}… (its code changed since it was signed): sign it again; partners would "
+                         "refuse it", source=source, field="app_signature")
+    return text
 
 
 @dataclass(frozen=True)
@@ -272,6 +309,17 @@ class NodeSettings:
     auth_key: Path | None = None
     insecure: bool = False
     flwr_home: Path = Path("flwr-home")
+    trusted_app_keys: tuple[Path, ...] = ()
+
+    @property
+    def app_log(self) -> Path:
+        """One JSON line per app bundle this node was sent: accepted (by which key) or refused (why)."""
+        return self.state_dir / f"apps-{self.name}.jsonl"
+
+    @property
+    def launcher_dir(self) -> Path:
+        """Holds the `flwr-clientapp` that checks the app's signature (first on the SuperNode's PATH)."""
+        return self.state_dir / "bin"
 
     @property
     def state_dir(self) -> Path:
@@ -317,6 +365,12 @@ def read_node_settings(path: str | Path) -> NodeSettings:
                          source=source, field="superlink")
     host, port = _host_port(superlink, source, "superlink")
     base = path.parent
+    trusted = table.get("trusted_app_keys", [])
+    if isinstance(trusted, str):
+        trusted = [trusted]
+    if not isinstance(trusted, list) or not all(isinstance(t, str) and t.strip() for t in trusted):
+        raise InputError("must be a file path or a list of file paths (the consortium's app-signing .pub)",
+                         source=source, field="trusted_app_keys")
     return NodeSettings(
         source=path, name=name, superlink=_join(host, port),
         port=_port(table, "port", source, DEFAULT_NODE_PORT),
@@ -324,6 +378,7 @@ def read_node_settings(path: str | Path) -> NodeSettings:
         auth_key=_path(base, _str(table, "auth_key", source)),
         insecure=_bool(table, "insecure", source),
         flwr_home=_path(base, _str(table, "flwr_home", source, f"flwr-home-{name}")) or base / f"flwr-home-{name}",
+        trusted_app_keys=tuple(_path(base, t) for t in trusted),
     )
 
 
@@ -355,6 +410,14 @@ def load_node(path: str | Path, *, insecure: bool = False, now: datetime | None 
                              "send PATH.pub to the coordinator)", source=source, field="auth_key")
         tls.check_ca_file(settings.root_certificates, field="root_certificates", source=source, now=now)
         tls.check_node_private_key(settings.auth_key, field="auth_key", source=source)
+        if not settings.trusted_app_keys:
+            raise InputError("missing: the consortium's app-signing public key (the .pub made by `fedcredit app "
+                             "keygen`); this node runs only apps signed by it", source=source,
+                             field="trusted_app_keys")
+    if settings.trusted_app_keys:
+        from privacy.app_signing import load_trusted_keys
+
+        load_trusted_keys(list(settings.trusted_app_keys), source=f"{source} trusted_app_keys")
     return NodeConfig(settings, partner, insecure)
 
 
@@ -379,6 +442,22 @@ def flower_env(flwr_home: Path, **extra: str) -> dict[str, str]:
                 "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1", **extra})
     # Each message starts a fresh ClientApp process; poll for it every 0.2 s instead of 1 s.
     env.setdefault("FLWR_SUPEREXEC_TASK_POLL_INTERVAL", "0.2")
+    return env
+
+
+def app_check_env(s: NodeSettings) -> dict[str, str]:
+    """The SuperNode's environment with the signature-checking `flwr-clientapp` first on PATH
+    (Flower's SuperExec starts the ClientApp by that name) and the keys it trusts."""
+    from clients import verified_clientapp as v
+
+    s.launcher_dir.mkdir(parents=True, exist_ok=True)
+    launcher = s.launcher_dir / "flwr-clientapp"
+    atomic_write_text(launcher, v.launcher_script())     # ours, regenerated at every start
+    launcher.chmod(0o755)
+    env = flower_env(s.flwr_home)
+    env["PATH"] = f"{s.launcher_dir}{os.pathsep}{env['PATH']}"
+    env.update({v.ENV_TRUSTED: os.pathsep.join(str(p) for p in s.trusted_app_keys), v.ENV_LOG: str(s.app_log),
+                v.ENV_PARTNER: s.name})
     return env
 
 
@@ -414,13 +493,36 @@ def supernode_command(node: NodeConfig) -> list[str]:
 
 
 def run_command(cfg: CoordinatorConfig, out_dir: Path, rounds: int | None = None) -> list[str]:
-    """`flwr run <project> <federation> --stream --run-config "scenario=... deployment=true out-dir=..."`."""
+    """`flwr run <project> <federation> --stream --run-config "scenario=... deployment=true out-dir=...
+    app-signature=..."`."""
     run_config = (f"scenario={toml_string(str(cfg.source), what='scenario path')} deployment=true "
                   f"out-dir={toml_string(str(out_dir), what='--out')}")
     if rounds:
         run_config += f" rounds={int(rounds)}"
+    if cfg.app_signature:
+        run_config += f" app-signature={toml_string(cfg.app_signature, what='app signature')}"
+    registered = registered_nodes(cfg.settings)
+    if registered:
+        run_config += f" registered-nodes={toml_string(json.dumps(registered, sort_keys=True), what='node ids')}"
     return [executable("flwr"), "run", str(PROJECT_DIR), cfg.settings.federation, "--stream",
             "--run-config", run_config]
+
+
+def log_run_start(cfg: CoordinatorConfig, out_dir: Path, cmd: Sequence[str]) -> None:
+    """Append who starts which run, from where, with which signed app, to the coordinator's
+    run-start log (before the run starts: a run that fails to start is logged too)."""
+    import getpass
+
+    from privacy.app_signing import read_signature
+
+    sig = read_signature(cfg.app_signature) if cfg.app_signature else None
+    record = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "user": getpass.getuser(),
+              "host": socket.gethostname(), "pid": os.getpid(), "config": str(cfg.source), "out": str(out_dir),
+              "app_sha256": sig.fab_sha256 if sig else None, "signed_by": sig.key_id if sig else None,
+              "command": shell_join(cmd)}
+    cfg.settings.state_dir.mkdir(parents=True, exist_ok=True)
+    with open(cfg.settings.runs_log, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
 
 
 def shell_join(cmd: Sequence[str]) -> str:
@@ -809,8 +911,13 @@ def start_supernode(node: NodeConfig, *, wait: float = DEFAULT_WAIT, out: Print 
     refuse_if_running(s.pid_file, f"the SuperNode of '{s.name}'", f"fedcredit partner stop --config {s.source}")
     check_port_free("127.0.0.1", s.port, source=source, field="port")
     s.flwr_home.mkdir(parents=True, exist_ok=True)
-    service = Service(f"SuperNode {s.name}", argv, flower_env(s.flwr_home), s.log_file, s.pid_file,
-                      cwd=s.flwr_home)
+    if s.trusted_app_keys:
+        env = app_check_env(s)
+    else:
+        env = flower_env(s.flwr_home)
+        out(f"warning: partner '{s.name}' has no trusted_app_keys: ANY app the SuperLink sends runs here "
+            "(insecure local test only)")
+    service = Service(f"SuperNode {s.name}", argv, env, s.log_file, s.pid_file, cwd=s.flwr_home)
     try:
         deadline = time.monotonic() + wait
         while True:

@@ -19,9 +19,9 @@ from typing import Any
 from clients.partner import PartnerData, open_partner_data, privacy_gate, run_shape
 from credit.artefact import ScoringModel
 from credit.consistency import label_coding_conflict, level_spelling_conflicts
-from credit.errors import InputError
+from credit.errors import FederationError, InputError
 from credit.protocol import TaskConfig
-from credit.rundir import CONFIG, MODEL, ROUNDS, STAGING_SUFFIX, SUMMARY, RunDirectory
+from credit.rundir import CONFIG, FAILED, MODEL, ROUNDS, STAGING_SUFFIX, SUMMARY, RunDirectory
 from credit.scenario import Scenario
 from privacy.report import HTML_NAME, JSON_NAME, write_privacy_report
 from server.app import RunSettings
@@ -31,7 +31,7 @@ from simulations.yardsticks import centralised, federation_gain, local_only, loc
 
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
 # what a run writes into its staging folder (ledgers/: privacy ledger_dir = "run")
-RUN_FILES = {CONFIG, ROUNDS, MODEL, SUMMARY, JSON_NAME, HTML_NAME, "ledgers"}
+RUN_FILES = {CONFIG, ROUNDS, MODEL, SUMMARY, FAILED, JSON_NAME, HTML_NAME, "ledgers"}
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silence a Ray FutureWarning (no GPUs here)
 # Ray starts its workers at niceness 15: the one actor that does every partner's work would then
 # starve beside any other busy process (a round, or round 0's start-up, outlasting its timeout).
@@ -159,6 +159,9 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
     run_flower_simulation(staged, len(scenario.partners), verbose=verbose)
     run_dir = RunDirectory(staging)
     if not run_dir.file("summary.json").exists():
+        reason = run_dir.failure()
+        if reason:
+            raise FederationError(f"{reason} (the unfinished run is in {staging})")
         raise RuntimeError(f"the simulation ended without a summary; see {staging}")
     summary = run_dir.summary()
     fed_seconds = time.monotonic() - started

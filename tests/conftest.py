@@ -65,6 +65,20 @@ def machine_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     return folder
 
 
+@pytest.fixture(scope="session")
+def app_signing(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(the consortium's app-signing public key, the signature of the app as it is now): what a
+    coordinator's `app_signature` and a partner's `trusted_app_keys` name in a deployment."""
+    from privacy.app_signing import new_signing_key, sign_app
+    from simulations.deployment import PROJECT_DIR
+
+    folder = tmp_path_factory.mktemp("app-signing")
+    pub = new_signing_key(folder / "app-signing.key")
+    sig = folder / "fedcredit-app.sig"
+    sig.write_text(sign_app(folder / "app-signing.key", PROJECT_DIR).to_text() + "\n")
+    return pub, sig
+
+
 @pytest.fixture
 def three_partners(tmp_path: Path) -> Path:
     frames = {"bank-a": make_partner_frame(1500, 1), "insurer-b": make_partner_frame(900, 2, shift=0.5),

@@ -36,7 +36,7 @@ def edit(path: Path, change) -> Path:
 
 
 @pytest.fixture
-def coordinator(tmp_path: Path) -> Path:
+def coordinator(tmp_path: Path, app_signing) -> Path:
     """coordinator/scenario.toml with [coordinator], certs/ and keys/<partner>.pub; partners' private keys in tmp."""
     folder = tmp_path / "coordinator"
     frames = {n: make_partner_frame(60, i) for i, n in enumerate(NAMES)}
@@ -48,11 +48,12 @@ def coordinator(tmp_path: Path) -> Path:
     tls.make_certificates(folder / "certs")
     return edit(path, lambda s: s.update(coordinator={
         "address": "127.0.0.1", "port": 9092, "ca_cert": "certs/ca.crt", "server_cert": "certs/server.crt",
-        "server_key": "certs/server.key", "federation": "consortium"}))
+        "server_key": "certs/server.key", "federation": "consortium",
+        "app_signature": str(app_signing[1])}))
 
 
 @pytest.fixture
-def partner(tmp_path: Path, coordinator: Path) -> Path:
+def partner(tmp_path: Path, coordinator: Path, app_signing) -> Path:
     folder = tmp_path / "bank-a"
     folder.mkdir()
     make_partner_frame(60, 1).to_csv(folder / "bank-a.csv", index=False)
@@ -61,7 +62,7 @@ def partner(tmp_path: Path, coordinator: Path) -> Path:
     path.write_text(tomli_w.dumps({
         "partner": {"name": "bank-a", "kind": "bank", "data": "bank-a.csv"},
         "node": {"superlink": "127.0.0.1:9092", "port": 9094, "root_certificates": "ca.crt",
-                 "auth_key": "../bank-a.key"}}))
+                 "auth_key": "../bank-a.key", "trusted_app_keys": [str(app_signing[0])]}}))
     return path
 
 
@@ -172,12 +173,14 @@ def test_flower_command_lines(coordinator: Path, tmp_path: Path) -> None:
     cmd = d.run_command(cfg, out, rounds=2)
     assert cmd[:5] == [str(d.BIN_DIR / "flwr"), "run", str(d.PROJECT_DIR), "consortium", "--stream"]
     assert (d.PROJECT_DIR / "pyproject.toml").is_file() and (d.PROJECT_DIR / "simulations").is_dir()
-    assert cmd[5:] == ["--run-config", f'scenario="{coordinator}" deployment=true out-dir="{out}" rounds=2']
-    # Flower's own parser reads it back whole (spaces in paths included).
+    signature = cfg.app_signature
+    assert cmd[5:] == ["--run-config", f'scenario="{coordinator}" deployment=true out-dir="{out}" rounds=2 '
+                                       f"app-signature='{signature}'"]
+    # Flower's own parser reads it back whole (spaces in paths, the signature's JSON included).
     from flwr.common.config import parse_config_args
 
     assert parse_config_args([cmd[6]]) == {"scenario": str(coordinator), "deployment": True,
-                                           "out-dir": str(out), "rounds": 2}
+                                           "out-dir": str(out), "rounds": 2, "app-signature": signature}
     env = d.flower_env(s.flwr_home)
     assert env["FLWR_HOME"] == str(s.flwr_home) and env["PATH"].startswith(str(d.BIN_DIR))
     assert env["FLWR_TELEMETRY_ENABLED"] == "0" and env["FLWR_DISABLE_UPDATE_CHECK"] == "1"

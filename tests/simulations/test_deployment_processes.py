@@ -1,11 +1,13 @@
 """Real Flower processes on 127.0.0.1: a SuperLink with TLS and node authentication admits a
 registered SuperNode and refuses an unregistered one; `partner start` says so and leaves no
-process; a foreground SuperLink stops cleanly on SIGTERM; a wrong SuperLink address gives up
+process; a partner refuses an app bundle nobody it trusts signed; a foreground SuperLink stops cleanly on SIGTERM; a wrong SuperLink address gives up
 after a bounded wait. Every process is stopped by PID in `finally`."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +34,7 @@ def one_line_error(err: str) -> str:
 
 
 @pytest.fixture
-def deployment(tmp_path: Path):
+def deployment(tmp_path: Path, app_signing):
     """A coordinator (scenario with bank-a's public key, certs) and two partners: bank-a registered,
     rogue-z with a key the coordinator never saw. Yields (coordinator.toml, bank-a.toml, rogue.toml);
     afterwards stops every process whose command line mentions tmp_path."""
@@ -50,14 +52,15 @@ def deployment(tmp_path: Path):
         path.write_text(tomli_w.dumps({
             "partner": {"name": name, "kind": kind, "data": "data.csv"},
             "node": {"superlink": f"127.0.0.1:{port}", "port": free_port(),
-                     "root_certificates": str(coord / "certs" / "ca.crt"), "auth_key": "node.key"}}))
+                     "root_certificates": str(coord / "certs" / "ca.crt"), "auth_key": "node.key",
+                     "trusted_app_keys": [str(app_signing[0])]}}))
         partners[name] = path
     (coord / "keys" / "bank-a.pub").write_bytes((tmp_path / "bank-a" / "node.key.pub").read_bytes())
     scenario = write_scenario(coord, {"bank-a": make_partner_frame(60, 1)},
                               partner_fields={"bank-a": {"public_key": "keys/bank-a.pub"}})
     text = scenario.read_text() + (
         f'\n[coordinator]\naddress = "127.0.0.1"\nport = {port}\nca_cert = "certs/ca.crt"\n'
-        'server_cert = "certs/server.crt"\nserver_key = "certs/server.key"\nfederation = "test-fed"\n')
+        f'server_cert = "certs/server.crt"\nserver_key = "certs/server.key"\napp_signature = "{app_signing[1]}"\nfederation = "test-fed"\n')
     scenario.write_text(text)
     try:
         yield scenario, partners["bank-a"], partners["rogue-z"]
@@ -100,6 +103,55 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, caps
     assert "stopped the SuperLink" in capsys.readouterr().out
     assert not pids_with_argument(str(scenario.parent.parent))
     assert time.monotonic() - started < 60
+
+
+def test_an_app_nobody_signed_is_refused_at_the_partner(deployment, tmp_path: Path, capsys) -> None:
+    """Finding 1 of issue 9: anyone who can reach the port with the public ca.crt could run code on
+    every partner. Now the partner refuses the bundle before Flower installs it, and logs why."""
+    scenario, bank, _ = deployment
+    assert main(["server", "start", "--config", str(scenario), "--detach", "--wait", "30"]) == 0
+    assert main(["partner", "start", "--config", str(bank), "--detach", "--wait", "30"]) == 0
+    capsys.readouterr()
+    settings = d.read_coordinator_settings(scenario)
+    home = tmp_path / "outsider-home"          # what the outsider holds: the CA certificate, its own app
+    home.mkdir()
+    (home / "config.toml").write_text(f'[superlink.consortium]\naddress = "127.0.0.1:{settings.port}"\n'
+                                      f'root-certificates = "{settings.ca_cert}"\n')
+    app = shutil.copytree(Path(__file__).parent / "outsider_app", tmp_path / "outsider_app")
+    marker = tmp_path / "ran-on-partner.txt"
+    done = subprocess.run([d.executable("flwr"), "run", str(app), "consortium", "--stream", "--run-config",
+                           f'marker="{marker}"'], env=d.flower_env(home), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, check=False)
+    answers = Path(f"{marker}.server")
+    assert answers.is_file(), done.stdout + done.stderr     # the outsider's ServerApp did ask the partner
+    assert not marker.exists()                              # ... and none of its code ran there
+    assert answers.read_text().startswith("error"), answers.read_text()
+    node = d.read_node_settings(bank)
+    (entry,) = [json.loads(line) for line in node.app_log.read_text().splitlines()]
+    assert entry["decision"] == "refused" and "unsigned" in entry["reason"] and entry["partner"] == "bank-a"
+    assert "REFUSED app 'outsider/outsider'" in node.log_file.read_text()
+
+
+def test_a_node_speaking_under_another_name_is_refused(deployment, tmp_path: Path, capfd) -> None:
+    """Finding 3 of issue 9: bank-a's registered key under the name 'bank-two' took part as 'bank-two'.
+    Now the coordinator refuses the node, saying which partner its key is registered for."""
+    scenario, bank, _ = deployment
+    make_partner_frame(600, 1).to_csv(bank.parent / "data.csv", index=False)   # enough rows to answer round 0
+    spoof = bank.parent / "spoof.toml"
+    spoof.write_text(bank.read_text().replace('name = "bank-a"', 'name = "bank-two"'))
+    assert main(["server", "start", "--config", str(scenario), "--detach", "--wait", "30"]) == 0
+    assert main(["partner", "start", "--config", str(spoof), "--detach", "--wait", "30"]) == 0
+    capfd.readouterr()
+    out = tmp_path / "run"
+    assert main(["run", "--config", str(scenario), "--out", str(out)]) == 1
+    text = "".join(capfd.readouterr())
+    registered = d.registered_nodes(d.read_coordinator_settings(scenario))["bank-a"]
+    assert (f"refused node {registered} calls itself 'bank-two' but its key is registered for partner "
+            "'bank-a'") in text
+    # the run cannot go on without bank-a: it ends with one line saying why, its folder marked unfinished
+    assert "the run did not finish: the statistics round failed: too few replies" in text
+    assert "Traceback" not in text and not out.exists()
+    assert "too few replies" in json.loads((tmp_path / "run.incomplete" / "failed.json").read_text())["reason"]
 
 
 def test_wrong_superlink_address_gives_up_and_cleans_up(deployment, capsys) -> None:

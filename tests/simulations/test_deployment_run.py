@@ -29,7 +29,7 @@ PARTNERS = (("bank-a", "bank", 1500, 1, 0.0), ("insurer-b", "insurer", 900, 2, 0
 
 
 @pytest.fixture
-def consortium(tmp_path: Path):
+def consortium(tmp_path: Path, app_signing):
     """Coordinator folder (certs, scenario with the partners' public keys) + one folder per partner
     (data, node key, partner.toml with its own DP policy) + a rogue partner nobody registered."""
     coord = tmp_path / "coordinator"
@@ -48,7 +48,8 @@ def consortium(tmp_path: Path):
             "privacy": {"mode": "sample", "epsilon": 8.0, "run_epsilon": 8.0, "delta": 1e-4, "noise_multiplier": 2.0,
                         "stats_noise_multiplier": 2.0},
             "node": {"superlink": f"127.0.0.1:{port}", "port": free_port(),
-                     "root_certificates": str(coord / "certs" / "ca.crt"), "auth_key": "node.key"}}))
+                     "root_certificates": str(coord / "certs" / "ca.crt"), "auth_key": "node.key",
+                     "trusted_app_keys": [str(app_signing[0])]}}))
         if name != "rogue-z":
             (coord / "keys" / f"{name}.pub").write_bytes((folder / "node.key.pub").read_bytes())
     scenario = write_scenario(coord, {n: make_partner_frame(50, 1) for n, *_ in PARTNERS},
@@ -61,7 +62,7 @@ def consortium(tmp_path: Path):
         text = text.replace(f'data = "{name}.csv"\n', "")
     scenario.write_text(text + (
         f'\n[coordinator]\naddress = "127.0.0.1"\nport = {port}\nca_cert = "certs/ca.crt"\n'
-        'server_cert = "certs/server.crt"\nserver_key = "certs/server.key"\nfederation = "fedcredit-test"\n'))
+        f'server_cert = "certs/server.crt"\nserver_key = "certs/server.key"\napp_signature = "{app_signing[1]}"\nfederation = "fedcredit-test"\n'))
     try:
         yield scenario, configs
     finally:
@@ -133,3 +134,51 @@ def test_a_partner_killed_mid_run_costs_one_timeout_and_is_reported(consortium, 
     assert gone["dropped_round"] == 2 and gone["federated"] is None
     report = json.loads((out / "privacy_report.json").read_text())
     assert next(p for p in report["partners"] if p["name"] == "platform-c")["status"] == "dropped"
+
+
+def test_declined_and_killed_in_one_secure_round_end_with_a_summary(consortium, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Finding 2 of issue 9: insurer-b's per-run cap cannot fit round 0, platform-c is killed in
+    round 1 (SecAgg+). bank-a alone cannot be aggregated securely: the run ends cleanly, with a
+    summary naming who declined and who dropped, and bank-a is never reported dropped."""
+    import threading
+    import tomllib
+
+    scenario, configs = consortium
+    policy = tomllib.loads(configs["insurer-b"].read_text())
+    policy["privacy"].pop("noise_multiplier")                  # its budget, not its config, stops it
+    policy["privacy"].update(epsilon=0.01, run_epsilon=0.01)
+    configs["insurer-b"].write_text(tomli_w.dumps(policy))
+    _start(scenario, configs, capsys)
+    out = tmp_path / "run"
+    run = subprocess.Popen([sys.executable, "-m", "simulations.cli", "run", "--config", str(scenario),
+                            "--out", str(out)], cwd=Path(__file__).resolve().parents[2],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(run.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 240
+        while not any("shared transform fitted" in line for line in list(lines)):
+            assert time.monotonic() < deadline and run.poll() is None, "round 0 never completed:\n" + "".join(lines)
+            time.sleep(0.1)
+        victim = int(json.loads(d.read_node_settings(configs["platform-c"]).pid_file.read_text())["pid"])
+        for proc in [psutil.Process(victim), *psutil.Process(victim).children(recursive=True)]:
+            proc.send_signal(signal.SIGKILL)
+        run.wait(timeout=300)
+        reader.join(timeout=10)
+    finally:
+        kill_tree([run.pid])
+    output = "".join(lines)
+    assert run.returncode == 0, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["declined"] == [{"partner": "insurer-b", "round": 0, "reason": summary["declined"][0]["reason"]}]
+    assert "budget" in summary["declined"][0]["reason"] or "cap" in summary["declined"][0]["reason"]
+    assert summary["dropped"] == [{"partner": "platform-c", "round": 1}]
+    assert "secure aggregation halted in round 1" in summary["ended_early"] and summary["rounds"] == 0
+    bank = next(p for p in summary["partners"] if p["name"] == "bank-a")
+    assert bank.get("dropped_round") is None and bank["federated"] is not None
+    for name in ("insurer-b", "bank-a"):
+        assert main(["partner", "stop", "--config", str(configs[name])]) == 0
+    assert main(["server", "stop", "--config", str(scenario)]) == 0

@@ -1,0 +1,74 @@
+"""The partner-side check that runs before Flower installs an app bundle: fail closed, and one
+log line per decision."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from clients import verified_clientapp as v
+from privacy.app_signing import AppRejected, build_bundle, new_signing_key, sign_app
+from simulations.deployment import PROJECT_DIR
+
+
+@dataclass
+class FakeFab:          # the two attributes of flwr's Fab the check reads
+    content: bytes
+    hash_str: str = "h"
+
+
+@dataclass
+class FakeRun:
+    run_id: int = 7
+    fab_id: str = "fedcredit/fedcredit"
+    override_config: dict = field(default_factory=dict)
+
+
+@pytest.fixture
+def signed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    pub = new_signing_key(tmp_path / "app.key")
+    log = tmp_path / "apps.jsonl"
+    monkeypatch.setenv(v.ENV_LOG, str(log))
+    monkeypatch.setenv(v.ENV_PARTNER, "bank-a")
+    return FakeFab(build_bundle(PROJECT_DIR)), sign_app(tmp_path / "app.key", PROJECT_DIR).to_text(), pub, log
+
+
+def _log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_no_trusted_key_refuses_everything(signed, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    fab, sig, _, log = signed
+    monkeypatch.delenv(v.ENV_TRUSTED, raising=False)
+    with pytest.raises(AppRejected, match="no trusted app-signing key"):
+        v.check(fab, FakeRun(override_config={"app-signature": sig}))
+    assert _log(log)[0]["decision"] == "refused" and _log(log)[0]["partner"] == "bank-a"
+    assert "REFUSED app 'fedcredit/fedcredit' of run 7" in capsys.readouterr().err
+
+
+def test_signed_bundle_is_accepted_and_logged(signed, monkeypatch: pytest.MonkeyPatch) -> None:
+    fab, sig, pub, log = signed
+    monkeypatch.setenv(v.ENV_TRUSTED, str(pub))
+    v.check(fab, FakeRun(override_config={"app-signature": sig}))
+    (entry,) = _log(log)
+    assert entry["decision"] == "accepted" and entry["run_id"] == 7 and entry["key_id"] == json.loads(sig)["key_id"]
+
+
+def test_unsigned_or_altered_bundle_is_refused_and_logged(signed, monkeypatch: pytest.MonkeyPatch) -> None:
+    fab, sig, pub, log = signed
+    monkeypatch.setenv(v.ENV_TRUSTED, str(pub))
+    with pytest.raises(AppRejected, match="unsigned"):
+        v.check(fab, FakeRun())
+    with pytest.raises(AppRejected, match="changed after it was signed"):
+        v.check(FakeFab(fab.content + b"!"), FakeRun(override_config={"app-signature": sig}))
+    assert [e["decision"] for e in _log(log)] == ["refused", "refused"]
+
+
+def test_launcher_runs_this_interpreter() -> None:
+    import sys
+
+    text = v.launcher_script()
+    assert text.splitlines()[0] == f"#!{sys.executable}" and "clients.verified_clientapp" in text
