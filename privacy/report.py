@@ -22,6 +22,7 @@ from credit import strict_json
 from credit.atomic import atomic_write_json, atomic_write_text
 from credit.metrics import UNDEFINED
 from privacy.accountant import EPS_ERROR, Charge, Release, compose_rows
+from privacy.disclosure import statement as disclosure_statement
 from privacy.inventory import as_table
 
 JSON_NAME, HTML_NAME = "privacy_report.json", "privacy_report.html"
@@ -102,6 +103,7 @@ def build_report(summary: dict[str, Any], rounds: list[dict[str, Any]],
         "features_dropped": summary.get("features_dropped") or {},
         "notices": summary.get("notices") or [],
         "inventory": as_table(),
+        "disclosure": disclosure_statement(),
         "utility": _utility(summary),
         "client_dp": summary.get("client_dp"),
         "membership_audit": summary.get("membership_audit"),
@@ -240,6 +242,13 @@ def render_html(report: dict[str, Any]) -> str:
                           f"<tr><td><code>{html.escape(i['field'])}</code></td><td>{html.escape(i['messages'])}</td>"
                           f"<td>{html.escape(i['protection'])}</td><td style=\"text-align:left\">{html.escape(i['how'])}"
                           "</td></tr>" for i in report.get("inventory") or []) + "</table>")
+    disclosure_html = ("<h2>Who sees what of a partner</h2><table><tr><th>field</th><th>in replies to</th>"
+                       "<th>coordinator, privacy off</th><th>coordinator, DP</th><th>with SecAgg+</th>"
+                       "<th>other partners</th></tr>" + "".join(
+                           f"<tr><td><code>{html.escape(r['field'])}</code></td><td>{html.escape(r['messages'])}</td>"
+                           + "".join(f"<td style=\"text-align:left\">{html.escape(r[k])}</td>"
+                                     for k in ("privacy_off", "dp", "secagg", "other_partners"))
+                           + "</tr>" for r in report.get("disclosure") or []) + "</table>")
     utility = report["utility"]
     cen = utility.get("centralized_auc")
     cen_html = "" if cen is None else f" (centralised non-private: {_fmt(cen, 4)})"
@@ -281,6 +290,7 @@ th {{ background: #f2f2f2; }} td:first-child, th:first-child {{ text-align: left
 <th>clip norm</th><th>δ</th><th>ε after</th><th>ε RDP</th><th>budget</th><th>remaining</th><th>status</th></tr>{round_rows}</table>
 {recomputed_html}{notices_html}{audit_html}{client_html}
 {inventory_html}
+{disclosure_html}
 <h2>Accountant and assumptions, in plain words</h2>
 <p>{html.escape(report['accountant'])}</p><ul>{assumptions}</ul>
 </body></html>

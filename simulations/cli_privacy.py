@@ -73,6 +73,13 @@ def _ledger_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _disclosure(args: argparse.Namespace) -> int:
+    from privacy.disclosure import markdown
+
+    print(markdown(), end="")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     rep = sub.add_parser("report", help="write privacy_report.{json,html} for a run and print a summary")
     rep.add_argument("run_dir", help="a finished run directory")
@@ -83,6 +90,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pln.add_argument("--rounds", type=int, help="override [federation].rounds")
     pln.add_argument("--json", type=Path, help="also write the plan as JSON to this file")
     pln.set_defaults(func=_plan)
+
+    dis = sub.add_parser("disclosure", help="what the coordinator and the other partners see of a partner, per "
+                         "mode (Markdown, from the release inventory)")
+    dis.set_defaults(func=_disclosure)
 
     led = sub.add_parser("ledger", help="a partner's lifetime privacy ledger")
     led_sub = led.add_subparsers(dest="ledger_command", required=True)

@@ -317,6 +317,15 @@ class NodeSettings:
         return self.state_dir / f"apps-{self.name}.jsonl"
 
     @property
+    def supervisor_pid_file(self) -> Path:
+        """The `partner start` process that keeps the SuperNode running (restarts it), when detached."""
+        return self.state_dir / f"supervisor-{self.name}.pid"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.state_dir / f"supervisor-{self.name}.log"
+
+    @property
     def launcher_dir(self) -> Path:
         """Holds the `flwr-clientapp` that checks the app's signature (first on the SuperNode's PATH)."""
         return self.state_dir / "bin"
@@ -594,6 +603,12 @@ class PidRecord:
             return None
 
 
+def write_pid_record(path: Path, pid: int, argv: Sequence[str], log: Path) -> None:
+    """A PID file that also records the process's start time (a recycled PID is never mistaken for it)."""
+    atomic_write_json(path, {"pid": pid, "create_time": psutil.Process(pid).create_time(), "argv": list(argv),
+                             "log": str(log)})
+
+
 def read_pid_file(path: Path) -> PidRecord | None:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -656,6 +671,7 @@ def stop_tree(pid: int, *, timeout: float = STOP_TIMEOUT, known: Sequence = (), 
                     pass
     family.update((p.pid, p) for p in _orphans_of(pid))
     procs = [p for q, p in family.items() if q != pid]
+    _, procs = psutil.wait_procs(procs, timeout=2)     # the log pump drains its last lines and exits itself
     for p in procs:
         try:
             p.terminate()           # psutil checks the start time: a reused PID is not signalled
@@ -675,14 +691,27 @@ class Service:
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log_file: Path, pid_file: Path,
                  cwd: Path):
+        from simulations import logpump
+
         self.name, self.argv, self.log_file, self.pid_file = name, argv, log_file, pid_file
         log_file.parent.mkdir(parents=True, exist_ok=True)
+        logpump.rotate_if_full(log_file)
         with log_file.open("ab") as log:
             log.write(f"\n=== {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} fedcredit started: "
                       f"{shell_join(argv)}\n".encode())
             self.offset = log.tell()
-            self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
+        # The process writes into a pipe; the pump strips colour codes, rotates the log by size and
+        # exits when the last writer (the process and its helpers) is gone. Neither holds our stdout.
+        read, write = os.pipe()
+        try:
+            self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=write,
                                          stderr=subprocess.STDOUT, start_new_session=True)
+            self.pump = subprocess.Popen([sys.executable, "-m", "simulations.logpump", str(log_file)],
+                                         cwd=PROJECT_DIR, stdin=read, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            os.close(read)
+            os.close(write)
         self._seen: dict[int, Any] = {}     # pid → psutil.Process of every helper seen alive
         self._read_at = self.offset
 
@@ -717,9 +746,7 @@ class Service:
             return ""
 
     def write_pid_file(self) -> None:
-        record = {"pid": self.pid, "create_time": psutil.Process(self.pid).create_time(), "argv": self.argv,
-                  "log": str(self.log_file)}
-        atomic_write_json(self.pid_file, record)
+        write_pid_record(self.pid_file, self.pid, self.argv, self.log_file)
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM, wait up to `timeout` (then SIGKILL), then clean up the helpers; the exit code."""
@@ -952,6 +979,36 @@ def start_supernode(node: NodeConfig, *, wait: float = DEFAULT_WAIT, out: Print 
     return service, node_id
 
 
+@dataclass(frozen=True)
+class NodeStatus:
+    pid: int | None
+    since: str
+    node_id: str | None
+    accepted: int
+    refused: int
+    last_refused: str
+
+
+def node_status(s: NodeSettings) -> NodeStatus:
+    """What a partner's own files say about its SuperNode: alive, joined as which node, the apps
+    it accepted and refused (never contacts the SuperLink)."""
+    record = read_pid_file(s.pid_file)
+    proc = record.process() if record is not None else None
+    since = datetime.fromtimestamp(proc.create_time(), UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if proc else ""
+    found = _NODE_ID.findall(s.log_file.read_text(encoding="utf-8", errors="replace")) if s.log_file.is_file() else []
+    decisions = []
+    if s.app_log.is_file():
+        for line in s.app_log.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                decisions.append(json.loads(line))
+            except ValueError:
+                continue
+    refused = [e for e in decisions if e.get("decision") == "refused"]
+    last = f"{refused[-1].get('time', '')}: {refused[-1].get('reason', '')}" if refused else ""
+    return NodeStatus(proc.pid if proc else None, since, found[-1] if found else None,
+                      sum(1 for e in decisions if e.get("decision") == "accepted"), len(refused), last)
+
+
 # ---- foreground -------------------------------------------------------------------------------
 
 
@@ -992,16 +1049,16 @@ def release_stop_signals() -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
-def serve(service: Service, *, echo: TextIO, out: Print = print, banner: Sequence[str] = ()) -> int:
-    """Print `banner`, then follow the service's log until SIGINT/SIGTERM (stops it cleanly,
-    returns 0) or until it exits by itself (FederationError)."""
+def serve(service: Service, *, echo: TextIO | None, out: Print = print, banner: Sequence[str] = ()) -> int:
+    """Print `banner`, then follow the service's log (to `echo`, if given) until SIGINT/SIGTERM
+    (stops it cleanly, returns 0) or until it exits by itself (FederationError)."""
     try:
         release_stop_signals()
         for line in banner:
             out(line)
         while service.alive():
             text = service.new_output()
-            if text:
+            if text and echo is not None:
                 echo.write(text)
                 echo.flush()
             service.remember_children()
@@ -1014,10 +1071,44 @@ def serve(service: Service, *, echo: TextIO, out: Print = print, banner: Sequenc
     except BaseException:
         service.stop()
         raise
-    echo.write(service.new_output())
+    if echo is not None:
+        echo.write(service.new_output())
     code = service.proc.returncode
     service.stop()
     raise FederationError(f"the {service.name} exited unexpectedly (code {code}); see {service.log_file}")
+
+
+RESTART_DELAYS = (2.0, 5.0, 10.0, 30.0, 60.0)   # seconds before each attempt to rejoin; the last repeats
+
+
+def supervise(node: NodeConfig, service: Service, *, wait: float, echo: TextIO | None, out: Print = print,
+              banner: Sequence[str] = ()) -> int:
+    """Serve a partner's SuperNode and start it again whenever it exits by itself — e.g. after the
+    SuperLink restarted and no longer knows its session (Flower's SuperNode then exits with 401),
+    or was unreachable for a while — retrying with growing delays until it has rejoined.
+    SIGINT/SIGTERM stop it cleanly (returns 0)."""
+    attempts = 0
+    while True:
+        try:
+            return serve(service, echo=echo, out=out, banner=banner)
+        except FederationError as exc:
+            out(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {exc}: starting it again")
+        banner = ()
+        while True:
+            delay = RESTART_DELAYS[min(attempts, len(RESTART_DELAYS) - 1)]
+            attempts += 1
+            try:
+                time.sleep(delay)
+                service, node_id = start_supernode(node, wait=wait, echo=echo, out=out)
+            except KeyboardInterrupt:
+                out("stopped while waiting to rejoin")
+                return 0
+            except DeploymentError as exc:
+                out(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} could not rejoin (attempt {attempts}): {exc}")
+                continue
+            out(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} rejoined as node {node_id} after {attempts} attempt(s)")
+            attempts = 0
+            break
 
 
 # ---- status and run ---------------------------------------------------------------------------

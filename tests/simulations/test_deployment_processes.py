@@ -130,6 +130,11 @@ def test_an_app_nobody_signed_is_refused_at_the_partner(deployment, tmp_path: Pa
     (entry,) = [json.loads(line) for line in node.app_log.read_text().splitlines()]
     assert entry["decision"] == "refused" and "unsigned" in entry["reason"] and entry["partner"] == "bank-a"
     assert "REFUSED app 'outsider/outsider'" in node.log_file.read_text()
+    assert "\x1b[" not in node.log_file.read_text()                  # no colour codes in the log
+    assert "Traceback" not in node.log_file.read_text()               # a refusal is not a crash
+    assert main(["partner", "status", "--config", str(bank)]) == 0
+    status = capsys.readouterr().out
+    assert "SuperNode of 'bank-a': PID" in status and "0 accepted, 1 refused" in status and "unsigned" in status
 
 
 def test_a_node_speaking_under_another_name_is_refused(deployment, tmp_path: Path, capfd) -> None:
@@ -152,6 +157,25 @@ def test_a_node_speaking_under_another_name_is_refused(deployment, tmp_path: Pat
     assert "the run did not finish: the statistics round failed: too few replies" in text
     assert "Traceback" not in text and not out.exists()
     assert "too few replies" in json.loads((tmp_path / "run.incomplete" / "failed.json").read_text())["reason"]
+
+
+def test_a_detached_start_survives_its_reader_going_away(deployment) -> None:
+    """`fedcredit server start --detach | head -1`: the SuperLink keeps running after the pipe closes."""
+    scenario, _, _ = deployment
+    proc = subprocess.Popen([sys.executable, "-m", "simulations.cli", "server", "start", "--config", str(scenario),
+                             "--detach", "--wait", "30"], cwd=PROJECT, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    try:
+        proc.stdout.readline()
+        proc.stdout.close()                                # the reader goes away after one line
+        assert proc.wait(timeout=120) == 0
+        settings = d.read_coordinator_settings(scenario)
+        record = d.read_pid_file(settings.pid_file)
+        assert record is not None and record.process() is not None      # still serving
+        assert main(["server", "status", "--config", str(scenario)]) == 0
+    finally:
+        kill_tree([proc.pid])
+    assert main(["server", "stop", "--config", str(scenario)]) == 0
 
 
 def test_wrong_superlink_address_gives_up_and_cleans_up(deployment, capsys) -> None:

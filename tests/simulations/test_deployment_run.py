@@ -182,3 +182,30 @@ def test_declined_and_killed_in_one_secure_round_end_with_a_summary(consortium, 
     for name in ("insurer-b", "bank-a"):
         assert main(["partner", "stop", "--config", str(configs[name])]) == 0
     assert main(["server", "stop", "--config", str(scenario)]) == 0
+
+
+def test_partners_rejoin_by_themselves_after_a_coordinator_restart(consortium, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Finding 4 of issue 9: after the SuperLink was restarted every SuperNode exited (401). Now each
+    partner's supervisor starts its SuperNode again, it rejoins, and the next run trains."""
+    scenario, configs = consortium
+    _start(scenario, configs, capsys)
+    settings = d.read_coordinator_settings(scenario)
+    assert main(["server", "stop", "--config", str(scenario)]) == 0
+    assert main(["server", "start", "--config", str(scenario), "--detach", "--wait", "30"]) == 0
+    capsys.readouterr()
+    registered = set(d.registered_nodes(settings).values())
+    deadline = time.monotonic() + 240          # each supervisor retries within 2-10 s; a rejoin takes seconds
+    while {str(n["node-id"]) for n in d.list_nodes(settings) if n["status"] == "online"} != registered:
+        assert time.monotonic() < deadline, d.list_nodes(settings)
+        time.sleep(1)
+    out = tmp_path / "after-restart"
+    assert main(["run", "--config", str(scenario), "--out", str(out), "--rounds", "1"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds"] == 1 and summary["dropped"] == [] and len(summary["partners"]) == 3
+    for name, *_ in PARTNERS:
+        node = d.read_node_settings(configs[name])
+        assert "rejoined as node" in node.supervisor_log.read_text()
+        assert main(["partner", "stop", "--config", str(configs[name])]) == 0
+    assert main(["server", "stop", "--config", str(scenario)]) == 0
+    assert not pids_with_argument(str(tmp_path))

@@ -1,0 +1,37 @@
+"""The disclosure statement is derived from the release inventory and the guide carries it verbatim."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from privacy.disclosure import markdown, statement
+from privacy.inventory import INVENTORY, NOISED, WITHHELD
+
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
+
+
+def test_every_inventory_field_has_a_row_per_mode() -> None:
+    rows = {r["field"]: r for r in statement()}
+    assert set(rows) == {i.path for i in INVENTORY} | set(WITHHELD)
+    for item in INVENTORY:
+        row = rows[item.path]
+        assert row["dp"].startswith("noised" if item.protection == NOISED else "as sent")
+        assert row["privacy_off"] == ("exact" if item.protection == NOISED else "as sent")
+    for path in WITHHELD:
+        assert rows[path]["dp"] == "not sent" and rows[path]["privacy_off"] == "exact"
+
+
+def test_secure_aggregation_hides_only_the_update() -> None:
+    rows = {r["field"]: r for r in statement()}
+    assert rows["arrays.*"]["secagg"].startswith("only the weighted sum")
+    assert all(r["secagg"].startswith("same") for f, r in rows.items() if f != "arrays.*")
+    # what other partners see: the model, the shared transform, the FedAvg weights; never an evaluation
+    assert rows["report.rows_train"]["other_partners"].startswith("yes")
+    assert rows["report.evaluation.bad"]["other_partners"] == "no"
+
+
+def test_the_guide_carries_the_generated_statement() -> None:
+    text = GUIDE.read_text(encoding="utf-8")
+    start, end = "<!-- disclosure:start -->\n", "<!-- disclosure:end -->"
+    assert text[text.index(start) + len(start):text.index(end)] == markdown(), \
+        "docs/deployment.md is out of date: paste the output of `fedcredit disclosure` between the markers"
