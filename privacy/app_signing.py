@@ -127,14 +127,30 @@ def load_trusted_keys(paths: list[Path], *, source: str = "trusted_app_keys") ->
 
 
 def build_bundle(project: str | Path) -> bytes:
-    """The FAB that `flwr run <project>` builds and sends (Flower's own builder)."""
+    """The FAB that `flwr run <project>` builds and sends, byte for byte (Flower's own builder).
+
+    Flower walks the whole folder (a virtualenv included: seconds) and then keeps what
+    `fab-include` names; when every `fab-include` pattern starts with a folder, only the
+    top-level files and those folders are walked, which selects the same files."""
+    import tomllib
     import warnings
 
-    from flwr.cli.build import build_fab_from_disk
+    from flwr.cli.build import build_fab_from_disk, build_fab_from_files
+    from flwr.cli.utils import collect_files
 
+    root = Path(project).expanduser().resolve()
+    include = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8")).get("tool", {}).get(
+        "flwr", {}).get("app", {}).get("fab-include")
+    by_folder = include and all("/" in p and not any(c in p.split("/")[0] for c in "*?[!") for p in include)
     with warnings.catch_warnings():          # pathspec's deprecation notices, once per pattern
         warnings.simplefilter("ignore", DeprecationWarning)
-        return build_fab_from_disk(Path(project))
+        if not by_folder:
+            return build_fab_from_disk(root)
+        folders = {p.split("/")[0] for p in include}
+        files = {f.name: f for f in root.iterdir() if f.is_file() and not f.is_symlink()}
+        for folder in sorted(folders):
+            files.update((f"{folder}/{rel}", path) for rel, path in collect_files(root / folder).items())
+        return build_fab_from_files(files)[0]
 
 
 def app_digest(project: str | Path) -> str:

@@ -645,6 +645,23 @@ def _orphans_of(pid: int) -> list:
     return found
 
 
+def stop_log_pumps(log: Path, *, timeout: float = 5.0) -> None:
+    """Wait for the log pumps writing `log` to drain and exit (their writers are gone), then
+    terminate any that have not."""
+    pumps = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "simulations.logpump" in cmd and str(log) in cmd:
+            pumps.append(proc)
+    _, alive = psutil.wait_procs(pumps, timeout=timeout)
+    for proc in alive:
+        try:
+            proc.terminate()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    psutil.wait_procs(alive, timeout=timeout)
+
+
 def stop_tree(pid: int, *, timeout: float = STOP_TIMEOUT, known: Sequence = (), root_done: bool = False) -> None:
     """SIGTERM `pid` and wait (Flower shuts down cleanly on it), then terminate whatever it left
     (its descendants, its process group, helpers that watch it), SIGKILL after a grace period.
@@ -760,6 +777,7 @@ class Service:
                 self.proc.kill()
                 self.proc.wait(10)
         stop_tree(self.pid, known=list(self._seen.values()), root_done=True)
+        stop_log_pumps(self.log_file)
         self.remove_pid_file()
         return self.proc.returncode
 
@@ -793,6 +811,8 @@ def stop_from_pid_file(pid_file: Path, what: str, *, timeout: float = STOP_TIMEO
         pid_file.unlink(missing_ok=True)
         return None
     stop_tree(record.pid, timeout=timeout)
+    if record.log:
+        stop_log_pumps(Path(record.log))
     pid_file.unlink(missing_ok=True)
     return record.pid
 
@@ -905,13 +925,21 @@ def start_superlink(cfg: CoordinatorConfig, *, wait: float = DEFAULT_WAIT, out: 
 _NODE_ID = re.compile(r"SuperNode ID: (\d+)")
 
 
-def _supernode_failure(text: str, node: NodeConfig) -> str | None:
+def _supernode_failure(text: str, node: NodeConfig, own_pid: int | None = None) -> str | None:
     """Why a SuperNode's log says it cannot join (None when it does not say)."""
     s = node.settings
     if "[code: 2004]" in text or "Failed to activate SuperNode" in text:
-        return (f"the SuperLink at {s.superlink} refused this node (Flower code 2004: its key is not registered): "
-                f"send {tls.public_key_path(s.auth_key) if s.auth_key else 'the node public key'} to the "
-                f"coordinator, who sets it as public_key of partner '{s.name}' and restarts the SuperLink")
+        twin = _same_key_supernode(s, own_pid)
+        if twin:
+            return (f"the SuperLink at {s.superlink} refused this node (Flower code 2004) because a SuperNode with "
+                    f"the same key is already online: {twin}; stop it first (one node per key)")
+        pub = tls.public_key_path(s.auth_key) if s.auth_key else None
+        send = (f"send {pub}" if pub is not None and pub.is_file() else
+                f"send the public key of {s.auth_key} (`ssh-keygen -y -f {s.auth_key}` prints it)")
+        return (f"the SuperLink at {s.superlink} refused this node (Flower code 2004): either its key is not "
+                f"registered — {send} to the coordinator, who sets it as public_key of partner '{s.name}' and "
+                "restarts the SuperLink — or a SuperNode with this key is already online elsewhere (stop it "
+                "first: one node per key)")
     if "[code: 2001]" in text:
         return (f"the SuperLink at {s.superlink} requires node authentication (Flower code 2001): set auth_key "
                 "in [node]")
@@ -924,6 +952,26 @@ def _supernode_failure(text: str, node: NodeConfig) -> str | None:
         return f"the TLS handshake with {s.superlink} failed: is the SuperLink running with TLS?"
     if "Unable to parse the private key" in text:
         return f"Flower cannot read auth_key {s.auth_key}"
+    return None
+
+
+def _same_key_supernode(s: NodeSettings, own_pid: int | None = None) -> str | None:
+    """Another running flower-supernode on this machine (not `own_pid`) with the same private key."""
+    if s.auth_key is None or not s.auth_key.is_file():
+        return None
+    mine = s.auth_key.read_bytes()
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if (proc.pid == own_pid or not any(a.endswith("flower-supernode") for a in cmd[:2])
+                or "--auth-supernode-private-key" not in cmd):
+            continue
+        key = Path(cmd[cmd.index("--auth-supernode-private-key") + 1])
+        try:
+            if key.resolve() == s.auth_key.resolve() or key.read_bytes() == mine:
+                config = next((a for a in cmd if a.startswith("partner-config=")), "")
+                return f"PID {proc.pid} ({config or 'key ' + str(key)})"
+        except OSError:
+            continue
     return None
 
 
@@ -956,7 +1004,7 @@ def start_supernode(node: NodeConfig, *, wait: float = DEFAULT_WAIT, out: Print 
             found = _NODE_ID.search(text)
             if found:
                 break
-            failure = _supernode_failure(text, node)
+            failure = _supernode_failure(text, node, service.pid)
             if failure:
                 raise DeploymentError(f"{failure} (log {s.log_file})", source=source)
             if not service.alive():

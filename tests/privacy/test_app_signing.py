@@ -36,7 +36,10 @@ def test_the_bundle_is_reproducible_and_holds_only_the_packages(bundle: bytes) -
     import io
     import zipfile
 
-    assert build_bundle(PROJECT_DIR) == bundle            # what we sign is what `flwr run` sends
+    from flwr.cli.build import build_fab_from_disk
+
+    assert build_bundle(PROJECT_DIR) == bundle            # reproducible
+    assert build_fab_from_disk(PROJECT_DIR) == bundle     # and byte for byte what `flwr run` builds and sends
     tops = {n.split("/")[0] for n in zipfile.ZipFile(io.BytesIO(bundle)).namelist()}
     assert tops == {"clients", "credit", "privacy", "server", "simulations", "pyproject.toml", ".info"}
 

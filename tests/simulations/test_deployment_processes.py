@@ -97,6 +97,18 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, caps
     assert not d.read_node_settings(rogue).pid_file.exists()
     assert {n["node-id"]: n["status"] for n in d.list_nodes(settings)} == {registered: "online"}
 
+    # (c) a second SuperNode with bank-a's key (another folder) is refused, and told why exactly.
+    import tomllib
+
+    config = tomllib.loads(bank.read_text())
+    config["node"].update(port=free_port(), flwr_home="flwr-home-twin")
+    twin = bank.parent / "twin.toml"
+    twin.write_text(tomli_w.dumps(config))
+    assert main(["partner", "start", "--config", str(twin), "--detach", "--wait", "20"]) == 2
+    error = one_line_error(capsys.readouterr().err)
+    assert "a SuperNode with the same key is already online: PID" in error, error
+    assert {n["node-id"]: n["status"] for n in d.list_nodes(settings)} == {registered: "online"}
+
     # Stopping by PID file: nothing of the deployment is left.
     assert main(["partner", "stop", "--config", str(bank)]) == 0
     assert main(["server", "stop", "--config", str(scenario)]) == 0

@@ -1,6 +1,8 @@
 """Real deployment on 127.0.0.1: a SuperLink and three SuperNodes as separate processes, with TLS,
-node authentication, SecAgg+ and record-level DP; an unregistered node is refused; a partner
-killed mid-run costs one timeout and is reported. Every process is stopped by PID, even on failure."""
+node authentication, a signed app, SecAgg+ and record-level DP; a partner killed mid-run costs one
+timeout and is reported, and every partner rejoins by itself after a coordinator restart; a partner
+that declines and one killed in the same SecAgg+ round end the run with a summary. Every process is
+stopped by PID, even on failure."""
 
 from __future__ import annotations
 
@@ -107,8 +109,11 @@ def test_three_partners_train_with_tls_auth_secagg_and_dp(consortium, tmp_path: 
     assert not pids_with_argument(str(tmp_path))
 
 
-def test_a_partner_killed_mid_run_costs_one_timeout_and_is_reported(consortium, tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_partner_killed_mid_run_is_reported_and_everyone_rejoins_after_a_coordinator_restart(
+        consortium, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A partner killed mid-run costs one timeout and is reported; its supervisor starts it again.
+    Finding 4 of issue 9: after a SuperLink restart every SuperNode used to exit (401); now each
+    partner's supervisor starts it again, all rejoin by themselves, and the next run trains."""
     scenario, configs = consortium
     _start(scenario, configs, capsys)
     out = tmp_path / "run"
@@ -134,6 +139,26 @@ def test_a_partner_killed_mid_run_costs_one_timeout_and_is_reported(consortium, 
     assert gone["dropped_round"] == 2 and gone["federated"] is None
     report = json.loads((out / "privacy_report.json").read_text())
     assert next(p for p in report["partners"] if p["name"] == "platform-c")["status"] == "dropped"
+
+    # the coordinator restarts: nobody restarts a partner by hand
+    settings = d.read_coordinator_settings(scenario)
+    assert main(["server", "stop", "--config", str(scenario)]) == 0
+    assert main(["server", "start", "--config", str(scenario), "--detach", "--wait", "30"]) == 0
+    capsys.readouterr()
+    registered = set(d.registered_nodes(settings).values())
+    deadline = time.monotonic() + 240          # each supervisor retries within 2-10 s; a rejoin takes seconds
+    while {str(n["node-id"]) for n in d.list_nodes(settings) if n["status"] == "online"} != registered:
+        assert time.monotonic() < deadline, d.list_nodes(settings)
+        time.sleep(1)
+    again = tmp_path / "after-restart"
+    assert main(["run", "--config", str(scenario), "--out", str(again), "--rounds", "1"]) == 0
+    summary = json.loads((again / "summary.json").read_text())
+    assert summary["rounds"] == 1 and summary["dropped"] == [] and len(summary["partners"]) == 3
+    for name, *_ in PARTNERS:
+        assert "rejoined as node" in d.read_node_settings(configs[name]).supervisor_log.read_text()
+        assert main(["partner", "stop", "--config", str(configs[name])]) == 0
+    assert main(["server", "stop", "--config", str(scenario)]) == 0
+    assert not pids_with_argument(str(tmp_path))
 
 
 def test_declined_and_killed_in_one_secure_round_end_with_a_summary(consortium, tmp_path: Path,
@@ -182,30 +207,3 @@ def test_declined_and_killed_in_one_secure_round_end_with_a_summary(consortium, 
     for name in ("insurer-b", "bank-a"):
         assert main(["partner", "stop", "--config", str(configs[name])]) == 0
     assert main(["server", "stop", "--config", str(scenario)]) == 0
-
-
-def test_partners_rejoin_by_themselves_after_a_coordinator_restart(consortium, tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """Finding 4 of issue 9: after the SuperLink was restarted every SuperNode exited (401). Now each
-    partner's supervisor starts its SuperNode again, it rejoins, and the next run trains."""
-    scenario, configs = consortium
-    _start(scenario, configs, capsys)
-    settings = d.read_coordinator_settings(scenario)
-    assert main(["server", "stop", "--config", str(scenario)]) == 0
-    assert main(["server", "start", "--config", str(scenario), "--detach", "--wait", "30"]) == 0
-    capsys.readouterr()
-    registered = set(d.registered_nodes(settings).values())
-    deadline = time.monotonic() + 240          # each supervisor retries within 2-10 s; a rejoin takes seconds
-    while {str(n["node-id"]) for n in d.list_nodes(settings) if n["status"] == "online"} != registered:
-        assert time.monotonic() < deadline, d.list_nodes(settings)
-        time.sleep(1)
-    out = tmp_path / "after-restart"
-    assert main(["run", "--config", str(scenario), "--out", str(out), "--rounds", "1"]) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["rounds"] == 1 and summary["dropped"] == [] and len(summary["partners"]) == 3
-    for name, *_ in PARTNERS:
-        node = d.read_node_settings(configs[name])
-        assert "rejoined as node" in node.supervisor_log.read_text()
-        assert main(["partner", "stop", "--config", str(configs[name])]) == 0
-    assert main(["server", "stop", "--config", str(scenario)]) == 0
-    assert not pids_with_argument(str(tmp_path))
