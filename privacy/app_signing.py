@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from credit.errors import InputError
-from privacy.tls import _write_all, public_key_path
+from privacy.tls import write_key_pair
 
 MESSAGE_PREFIX = b"fedcredit-app-signature-v1\n"
 RUN_CONFIG_KEY = "app-signature"
@@ -72,20 +72,8 @@ def key_id(public: ed25519.Ed25519PublicKey) -> str:
 def new_signing_key(path: str | Path, *, comment: str = "fedcredit app signing") -> Path:
     """Write an Ed25519 app-signing key: `path` (OpenSSH private key, 0600) and `path.pub`.
     Never overwrites either file; returns the public key's path."""
-    path = Path(path).expanduser()
-    if path.name.endswith(".pub"):
-        raise InputError("name the private key file (the public key is written beside it as <PATH>.pub)",
-                         source=str(path))
-    if not path.parent.is_dir():
-        raise InputError("the folder does not exist", source=str(path.parent))
-    key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption())
-    line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                         serialization.PublicFormat.OpenSSH).decode("ascii")
-    pub = public_key_path(path)
-    _write_all([(path, private, True), (pub, f"{line} {comment}\n".encode("ascii"), False)],
-               what="app-signing keys")
+    _, pub, _ = write_key_pair(path, ed25519.Ed25519PrivateKey.generate(), comment=comment,
+                               what="app-signing keys")
     return pub
 
 

@@ -213,16 +213,15 @@ def public_key_path(private_key: str | Path) -> Path:
     return p.with_name(p.name + ".pub")
 
 
-def new_node_key(path: str | Path, *, comment: str = "") -> NodeKeyFiles:
-    """Write a SuperNode authentication key pair: `path` (OpenSSH private key, 0600) and
-    `path.pub` (one OpenSSH public-key line). Never overwrites either file."""
+def write_key_pair(path: str | Path, key, *, comment: str, what: str) -> tuple[Path, Path, str]:
+    """Write `key` as `path` (OpenSSH private key, 0600) and `path.pub` (one OpenSSH line, with
+    `comment`); never overwrites either file. Returns (private path, public path, public line)."""
     path = Path(path).expanduser()
     if path.name.endswith(".pub"):
         raise InputError("name the private key file (the public key is written beside it as <PATH>.pub)",
                          source=str(path))
     if not path.parent.is_dir():
         raise InputError("the folder does not exist", source=str(path.parent))
-    key = ec.generate_private_key(CURVE())
     private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                 serialization.NoEncryption())
     line = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
@@ -230,8 +229,14 @@ def new_node_key(path: str | Path, *, comment: str = "") -> NodeKeyFiles:
     if comment:
         line = f"{line} {comment}"
     pub = public_key_path(path)
-    _write_all([(path, private, True), (pub, (line + "\n").encode("ascii"), False)], what="node keys")
-    return NodeKeyFiles(path, pub, line)
+    _write_all([(path, private, True), (pub, (line + "\n").encode("ascii"), False)], what=what)
+    return path, pub, line
+
+
+def new_node_key(path: str | Path, *, comment: str = "") -> NodeKeyFiles:
+    """Write a SuperNode authentication key pair: `path` (OpenSSH private key, 0600) and
+    `path.pub` (one OpenSSH public-key line). Never overwrites either file."""
+    return NodeKeyFiles(*write_key_pair(path, ec.generate_private_key(CURVE()), comment=comment, what="node keys"))
 
 
 # ---- checking ------------------------------------------------------------------------------------
