@@ -283,9 +283,10 @@ def _run(args: argparse.Namespace) -> int:
     cmd = d.run_command(cfg, out, args.rounds)
     d.log_run_start(cfg, out, cmd)
     print(f"running: FLWR_HOME={s.flwr_home} {d.shell_join(cmd)}", flush=True)
+    superlink_before = d.read_pid_file(s.pid_file)
     start = time.monotonic()
     try:
-        done = subprocess.run(cmd, env=d.flower_env(s.flwr_home), cwd=d.PROJECT_DIR, check=False)
+        returncode, last_lines = _stream(cmd, env=d.flower_env(s.flwr_home), cwd=d.PROJECT_DIR)
     except KeyboardInterrupt:
         print(f"fedcredit: interrupted; the run may go on in the SuperLink: list it with `FLWR_HOME={s.flwr_home} "
               f"flwr ls {s.federation}` and stop it with `FLWR_HOME={s.flwr_home} flwr stop RUN_ID {s.federation}`",
@@ -293,20 +294,56 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     elapsed = time.monotonic() - start
     finished = (out / "summary.json").is_file()
-    if done.returncode != 0 or not finished:
+    if returncode != 0 or not finished:
         from credit.rundir import STAGING_SUFFIX, RunDirectory
 
-        reason = RunDirectory(out).failure() if out.is_dir() else None
+        run_dir = RunDirectory(out)
+        reason = run_dir.failure() if out.is_dir() else None
+        if reason is None:
+            reason = _why_flwr_stopped(cfg, superlink_before, returncode, last_lines)
+            if out.is_dir():
+                run_dir.write_failure(reason)
         where = out
         marked = out.with_name(out.name + STAGING_SUFFIX)
         if out.is_dir() and not finished and not marked.exists():
             out.rename(marked)          # like a failed simulation: an unfinished run is never mistaken for one
             where = marked
-        print(f"fedcredit: error: the run did not finish: {reason or f'flwr exit code {done.returncode}'} "
-              f"(what it wrote is in {where})", file=sys.stderr)
+        print(f"fedcredit: error: the run did not finish: {reason} (what it wrote is in {where})", file=sys.stderr)
         return 1
     print(f"\nrun directory: {out}  ({elapsed:.0f} s)")
     return 0
+
+
+def _stream(cmd: list[str], *, env: dict[str, str], cwd: Path, keep: int = 20) -> tuple[int, list[str]]:
+    """Run `cmd`, echoing its output line by line; (exit code, its last `keep` non-empty lines)."""
+    from collections import deque
+
+    last: deque[str] = deque(maxlen=keep)
+    with subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace", bufsize=1) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            _say(line.rstrip("\n"))
+            if line.strip():
+                last.append(line.strip())
+        return proc.wait(), list(last)
+
+
+def _why_flwr_stopped(cfg, superlink_before, returncode: int, last_lines: list[str]) -> str:
+    """The reason a run ended without summary.json when the ServerApp could not say it itself."""
+    from simulations import deployment as d
+
+    s = cfg.settings
+    now = d.read_pid_file(s.pid_file)
+    before = (superlink_before.pid, superlink_before.create_time) if superlink_before else None
+    after = (now.pid, now.create_time) if now and now.process() is not None else None
+    if before != after or (after is None and d.probe_superlink(s, cfg.insecure) is not None):
+        what = "stopped" if after is None else "restarted"
+        return (f"the coordinator's SuperLink {what} during the run, which ended it (flwr exit code {returncode}); "
+                f"what partners released before stays charged to their ledgers; start a new run once the "
+                f"SuperLink is up (`fedcredit server status --config {cfg.source}`)")
+    last = last_lines[-1] if last_lines else "no output"
+    return f"flwr exited with code {returncode}: {last}"
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -55,7 +55,7 @@ def consortium(tmp_path: Path, app_signing):
         if name != "rogue-z":
             (coord / "keys" / f"{name}.pub").write_bytes((folder / "node.key.pub").read_bytes())
     scenario = write_scenario(coord, {n: make_partner_frame(50, 1) for n, *_ in PARTNERS},
-                              federation={"rounds": 2, "round_timeout": 25},
+                              federation={"rounds": 2, "round_timeout": 60},
                               partner_fields={n: {"public_key": f"keys/{n}.pub"} for n, *_ in PARTNERS})
     for name, *_ in PARTNERS:
         (coord / f"{name}.csv").unlink()   # the coordinator holds no partner data
@@ -140,11 +140,31 @@ def test_a_partner_killed_mid_run_is_reported_and_everyone_rejoins_after_a_coord
     report = json.loads((out / "privacy_report.json").read_text())
     assert next(p for p in report["partners"] if p["name"] == "platform-c")["status"] == "dropped"
 
-    # the coordinator restarts: nobody restarts a partner by hand
+    # the coordinator restarts during a run: that run ends cleanly, marked incomplete with the reason,
+    # and nobody restarts a partner by hand
     settings = d.read_coordinator_settings(scenario)
-    assert main(["server", "stop", "--config", str(scenario)]) == 0
-    assert main(["server", "start", "--config", str(scenario), "--detach", "--wait", "30"]) == 0
+    cut = tmp_path / "cut-short"
+    run = subprocess.Popen([sys.executable, "-m", "simulations.cli", "run", "--config", str(scenario),
+                            "--out", str(cut)], cwd=Path(__file__).resolve().parents[2],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (cut / "config.json").exists():
+            assert time.monotonic() < deadline and run.poll() is None, "the second run never started"
+            time.sleep(0.2)
+        assert main(["server", "stop", "--config", str(scenario)]) == 0
+        assert main(["server", "start", "--config", str(scenario), "--detach", "--wait", "30"]) == 0
+        output, _ = run.communicate(timeout=120)
+    finally:
+        kill_tree([run.pid])
     capsys.readouterr()
+    assert run.returncode == 1, output[-3000:]
+    assert "Traceback" not in output.split("fedcredit: error:")[-1]
+    marked = cut.with_name(cut.name + ".incomplete")
+    assert not cut.exists() and not (marked / "summary.json").exists()
+    reason = json.loads((marked / "failed.json").read_text())["reason"]
+    assert "SuperLink stopped" in reason or "SuperLink restarted" in reason, reason
+    assert reason in output
     registered = set(d.registered_nodes(settings).values())
     deadline = time.monotonic() + 240          # each supervisor retries within 2-10 s; a rejoin takes seconds
     while {str(n["node-id"]) for n in d.list_nodes(settings) if n["status"] == "online"} != registered:
