@@ -17,9 +17,7 @@ import psutil
 import pytest
 import tomli_w
 
-from credit.artefact import ScoringModel
 from privacy import tls
-from privacy.ledger import PrivacyLedger
 from simulations import deployment as d
 from simulations.cli import main
 from tests.conftest import make_partner_frame, write_scenario
@@ -78,35 +76,6 @@ def _start(scenario: Path, configs: dict[str, Path], capsys: pytest.CaptureFixtu
     for name, *_ in PARTNERS:
         assert main(["partner", "start", "--config", str(configs[name]), "--detach", "--wait", "30"]) == 0
     capsys.readouterr()
-
-
-def test_three_partners_train_with_tls_auth_secagg_and_dp(consortium, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    scenario, configs = consortium
-    _start(scenario, configs, capsys)
-    # an unregistered node is refused, and our command says so
-    assert main(["partner", "start", "--config", str(configs["rogue-z"]), "--detach", "--wait", "30"]) == 2
-    assert "not registered" in capsys.readouterr().err
-    assert not pids_with_argument(str(configs["rogue-z"]))
-
-    out = tmp_path / "run"
-    assert main(["run", "--config", str(scenario), "--out", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["secure_aggregation"] is True and summary["rounds"] == 2 and summary["dropped"] == []
-    assert sorted(p["name"] for p in summary["partners"]) == ["bank-a", "insurer-b", "platform-c"]
-    assert summary["federated"]["auc"] > 0.6
-    for p in summary["partners"]:
-        assert p["privacy"]["mode"] == "sample" and 0 < p["privacy"]["epsilon"] <= 8.0
-        ledger = PrivacyLedger.inspect(configs[p["name"]].parent / f"{p['name']}.privacy-ledger.jsonl")
-        assert [e.mechanism for e in ledger.entries()] == ["gaussian-statistics"] * 2 + ["dp-sgd"] * 2 + [
-            "gaussian-evaluation"]
-    model = ScoringModel.load(out / "model.pt")
-    assert model.transform.n_features > 3
-    assert (out / "privacy_report.html").exists()
-    for name, *_ in PARTNERS:
-        assert main(["partner", "stop", "--config", str(configs[name])]) == 0
-    assert main(["server", "stop", "--config", str(scenario)]) == 0
-    assert not pids_with_argument(str(tmp_path))
 
 
 def test_a_partner_killed_mid_run_is_reported_and_everyone_rejoins_after_a_coordinator_restart(
