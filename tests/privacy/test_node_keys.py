@@ -14,6 +14,7 @@ import pytest
 from credit.errors import InputError
 from privacy import tls
 from privacy.node_keys import commit_rotation, file_fingerprint, start_rotation
+from simulations.cli import main
 
 
 def mode(path: Path) -> int:
@@ -94,3 +95,15 @@ def test_commit_refusals_change_nothing(key: Path) -> None:
         commit_rotation(key)
     assert files(key.parent) == before
 
+
+def test_cli_prints_the_next_steps_and_errors_in_one_line(key: Path, capsys) -> None:
+    assert main(["node-key", "rotate", str(key)]) == 0
+    out = capsys.readouterr().out
+    assert f"send {key}.next.pub to the coordinator" in out and "fedcredit server register" in out
+    assert f"fedcredit node-key rotate {key} --commit" in out
+    assert main(["node-key", "rotate", str(key), "--commit"]) == 0
+    out = capsys.readouterr().out
+    assert f"the previous one is {key}.old" in out and "fedcredit partner start" in out
+    assert main(["node-key", "rotate", str(key), "--commit"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fedcredit: error: ") and "no rotation pending" in err[0]

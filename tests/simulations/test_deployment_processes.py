@@ -77,7 +77,7 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, caps
     out = capsys.readouterr().out
     assert "TLS, node authentication on" in out and "registered partner bank-a" in out
     settings = d.read_coordinator_settings(scenario)
-    registered = d.registered_nodes(settings)["bank-a"]
+    (registered,) = d.registered_nodes(settings)["bank-a"]
     assert d.list_nodes(settings)[0]["status"] == "registered"
 
     # (a) the registered SuperNode joins: its log names its node id, and the SuperLink lists it online.
@@ -162,7 +162,7 @@ def test_a_node_speaking_under_another_name_is_refused(deployment, tmp_path: Pat
     out = tmp_path / "run"
     assert main(["run", "--config", str(scenario), "--out", str(out)]) == 1
     text = "".join(capfd.readouterr())
-    registered = d.registered_nodes(d.read_coordinator_settings(scenario))["bank-a"]
+    (registered,) = d.registered_nodes(d.read_coordinator_settings(scenario))["bank-a"]
     assert (f"refused node {registered} calls itself 'bank-two' but its key is registered for partner "
             "'bank-a'") in text
     # the run cannot go on without bank-a: it ends with one line saying why, its folder marked unfinished
