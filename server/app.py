@@ -70,14 +70,20 @@ class RunSettings:
 
 
 def _registered_nodes(text: object) -> dict[int, str]:
-    """`registered-nodes`: JSON {partner name: node id} as `fedcredit run` passes it → {node id: name}."""
+    """`registered-nodes`: JSON {partner name: [node ids]} as `fedcredit run` passes it (a partner has
+    two during a key rotation; a single id is read too) → {node id: name}."""
     if not text:
         return {}
+    owners: dict[int, str] = {}
     try:
-        raw = json.loads(str(text))
-        return {int(node): str(name) for name, node in raw.items()}
+        for name, ids in json.loads(str(text)).items():
+            for node in ids if isinstance(ids, list) else [ids]:
+                if isinstance(node, bool) or owners.setdefault(int(node), str(name)) != str(name):
+                    raise ValueError(node)
     except (ValueError, TypeError, AttributeError):
-        raise InputError('must be JSON {"partner": node id}', source="run config", field="registered-nodes") from None
+        raise InputError('must be JSON {"partner": [node ids]}, each node id under one partner', source="run config",
+                         field="registered-nodes") from None
+    return owners
 
 
 @app.main()

@@ -1,4 +1,4 @@
-"""`fedcredit certs | node-key | app | server | partner | run`: stand up a real Flower deployment.
+"""`fedcredit certs | node-key | app | server | partner | run`: stand up and operate a real Flower deployment.
 
 The coordinator runs the SuperLink (`server start`) and the training (`run`); each partner runs
 one SuperNode (`partner start`). TLS and node authentication are on unless --insecure, and a
@@ -51,16 +51,6 @@ def _certs(args: argparse.Namespace) -> int:
         print("note: the certificate does not name IP:127.0.0.1; with address \"127.0.0.1\" or \"0.0.0.0\" in "
               "[coordinator], Flower's own SuperExec and the flwr CLI dial 127.0.0.1 and `server start` will "
               "refuse it", file=sys.stderr)
-    return 0
-
-
-def _node_key_new(args: argparse.Namespace) -> int:
-    from privacy.tls import new_node_key
-
-    files = new_node_key(args.path, comment=args.comment or "")
-    print(f"wrote {files.private_key} (node private key, mode 600: it stays here; [node] auth_key)\n"
-          f"      {files.public_key} (public key: send it to the coordinator, who sets it as this partner's "
-          "public_key)")
     return 0
 
 
@@ -140,6 +130,7 @@ def _server_stop(args: argparse.Namespace) -> int:
 
 def _server_status(args: argparse.Namespace) -> int:
     from simulations import deployment as d
+    from simulations.node_registry import NodeRegistry
 
     settings = d.read_coordinator_settings(args.config)
     record = d.read_pid_file(settings.pid_file)
@@ -147,14 +138,23 @@ def _server_status(args: argparse.Namespace) -> int:
         print(f"SuperLink: not running (no live PID in {settings.pid_file})")
         return 1
     print(f"SuperLink: PID {record.pid} on {settings.address}:{settings.port}, log {record.log}")
-    names = {v: k for k, v in d.registered_nodes(settings).items()}
+    registry = NodeRegistry.read(settings.nodes_file)
+    known = registry.by_node()
     nodes = d.list_nodes(settings)
     for node in nodes:
-        name = names.get(str(node.get("node-id")), "?")
-        print(f"  {name:<16} node {node.get('node-id'):<22} {node.get('status'):<12} "
-              f"online since {node.get('online-at')}")
+        reg = known.get(str(node.get("node-id")))
+        status = node.get("status")
+        since = {"online": f"online since {node.get('online-at')}",
+                 "offline": f"offline since {node.get('offline-at')}",
+                 "unregistered": f"unregistered {node.get('deleted-at')}"}.get(str(status), "never online yet")
+        print(f"  {reg.partner if reg else '?':<16} node {node.get('node-id'):<22} {status:<12} {since}"
+              f"  key {reg.key if reg and reg.key else '?'}")
     if not nodes:
         print("  no SuperNodes registered")
+    for name, regs in sorted(registry.partners.items()):
+        if len(regs) > 1:
+            print(f"  partner '{name}' has {len(regs)} registered keys (a key rotation): once it is online with the "
+                  f"new one, `fedcredit server unregister --config {settings.source} {name} --key OLD.pub`")
     return 0
 
 
@@ -347,6 +347,8 @@ def _why_flwr_stopped(cfg, superlink_before, returncode: int, last_lines: list[s
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from simulations.cli_node_keys import register_node_key, register_server_keys
+
     certs = sub.add_parser("certs", help="make the consortium CA and the SuperLink's TLS certificate")
     certs.add_argument("--out", required=True, type=Path, help="folder for ca.crt, ca.key, server.crt, server.key "
                        "(never overwritten)")
@@ -356,12 +358,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     certs.add_argument("--ca-days", type=int, default=3650, help="CA lifetime (default %(default)s)")
     certs.set_defaults(func=_certs)
 
-    node_key = sub.add_parser("node-key", help="make a SuperNode authentication key pair")
-    nk_sub = node_key.add_subparsers(dest="node_key_command", required=True)
-    nk_new = nk_sub.add_parser("new", help="write PATH (private, mode 600) and PATH.pub (never overwrites)")
-    nk_new.add_argument("path", metavar="PATH")
-    nk_new.add_argument("--comment", help="text after the public key (e.g. the partner's name)")
-    nk_new.set_defaults(func=_node_key_new)
+    register_node_key(sub)
 
     app = sub.add_parser("app", help="sign the app bundle partners will run")
     app_sub = app.add_subparsers(dest="app_command", required=True)
@@ -391,6 +388,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s_status = server_sub.add_parser("status", help="is the SuperLink up, which partners are online")
     s_status.add_argument("--config", required=True, type=Path)
     s_status.set_defaults(func=_server_status)
+    register_server_keys(server_sub)
 
     partner = sub.add_parser("partner", help="a partner's SuperNode")
     partner_sub = partner.add_subparsers(dest="partner_command", required=True)

@@ -188,7 +188,7 @@ class CoordinatorConfig:
 
     settings: CoordinatorSettings
     scenario: Scenario
-    public_keys: Mapping[str, Path]        # partner name → OpenSSH public key file (empty when insecure)
+    public_keys: Mapping[str, tuple[Path, ...]]   # partner → its OpenSSH public key file(s) (empty when insecure)
     insecure: bool
     app_signature: str = ""                # the signature line of the app bundle (empty: unsigned)
 
@@ -239,7 +239,7 @@ def load_coordinator(path: str | Path, *, insecure: bool = False, now: datetime 
     source = f"{path} [coordinator]"
     scenario = load_scenario(path)
     insecure = _confirm_insecure(settings.insecure, insecure, source)
-    keys: dict[str, Path] = {}
+    keys: dict[str, tuple[Path, ...]] = {}
     if not insecure:
         for name in ("ca_cert", "server_cert", "server_key"):
             if getattr(settings, name) is None:
@@ -248,23 +248,9 @@ def load_coordinator(path: str | Path, *, insecure: bool = False, now: datetime 
                                  source=source, field=name)
         tls.check_server_files(settings.ca_cert, settings.server_cert, settings.server_key, source=source,
                                host=dial_host(settings.address), now=now)
-        raw = read_toml(path, "coordinator config")
-        seen: dict[str, str] = {}
-        for entry in raw.get("partners", []):
-            name = entry.get("name")
-            at = f"{path} partner '{name}'"
-            value = _str(entry, "public_key", at)
-            if value is None:
-                raise InputError("missing: every partner needs the path of its node public key (the .pub "
-                                 "made by `fedcredit node-key new`) so the SuperLink admits its SuperNode",
-                                 source=at, field="public_key")
-            key_path = _path(path.parent, value)
-            line = tls.check_node_public_key(key_path, source=at)
-            if line in seen:
-                raise InputError(f"is the same key as partner '{seen[line]}': each partner needs its own key",
-                                 source=at, field="public_key")
-            seen[line] = name
-            keys[name] = key_path
+        from simulations.node_registry import configured_keys
+
+        keys = configured_keys(settings, read_toml(path, "coordinator config"))
     return CoordinatorConfig(settings, scenario, keys, insecure, read_app_signature(settings, insecure))
 
 
@@ -848,32 +834,6 @@ def probe_superlink(settings: CoordinatorSettings, insecure: bool) -> str | None
         return str(exc)
 
 
-def register_partners(cfg: CoordinatorConfig, env: dict[str, str], out: Print) -> dict[str, str]:
-    """`flwr supernode register <pub> <federation> --name <partner> --format json` for every partner."""
-    flwr = executable("flwr")
-    ids: dict[str, str] = {}
-    for name, pub in cfg.public_keys.items():
-        cmd = [flwr, "supernode", "register", str(pub), cfg.settings.federation, "--name", name, "--format", "json"]
-        try:
-            done = subprocess.run(cmd, env=env, cwd=cfg.settings.flwr_home, capture_output=True, text=True,
-                                  timeout=60, check=False)
-        except subprocess.TimeoutExpired:
-            raise DeploymentError(f"registering partner '{name}' timed out (60 s)",
-                                  source=f"{cfg.source} partner '{name}'") from None
-        try:
-            answer = json.loads(done.stdout[done.stdout.index("{"):])
-        except ValueError:
-            answer = {"success": False, "error-message": (done.stderr or done.stdout).strip()}
-        if not answer.get("success"):
-            message = " ".join(ln for ln in str(answer.get("error-message", "")).splitlines()
-                               if ln.strip() and not ln.startswith("Using SuperLink"))
-            raise DeploymentError(f"the SuperLink refused the key {pub}: {message or 'no reason given'}",
-                                  source=f"{cfg.source} partner '{name}'", field="public_key")
-        ids[name] = str(answer.get("node-id"))
-        out(f"  registered partner {name:<16} node {ids[name]}  key {pub}")
-    return ids
-
-
 def start_superlink(cfg: CoordinatorConfig, *, wait: float = DEFAULT_WAIT, out: Print = print,
                     echo: TextIO | None = None) -> Service:
     """Check, start the SuperLink, wait until it answers /health, write the federation entry,
@@ -909,8 +869,9 @@ def start_superlink(cfg: CoordinatorConfig, *, wait: float = DEFAULT_WAIT, out: 
         out(f"SuperLink PID {service.pid} listening on {_join(s.address, s.port)} "
             f"({'INSECURE, no TLS, no node authentication' if cfg.insecure else 'TLS, node authentication on'})")
         out(f"  federation '{s.federation}' -> {s.control_address} written to {config_path}")
-        ids = {} if cfg.insecure else register_partners(cfg, env, out)
-        atomic_write_json(s.nodes_file, ids)
+        from simulations.node_registry import register_configured
+
+        register_configured(cfg, out)       # none when insecure
         service.write_pid_file()
         hold_stop_signals()      # until the caller has taken charge of the service (see `serve`)
     except BaseException:
@@ -933,13 +894,7 @@ def _supernode_failure(text: str, node: NodeConfig, own_pid: int | None = None) 
         if twin:
             return (f"the SuperLink at {s.superlink} refused this node (Flower code 2004) because a SuperNode with "
                     f"the same key is already online: {twin}; stop it first (one node per key)")
-        pub = tls.public_key_path(s.auth_key) if s.auth_key else None
-        send = (f"send {pub}" if pub is not None and pub.is_file() else
-                f"send the public key of {s.auth_key} (`ssh-keygen -y -f {s.auth_key}` prints it)")
-        return (f"the SuperLink at {s.superlink} refused this node (Flower code 2004): either its key is not "
-                f"registered — {send} to the coordinator, who sets it as public_key of partner '{s.name}' and "
-                "restarts the SuperLink — or a SuperNode with this key is already online elsewhere (stop it "
-                "first: one node per key)")
+        return f"the SuperLink at {s.superlink} refused this node (Flower code 2004): {_unregistered_key_hint(s)}"
     if "[code: 2001]" in text:
         return (f"the SuperLink at {s.superlink} requires node authentication (Flower code 2001): set auth_key "
                 "in [node]")
@@ -953,6 +908,26 @@ def _supernode_failure(text: str, node: NodeConfig, own_pid: int | None = None) 
     if "Unable to parse the private key" in text:
         return f"Flower cannot read auth_key {s.auth_key}"
     return None
+
+
+def _unregistered_key_hint(s: NodeSettings) -> str:
+    """What to do when the SuperLink does not know this node's key (after a key rotation, too)."""
+    from privacy.node_keys import OLD, with_suffix
+
+    key = s.auth_key
+    if key is not None and key.name.endswith(OLD):
+        return (f"auth_key {key} is the key retired by `fedcredit node-key rotate --commit`; the coordinator "
+                f"unregisters it: set auth_key to {key.with_name(key.name[:-len(OLD)])}")
+    pub = tls.public_key_path(key) if key else None
+    send = (f"send {pub}" if pub is not None and pub.is_file() else
+            f"send the public key of {key} (`ssh-keygen -y -f {key}` prints it)")
+    if key is not None and with_suffix(key, OLD).is_file():
+        return (f"its key is not registered: {key} is the new key of a rotation (the previous one is now "
+                f"{with_suffix(key, OLD)}) and the coordinator has not registered it (yet) — {send} to the "
+                f"coordinator, who runs `fedcredit server register` for partner '{s.name}'")
+    return (f"either its key is not registered — {send} to the coordinator, who adds it to public_key of partner "
+            f"'{s.name}' and runs `fedcredit server register` — or a SuperNode with this key is already online "
+            "elsewhere (stop it first: one node per key)")
 
 
 def _same_key_supernode(s: NodeSettings, own_pid: int | None = None) -> str | None:
@@ -1177,12 +1152,11 @@ def list_nodes(settings: CoordinatorSettings) -> list[dict[str, Any]]:
     return list(answer.get("nodes", []))
 
 
-def registered_nodes(settings: CoordinatorSettings) -> dict[str, str]:
-    """partner name → node id, as registered by the last `server start`."""
-    try:
-        return dict(json.loads(settings.nodes_file.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return {}
+def registered_nodes(settings: CoordinatorSettings) -> dict[str, list[str]]:
+    """partner name → its node ids registered on the running SuperLink (`simulations.node_registry`)."""
+    from simulations.node_registry import NodeRegistry
+
+    return NodeRegistry.read(settings.nodes_file).node_ids()
 
 
 def federation_written(settings: CoordinatorSettings) -> bool:

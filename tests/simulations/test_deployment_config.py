@@ -77,7 +77,7 @@ def test_coordinator_config_is_resolved(coordinator: Path) -> None:
     assert (s.ca_cert, s.server_cert, s.server_key) == (folder / "certs/ca.crt", folder / "certs/server.crt",
                                                         folder / "certs/server.key")
     assert s.flwr_home == folder / "flwr-home" and s.control_address == "127.0.0.1:9092"
-    assert cfg.public_keys == {n: folder / "keys" / f"{n}.pub" for n in NAMES}
+    assert cfg.public_keys == {n: (folder / "keys" / f"{n}.pub",) for n in NAMES}
     assert [p.name for p in cfg.scenario.partners] == list(NAMES)
     assert not cfg.insecure
 
@@ -254,6 +254,24 @@ def test_partner_key_must_be_private(partner: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="chmod 600") as err:
         d.load_node(partner)
     assert err.value.field == "auth_key"
+
+
+def test_a_refused_key_is_explained_also_after_a_rotation(partner: Path, tmp_path: Path) -> None:
+    from privacy.node_keys import commit_rotation, start_rotation
+
+    refused = "[code: 2004] Failed to activate SuperNode."
+    key = tmp_path / "bank-a.key"
+    message = d._supernode_failure(refused, d.load_node(partner))
+    assert "its key is not registered" in message and f"send {key}.pub" in message
+    assert "fedcredit server register" in message
+    start_rotation(key)
+    commit_rotation(key)
+    message = d._supernode_failure(refused, d.load_node(partner))
+    assert f"{key} is the new key of a rotation (the previous one is now {key}.old)" in message
+    edit(partner, lambda p: p["node"].update(auth_key="../bank-a.key.old"))
+    message = d._supernode_failure(refused, d.load_node(partner))
+    assert f"auth_key {key}.old is the key retired by `fedcredit node-key rotate --commit`" in message
+    assert f"set auth_key to {key}" in message
 
 
 def test_partner_insecure(partner: Path) -> None:

@@ -1,7 +1,9 @@
 """Real Flower processes on 127.0.0.1: a SuperLink with TLS and node authentication admits a
 registered SuperNode and refuses an unregistered one; `partner start` says so and leaves no
-process; a partner refuses an app bundle nobody it trusts signed; a foreground SuperLink stops cleanly on SIGTERM; a wrong SuperLink address gives up
-after a bounded wait. Every process is stopped by PID in `finally`."""
+process; a partner rotates its key while both run, and the retired key is refused from then on; a
+partner refuses an app bundle nobody it trusts signed; a foreground SuperLink stops cleanly on
+SIGTERM; a wrong SuperLink address gives up after a bounded wait. Every process is stopped by PID
+in `finally`."""
 
 from __future__ import annotations
 
@@ -12,14 +14,17 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 import tomli_w
 
 from privacy import tls
+from privacy.node_keys import file_fingerprint
 from simulations import deployment as d
 from simulations.cli import main
+from simulations.node_registry import NodeRegistry
 from tests.conftest import make_partner_frame, write_scenario
 from tests.processes import free_port, kill_tree, pids_in_files, pids_with_argument
 
@@ -77,7 +82,7 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, caps
     out = capsys.readouterr().out
     assert "TLS, node authentication on" in out and "registered partner bank-a" in out
     settings = d.read_coordinator_settings(scenario)
-    registered = d.registered_nodes(settings)["bank-a"]
+    (registered,) = d.registered_nodes(settings)["bank-a"]
     assert d.list_nodes(settings)[0]["status"] == "registered"
 
     # (a) the registered SuperNode joins: its log names its node id, and the SuperLink lists it online.
@@ -86,8 +91,6 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, caps
     assert f"joined 127.0.0.1:{settings.port} as node {registered}" in out
     nodes = {n["node-id"]: n["status"] for n in d.list_nodes(settings)}
     assert nodes == {registered: "online"}
-    assert main(["server", "status", "--config", str(scenario)]) == 0
-    assert f"bank-a           node {registered}" in capsys.readouterr().out
 
     # (b) an unregistered SuperNode is refused (Flower code 2004); we say so and leave nothing behind.
     assert main(["partner", "start", "--config", str(rogue), "--detach", "--wait", "20"]) == 2
@@ -98,8 +101,6 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, caps
     assert {n["node-id"]: n["status"] for n in d.list_nodes(settings)} == {registered: "online"}
 
     # (c) a second SuperNode with bank-a's key (another folder) is refused, and told why exactly.
-    import tomllib
-
     config = tomllib.loads(bank.read_text())
     config["node"].update(port=free_port(), flwr_home="flwr-home-twin")
     twin = bank.parent / "twin.toml"
@@ -109,12 +110,47 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, caps
     assert "a SuperNode with the same key is already online: PID" in error, error
     assert {n["node-id"]: n["status"] for n in d.list_nodes(settings)} == {registered: "online"}
 
+    # (d) bank-a rotates its key, with the SuperLink and its SuperNode running: the next key is registered
+    # beside the current one, the partner switches to it and rejoins under its name, the old key is retired.
+    key, keys = bank.parent / "node.key", scenario.parent / "keys"
+    assert main(["node-key", "rotate", str(key)]) == 0
+    shutil.copy(f"{key}.next.pub", keys / "bank-a.next.pub")          # what the partner sends
+    assert main(["server", "register", "--config", str(scenario), "bank-a", str(keys / "bank-a.next.pub")]) == 0
+    assert "partner 'bank-a' now has 2 registered key(s)" in capsys.readouterr().out
+    old_id, new_id = d.registered_nodes(settings)["bank-a"]
+    assert old_id == registered
+    assert main(["server", "status", "--config", str(scenario)]) == 0
+    status = capsys.readouterr().out
+    assert f"bank-a           node {old_id:<22} online" in status, status
+    assert f"bank-a           node {new_id:<22} registered" in status and "has 2 registered keys" in status
+    config = tomllib.loads(scenario.read_text())       # the config follows: both keys while rotating
+    config["partners"][0]["public_key"] = ["keys/bank-a.pub", "keys/bank-a.next.pub"]
+    scenario.write_text(tomli_w.dumps(config))
+    assert main(["node-key", "rotate", str(key), "--commit"]) == 0
+    assert main(["partner", "stop", "--config", str(bank)]) == 0
+    assert main(["partner", "start", "--config", str(bank), "--detach", "--wait", "20"]) == 0
+    assert f"joined 127.0.0.1:{settings.port} as node {new_id}" in capsys.readouterr().out
+    assert main(["server", "unregister", "--config", str(scenario), "bank-a", "--key", str(keys / "bank-a.pub")]) == 0
+    out = capsys.readouterr().out
+    assert f"unregistered partner 'bank-a' node {old_id}" in out and "1 registered key(s) left" in out
+    assert "now remove it from the config" in out and "never registered again" in out
+    assert d.registered_nodes(settings) == {"bank-a": [new_id]}
+    # a node started with the retired key is refused, and told why
+    config = tomllib.loads(bank.read_text())
+    config["node"].update(port=free_port(), flwr_home="flwr-home-old", auth_key="node.key.old")
+    stale = bank.parent / "stale.toml"
+    stale.write_text(tomli_w.dumps(config))
+    assert main(["partner", "start", "--config", str(stale), "--detach", "--wait", "20"]) == 2
+    error = one_line_error(capsys.readouterr().err)
+    assert "refused this node (Flower code 2004)" in error and "node.key.old is the key retired by" in error
+    assert NodeRegistry.read(settings.nodes_file).retired[0].key == file_fingerprint(keys / "bank-a.pub")
+
     # Stopping by PID file: nothing of the deployment is left.
     assert main(["partner", "stop", "--config", str(bank)]) == 0
     assert main(["server", "stop", "--config", str(scenario)]) == 0
     assert "stopped the SuperLink" in capsys.readouterr().out
     assert not pids_with_argument(str(scenario.parent.parent))
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < 180
 
 
 def test_an_app_nobody_signed_is_refused_at_the_partner(deployment, tmp_path: Path, capsys) -> None:
@@ -162,7 +198,7 @@ def test_a_node_speaking_under_another_name_is_refused(deployment, tmp_path: Pat
     out = tmp_path / "run"
     assert main(["run", "--config", str(scenario), "--out", str(out)]) == 1
     text = "".join(capfd.readouterr())
-    registered = d.registered_nodes(d.read_coordinator_settings(scenario))["bank-a"]
+    (registered,) = d.registered_nodes(d.read_coordinator_settings(scenario))["bank-a"]
     assert (f"refused node {registered} calls itself 'bank-two' but its key is registered for partner "
             "'bank-a'") in text
     # the run cannot go on without bank-a: it ends with one line saying why, its folder marked unfinished
