@@ -32,21 +32,24 @@ def guide_blocks() -> dict[str, str]:
 def _localised(script: str, superlink_port: int, first_node_port: int) -> str:
     """The guide's block with this machine's fedcredit and free ports (the guide uses 9092, 9094+)."""
     fedcredit = Path(sys.executable).with_name("fedcredit")
-    assert "F=/path/to/fedcredit/.venv/bin/fedcredit" in script or "$F" in script
-    script = script.replace("F=/path/to/fedcredit/.venv/bin/fedcredit", f"F={fedcredit}")
+    script = script.replace("F=/path/to/fedcredit/.venv/bin/fedcredit\n", "")
+    script = f"F={fedcredit}\n" + script
     return script.replace("9092", str(superlink_port)).replace("port=9094", f"port={first_node_port}")
 
 
-def test_the_guide_reaches_a_first_deployed_run_in_its_own_commands(tmp_path: Path) -> None:
+def test_the_guide_reaches_a_first_run_and_a_key_rotation_in_its_own_commands(tmp_path: Path) -> None:
+    """Issue 9: a fresh reader reaches a first deployed run (signed app, TLS, node auth, SecAgg+, DP)
+    and rotates a partner's node key, in the documented commands only."""
     blocks = guide_blocks()
-    assert list(blocks)[:1] == ["first-run"], "docs/deployment.md lost its tagged first-run block"
+    assert list(blocks) == ["first-run", "stop", "rotate-key"], "docs/deployment.md lost a tagged block"
     superlink, node = free_port(), free_port()
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
+    demo = tmp_path / "demo"
     outputs: dict[str, str] = {}
     try:
-        for name, body in blocks.items():
-            done = subprocess.run(["bash", "-euo", "pipefail", "-c", _localised(body, superlink, node)],
-                                  cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        for name, cwd in (("first-run", tmp_path), ("rotate-key", demo), ("stop", demo)):
+            done = subprocess.run(["bash", "-euo", "pipefail", "-c", _localised(blocks[name], superlink, node)],
+                                  cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True, timeout=900)
             outputs[name] = done.stdout
             assert done.returncode == 0, f"guide block {name!r} failed:\n{done.stdout[-4000:]}"
@@ -67,5 +70,12 @@ def test_the_guide_reaches_a_first_deployed_run_in_its_own_commands(tmp_path: Pa
     # measured 0.54-0.65 (12,000 rows, ε ≤ 2 a run; 0.77 pooled without DP): above chance by > 4 standard errors
     assert roc_auc_score(pooled["default"], model.predict_proba(pooled)) > 0.52
     assert (demo / "runs" / "first" / "privacy_report.html").exists()
-    assert "online" in outputs["first-run"] and "Traceback" not in "".join(outputs.values())
+    assert "Traceback" not in "".join(outputs.values())
+    assert outputs["first-run"].count(" online ") >= 3
+    # after the rotation bank-1 runs on its new key, the old one is retired and its files are gone
+    status = outputs["rotate-key"].rsplit("SuperLink:", 1)[-1]
+    bank1 = [line for line in status.splitlines() if line.strip().startswith("bank-1 ")]
+    assert sorted(line.split()[3] for line in bank1) == ["online", "unregistered"], status
+    assert not (demo / "bank-1" / "node.key.old").exists() and (demo / "bank-1" / "node.key").exists()
+    assert 'public_key = "keys/bank-1.next.pub"' in (demo / "coordinator" / "coordinator.toml").read_text()
     assert not pids_with_argument(str(tmp_path)), "the guide's stop commands left processes running"
