@@ -215,15 +215,30 @@ def probe(host: str, port: int, *, cafile: str | None = None, server_name: str =
         raw.close()
 
 
+def _settled(connection: Any) -> bool:
+    """A connection with nothing in flight: its last response written, and it is closing (under
+    TLS a closing connection waits up to 30 s for the client's close_notify, which a silent
+    client never sends)."""
+    cycle = getattr(connection, "cycle", None)
+    transport = getattr(connection, "transport", None)
+    return (transport is None or (transport.is_closing() and not transport.get_write_buffer_size())) and \
+        (cycle is None or cycle.response_complete)
+
+
 class GatewayServer(uvicorn.Server):
     """uvicorn's Server that, once listening, steers the port's new connections to itself and
-    says so in its log; on SIGUSR1 (a handover) it stops accepting after a grace,
-    closes each connection after its next response and exits when none is left (at most
-    KEEP_ALIVE + 1 s later). SIGTERM/SIGINT: uvicorn's graceful shutdown."""
+    says so in its log. On SIGUSR1 (a handover) it keeps accepting for HANDOVER_GRACE s, closes
+    its socket, closes each connection after its next response (or its keep-alive expiry) and
+    exits once nothing is in flight (at most KEEP_ALIVE + 1 s later, then uvicorn's graceful
+    shutdown). SIGTERM/SIGINT: uvicorn's graceful shutdown; both end as soon as every connection
+    left has nothing in flight."""
 
     def __init__(self, config: uvicorn.Config, app: FleetGateway, sock: socket.socket, announce: str):
         super().__init__(config)
         self.app, self.sock, self.announce = app, sock, announce
+
+    def settled(self) -> bool:
+        return all(_settled(c) for c in list(self.server_state.connections))
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
@@ -244,10 +259,23 @@ class GatewayServer(uvicorn.Server):
             listener.close()
         self.sock.close()
         deadline = time.monotonic() + KEEP_ALIVE + 1
-        while self.server_state.connections and time.monotonic() < deadline:
+        while not self.settled() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        self.app.log(f"handed over ({len(self.server_state.connections)} connection(s) still open); exiting")
+        busy = sum(not _settled(c) for c in list(self.server_state.connections))
+        self.app.log(f"handed over ({busy} connection(s) still busy); exiting")
         self.should_exit = True
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        async def release() -> None:         # uvicorn would wait for silent clients' TLS close_notify
+            while not self.settled():
+                await asyncio.sleep(0.1)
+            self.force_exit = True
+
+        watcher = asyncio.ensure_future(release())
+        try:
+            await super().shutdown(sockets=sockets)
+        finally:
+            watcher.cancel()
 
 
 def wait_for_upstream(upstream: str, verify: ssl.SSLContext | bool, wait: float) -> str | None:
