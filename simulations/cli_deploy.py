@@ -309,6 +309,11 @@ def _run(args: argparse.Namespace) -> int:
     if why is not None:
         raise InputError(f"the SuperLink does not answer on {s.control_address} ({why}): start it with "
                          f"`fedcredit server start --config {cfg.source}`", source=str(cfg.source))
+    gateway = d.read_pid_file(s.gateway_pid_file)
+    if gateway is None or gateway.process() is None:
+        raise InputError(f"no Fleet gateway runs on {s.public_address}, so partners cannot reach the SuperLink: "
+                         f"restart with `fedcredit server stop` and `start --config {cfg.source}`",
+                         source=str(cfg.source))
     out = (args.out or d.default_out_dir(cfg)).expanduser().resolve()
     if out.exists() and any(out.iterdir()):
         raise InputError("exists and is not empty: choose a new --out folder", source=str(out))

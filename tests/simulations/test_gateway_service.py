@@ -56,3 +56,15 @@ def test_a_reloaded_gateway_is_followed_and_one_exit_stops_the_rest(tmp_path: Pa
         for proc in (superlink, gateway, *replacement):
             if proc.alive():
                 proc.stop(timeout=2)
+
+
+def test_the_gateway_command_line(tmp_path: Path) -> None:
+    config = tmp_path / "coordinator.toml"
+    config.write_text('[coordinator]\naddress = "0.0.0.0"\nport = 8443\ncontrol_port = 7000\nca_cert = "c/ca.crt"\n'
+                      'server_cert = "c/server.crt"\nserver_key = "c/server.key"\n')
+    s = d.read_coordinator_settings(config)
+    cmd = gs.gateway_command(s, insecure=False, wait=12)
+    assert cmd[1:] == ["-m", "simulations.fleet_gateway", "0.0.0.0", "8443", "https://127.0.0.1:7000",
+                       "--certfile", str(tmp_path / "c/server.crt"), "--keyfile", str(tmp_path / "c/server.key"),
+                       "--cafile", str(tmp_path / "c/ca.crt"), "--wait", "12"]
+    assert gs.gateway_command(s, insecure=True)[3:6] == ["0.0.0.0", "8443", "http://127.0.0.1:7000"]   # same topology
