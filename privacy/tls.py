@@ -126,6 +126,32 @@ def _san_text(name: x509.GeneralName) -> str:
     return f"IP:{name.value}" if isinstance(name, x509.IPAddress) else f"DNS:{name.value}"
 
 
+def issue_server_certificate(ca_key: ec.EllipticCurvePrivateKey, ca_name: x509.Name,
+                              ca_ski: x509.SubjectKeyIdentifier, names: Sequence[x509.GeneralName], start: datetime,
+                              days: int, common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A fresh server key and its certificate signed by the CA: `names` as SANs, EKU serverAuth."""
+    server_key = ec.generate_private_key(CURVE())
+    server_cert = (x509.CertificateBuilder()
+                   .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fedcredit"),
+                                            x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+                   .issuer_name(ca_name)
+                   .public_key(server_key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(start).not_valid_after(start + _BACKDATE + timedelta(days=days))
+                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                   .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                                key_encipherment=False, data_encipherment=False,
+                                                key_agreement=True, key_cert_sign=False, crl_sign=False,
+                                                encipher_only=False, decipher_only=False), critical=True)
+                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+                   .add_extension(x509.SubjectAlternativeName(list(names)), critical=False)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(server_key.public_key()), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+                                  critical=False)
+                   .sign(ca_key, hashes.SHA384()))
+    return server_key, server_cert
+
+
 def make_certificates(out_dir: str | Path, sans: Iterable[str] = DEFAULT_SANS, *, days: int = DEFAULT_DAYS,
                       ca_days: int = DEFAULT_CA_DAYS, common_name: str = "fedcredit SuperLink",
                       now: datetime | None = None) -> CertificateFiles:
@@ -173,25 +199,7 @@ def make_certificates(out_dir: str | Path, sans: Iterable[str] = DEFAULT_SANS, *
                .add_extension(ca_ski, critical=False)
                .sign(ca_key, hashes.SHA384()))
 
-    server_key = ec.generate_private_key(CURVE())
-    server_cert = (x509.CertificateBuilder()
-                   .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fedcredit"),
-                                            x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-                   .issuer_name(ca_name)
-                   .public_key(server_key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(start).not_valid_after(start + _BACKDATE + timedelta(days=days))
-                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                                key_encipherment=False, data_encipherment=False,
-                                                key_agreement=True, key_cert_sign=False, crl_sign=False,
-                                                encipher_only=False, decipher_only=False), critical=True)
-                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-                   .add_extension(x509.SubjectAlternativeName(unique), critical=False)
-                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(server_key.public_key()), critical=False)
-                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
-                                  critical=False)
-                   .sign(ca_key, hashes.SHA384()))
+    server_key, server_cert = issue_server_certificate(ca_key, ca_name, ca_ski, unique, start, days, common_name)
 
     pem = serialization.Encoding.PEM
     _write_all([(targets[0], ca_cert.public_bytes(pem), False), (targets[1], _key_pem(ca_key), True),

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from credit.errors import InputError
+from simulations.cli_gateway import register_reload, register_renew
 
 WAIT_HELP = "seconds to wait for the process to be ready before giving up (default %(default)s)"
 FOREGROUND = "running in the foreground; Ctrl-C (or SIGTERM) stops it"
@@ -39,6 +40,9 @@ def _warn_insecure(insecure: bool) -> None:
 def _certs(args: argparse.Namespace) -> int:
     from privacy.tls import DEFAULT_SANS, make_certificates
 
+    if args.out is None:
+        raise InputError("give --out DIR (a new folder for ca.crt, ca.key, server.crt, server.key), or use "
+                         "`fedcredit certs renew` for a new server certificate from the existing CA", source="certs")
     sans = args.san or list(DEFAULT_SANS)
     files = make_certificates(args.out, sans, days=args.days, ca_days=args.ca_days)
     print(f"wrote {files.ca_cert} (CA, valid to {files.ca_not_after:%Y-%m-%d})\n"
@@ -89,6 +93,7 @@ def _app_digest(args: argparse.Namespace) -> int:
 
 def _server_start(args: argparse.Namespace) -> int:
     from simulations import deployment as d
+    from simulations import gateway_service as gs
 
     cfg = d.load_coordinator(args.config, insecure=args.insecure)
     s = cfg.settings
@@ -97,23 +102,42 @@ def _server_start(args: argparse.Namespace) -> int:
             f"`fedcredit run --config {cfg.source}{insecure}` (or `FLWR_HOME={s.flwr_home} flwr run "
             f"{d.PROJECT_DIR} {s.federation} --stream --run-config \"scenario='{cfg.source}' deployment=true "
             "out-dir='/abs/run/dir'\"`)")
-    return _launch(args, cfg.insecure, lambda echo: d.start_superlink(cfg, wait=args.wait, echo=echo, out=_say),
-                   [f"  log {s.log_file}", f"  PID file {s.pid_file}", hint],
+
+    def start(echo):
+        d.refuse_if_running(s.pid_file, "the SuperLink", f"fedcredit server stop --config {cfg.source}")
+        d.check_port_free(d.LOOPBACK, s.control_port, source=f"{cfg.source} [coordinator]", field="control_port")
+        gateway = gs.spawn_gateway(cfg, wait=args.wait)       # boots while the SuperLink starts
+        try:
+            superlink = d.start_superlink(cfg, wait=args.wait, echo=echo, out=_say)
+        except BaseException:
+            gateway.stop()
+            raise
+        try:
+            return [superlink, gs.await_gateway(gateway, cfg, wait=args.wait, echo=echo, out=_say)]
+        except BaseException:
+            superlink.stop()
+            d.release_stop_signals()
+            raise
+
+    return _launch(args, cfg.insecure, start,
+                   [f"  logs {s.log_file}, {s.gateway_log}", f"  PID files {s.pid_file}, {s.gateway_pid_file}",
+                    f"  open only TCP {s.port} to the partners; the Control API stays on {s.control_address}", hint],
                    f"fedcredit server stop --config {cfg.source}")
 
 
 def _launch(args: argparse.Namespace, insecure: bool, start, lines: list[str], stop_command: str) -> int:
-    """Start a Flower service; detached: print where it is and return; else serve it in the foreground."""
+    """Start Flower services (SuperLink, Fleet gateway); detached: print where they are and return;
+    else serve them in the foreground."""
     from simulations import deployment as d
 
     _warn_insecure(insecure)
     restore = d.install_stop_signals()
     try:
-        service = start(None if args.detach else sys.stdout)
+        superlink, *companions = start(None if args.detach else sys.stdout)
         if args.detach:
             _say("\n".join([*lines, f"detached; stop it with `{stop_command}`"]))
             return 0
-        return d.serve(service, echo=sys.stdout, banner=[*lines, FOREGROUND])
+        return d.serve(superlink, echo=sys.stdout, banner=[*lines, FOREGROUND], companions=companions)
     finally:
         restore()
         d.release_stop_signals()
@@ -121,8 +145,12 @@ def _launch(args: argparse.Namespace, insecure: bool, start, lines: list[str], s
 
 def _server_stop(args: argparse.Namespace) -> int:
     from simulations import deployment as d
+    from simulations import gateway_service as gs
 
     settings = d.read_coordinator_settings(args.config)
+    gateway = gs.stop_gateway(settings)
+    if gateway:
+        print(f"stopped the Fleet gateway (PID {gateway})")
     pid = d.stop_from_pid_file(settings.pid_file, "SuperLink")
     print(f"stopped the SuperLink (PID {pid})" if pid else f"no SuperLink running (no live PID in {settings.pid_file})")
     return 0
@@ -130,14 +158,18 @@ def _server_stop(args: argparse.Namespace) -> int:
 
 def _server_status(args: argparse.Namespace) -> int:
     from simulations import deployment as d
+    from simulations import gateway_service as gs
     from simulations.node_registry import NodeRegistry
 
     settings = d.read_coordinator_settings(args.config)
     record = d.read_pid_file(settings.pid_file)
+    gateway, lines = gs.status_lines(settings)
     if record is None or record.process() is None:
-        print(f"SuperLink: not running (no live PID in {settings.pid_file})")
+        print("\n".join([f"SuperLink: not running (no live PID in {settings.pid_file})", *lines[:1]]))
         return 1
-    print(f"SuperLink: PID {record.pid} on {settings.address}:{settings.port}, log {record.log}")
+    print(f"SuperLink: PID {record.pid} on {settings.control_address} (loopback: Control and Runtime APIs), "
+          f"log {record.log}")
+    print("\n".join(lines))
     registry = NodeRegistry.read(settings.nodes_file)
     known = registry.by_node()
     nodes = d.list_nodes(settings)
@@ -155,7 +187,7 @@ def _server_status(args: argparse.Namespace) -> int:
         if len(regs) > 1:
             print(f"  partner '{name}' has {len(regs)} registered keys (a key rotation): once it is online with the "
                   f"new one, `fedcredit server unregister --config {settings.source} {name} --key OLD.pub`")
-    return 0
+    return 0 if gateway else 1
 
 
 def _partner_start(args: argparse.Namespace) -> int:
@@ -277,6 +309,11 @@ def _run(args: argparse.Namespace) -> int:
     if why is not None:
         raise InputError(f"the SuperLink does not answer on {s.control_address} ({why}): start it with "
                          f"`fedcredit server start --config {cfg.source}`", source=str(cfg.source))
+    gateway = d.read_pid_file(s.gateway_pid_file)
+    if gateway is None or gateway.process() is None:
+        raise InputError(f"no Fleet gateway runs on {s.public_address}, so partners cannot reach the SuperLink: "
+                         f"restart with `fedcredit server stop` and `start --config {cfg.source}`",
+                         source=str(cfg.source))
     out = (args.out or d.default_out_dir(cfg)).expanduser().resolve()
     if out.exists() and any(out.iterdir()):
         raise InputError("exists and is not empty: choose a new --out folder", source=str(out))
@@ -349,14 +386,16 @@ def _why_flwr_stopped(cfg, superlink_before, returncode: int, last_lines: list[s
 def register(sub: argparse._SubParsersAction) -> None:
     from simulations.cli_node_keys import register_node_key, register_server_keys
 
-    certs = sub.add_parser("certs", help="make the consortium CA and the SuperLink's TLS certificate")
-    certs.add_argument("--out", required=True, type=Path, help="folder for ca.crt, ca.key, server.crt, server.key "
+    certs = sub.add_parser("certs", help="make the consortium CA and the SuperLink's TLS certificate; "
+                           "`certs renew`: a new server certificate from the same CA")
+    certs.add_argument("--out", type=Path, help="folder for ca.crt, ca.key, server.crt, server.key "
                        "(never overwritten)")
     certs.add_argument("--san", action="append", metavar="DNS:host|IP:addr",
                        help="a name partners dial, repeatable (default: DNS:localhost and IP:127.0.0.1)")
     certs.add_argument("--days", type=int, default=365, help="server certificate lifetime (default %(default)s)")
     certs.add_argument("--ca-days", type=int, default=3650, help="CA lifetime (default %(default)s)")
     certs.set_defaults(func=_certs)
+    register_renew(certs)
 
     register_node_key(sub)
 
@@ -374,18 +413,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     a_dig = app_sub.add_parser("digest", help="print the SHA-256 of the app bundle as it is now")
     a_dig.set_defaults(func=_app_digest)
 
-    server = sub.add_parser("server", help="the coordinator's SuperLink")
+    server = sub.add_parser("server", help="the coordinator's SuperLink and its Fleet gateway")
     server_sub = server.add_subparsers(dest="server_command", required=True)
-    s_start = server_sub.add_parser("start", help="start the SuperLink, register the partners' keys")
+    s_start = server_sub.add_parser("start", help="start the SuperLink (loopback), register the partners' keys, "
+                                    "start the Fleet gateway (public port)")
     s_start.add_argument("--config", required=True, type=Path, help="coordinator scenario TOML with [coordinator]")
     s_start.add_argument("--detach", action="store_true", help="return once ready; a PID file remembers it")
     s_start.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
     s_start.add_argument("--wait", type=float, default=30.0, help=WAIT_HELP)
     s_start.set_defaults(func=_server_start)
-    s_stop = server_sub.add_parser("stop", help="stop a detached SuperLink")
+    register_reload(server_sub)
+    s_stop = server_sub.add_parser("stop", help="stop a detached SuperLink and its Fleet gateway")
     s_stop.add_argument("--config", required=True, type=Path)
     s_stop.set_defaults(func=_server_stop)
-    s_status = server_sub.add_parser("status", help="is the SuperLink up, which partners are online")
+    s_status = server_sub.add_parser("status", help="are the SuperLink and the Fleet gateway up, which partners "
+                                     "are online, the certificates served")
     s_status.add_argument("--config", required=True, type=Path)
     s_status.set_defaults(func=_server_status)
     register_server_keys(server_sub)

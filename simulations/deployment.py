@@ -44,6 +44,7 @@ from privacy import tls
 BIN_DIR = Path(sys.executable).parent
 PROJECT_DIR = Path(__file__).resolve().parent.parent      # the Flower app: pyproject.toml + packages
 DEFAULT_ADDRESS = "127.0.0.1"
+LOOPBACK = "127.0.0.1"       # the SuperLink listens here only; the Fleet gateway faces the network
 DEFAULT_PORT = 9092
 DEFAULT_NODE_PORT = 9094
 DEFAULT_FEDERATION = "fedcredit"
@@ -51,8 +52,8 @@ DEFAULT_WAIT = 30.0
 STOP_TIMEOUT = 20.0
 STATE_DIR = "fedcredit"       # inside FLWR_HOME: PID files, logs, registered node ids
 _FEDERATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_COORDINATOR_KEYS = {"address", "port", "ca_cert", "server_cert", "server_key", "flwr_home", "insecure",
-                     "federation", "app_signature"}
+_COORDINATOR_KEYS = {"address", "port", "control_port", "ca_cert", "server_cert", "server_key", "flwr_home",
+                     "insecure", "federation", "app_signature"}
 _NODE_KEYS = {"superlink", "port", "root_certificates", "auth_key", "insecure", "flwr_home", "trusted_app_keys"}
 Print = Callable[[str], None]
 
@@ -142,11 +143,13 @@ def dial_host(bind_host: str) -> str:
 
 @dataclass(frozen=True)
 class CoordinatorSettings:
-    """The [coordinator] table: where the SuperLink listens and with which files."""
+    """The [coordinator] table: where the Fleet gateway (public) and the SuperLink (loopback) listen,
+    with which files."""
 
     source: Path
     address: str = DEFAULT_ADDRESS
     port: int = DEFAULT_PORT
+    control_port: int = DEFAULT_PORT + 1      # the SuperLink's own port, on 127.0.0.1 only
     ca_cert: Path | None = None
     server_cert: Path | None = None
     server_key: Path | None = None
@@ -157,8 +160,22 @@ class CoordinatorSettings:
 
     @property
     def control_address(self) -> str:
-        """host:port that the flwr CLI on this machine dials (written to $FLWR_HOME/config.toml)."""
-        return _join(dial_host(self.address), self.port)
+        """The SuperLink on loopback: what the flwr CLI on this machine dials (written to
+        $FLWR_HOME/config.toml), Flower's SuperExec and the Fleet gateway too."""
+        return _join(LOOPBACK, self.control_port)
+
+    @property
+    def public_address(self) -> str:
+        """Where the Fleet gateway listens: the one port partners dial."""
+        return _join(self.address, self.port)
+
+    @property
+    def gateway_pid_file(self) -> Path:
+        return self.state_dir / "gateway.pid"
+
+    @property
+    def gateway_log(self) -> Path:
+        return self.state_dir / "gateway.log"
 
     @property
     def state_dir(self) -> Path:
@@ -208,10 +225,19 @@ def read_coordinator_settings(path: str | Path) -> CoordinatorSettings:
     if not _FEDERATION.match(federation or ""):
         raise InputError(f"must be letters, digits, '-' or '_' (got {federation!r})", source=source,
                          field="federation")
+    port = _port(table, "port", source, DEFAULT_PORT)
+    if "control_port" not in table and port == 65535:
+        raise InputError("is 65535, so the default control_port (port + 1) does not exist: set control_port",
+                         source=source, field="port")
+    control_port = _port(table, "control_port", source, port + 1)
+    if control_port == port:
+        raise InputError(f"must differ from port ({port}): the SuperLink listens on 127.0.0.1:control_port, the "
+                         "Fleet gateway on address:port", source=source, field="control_port")
     return CoordinatorSettings(
         source=path,
         address=_host(_str(table, "address", source, DEFAULT_ADDRESS) or DEFAULT_ADDRESS, source, "address"),
-        port=_port(table, "port", source, DEFAULT_PORT),
+        port=port,
+        control_port=control_port,
         ca_cert=_path(base, _str(table, "ca_cert", source)),
         server_cert=_path(base, _str(table, "server_cert", source)),
         server_key=_path(base, _str(table, "server_key", source)),
@@ -247,7 +273,10 @@ def load_coordinator(path: str | Path, *, insecure: bool = False, now: datetime 
                                  "`fedcredit certs --out DIR`), or pass --insecure for a local test",
                                  source=source, field=name)
         tls.check_server_files(settings.ca_cert, settings.server_cert, settings.server_key, source=source,
-                               host=dial_host(settings.address), now=now)
+                               host=LOOPBACK, now=now)          # the SuperLink, behind the gateway
+        if dial_host(settings.address) != LOOPBACK:                    # the gateway, as partners dial it
+            tls.check_server_files(settings.ca_cert, settings.server_cert, settings.server_key, source=source,
+                                   host=dial_host(settings.address), now=now)
         from simulations.node_registry import configured_keys
 
         keys = configured_keys(settings, read_toml(path, "coordinator config"))
@@ -474,7 +503,7 @@ def superlink_command(cfg: CoordinatorConfig) -> list[str]:
     else:
         cmd += ["--ssl-ca-certfile", str(s.ca_cert), "--ssl-certfile", str(s.server_cert),
                 "--ssl-keyfile", str(s.server_key), "--enable-supernode-auth"]
-    return cmd + ["--disable-runtime-dependency-installation", "--host", s.address, "--port", str(s.port)]
+    return cmd + ["--disable-runtime-dependency-installation", "--host", LOOPBACK, "--port", str(s.control_port)]
 
 
 def supernode_command(node: NodeConfig) -> list[str]:
@@ -751,6 +780,13 @@ class Service:
     def write_pid_file(self) -> None:
         write_pid_record(self.pid_file, self.pid, self.argv, self.log_file)
 
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def successor(self) -> Service | None:
+        """A process that took this one's place (see the Fleet gateway's certificate reload)."""
+        return None
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         """SIGTERM, wait up to `timeout` (then SIGKILL), then clean up the helpers; the exit code."""
         if self.alive():
@@ -843,7 +879,7 @@ def start_superlink(cfg: CoordinatorConfig, *, wait: float = DEFAULT_WAIT, out: 
     argv = superlink_command(cfg)
     executable("flwr")
     refuse_if_running(s.pid_file, "the SuperLink", f"fedcredit server stop --config {cfg.source}")
-    check_port_free(s.address, s.port, source=source, field="port")
+    check_port_free(LOOPBACK, s.control_port, source=source, field="control_port")
     s.flwr_home.mkdir(parents=True, exist_ok=True)
     env = flower_env(s.flwr_home)
     service = Service("SuperLink", argv, env, s.log_file, s.pid_file, cwd=s.flwr_home)
@@ -866,7 +902,7 @@ def start_superlink(cfg: CoordinatorConfig, *, wait: float = DEFAULT_WAIT, out: 
             time.sleep(0.25)
         service.remember_children()
         config_path = write_federation(s, cfg.insecure)
-        out(f"SuperLink PID {service.pid} listening on {_join(s.address, s.port)} "
+        out(f"SuperLink PID {service.pid} listening on {s.control_address} (loopback only) "
             f"({'INSECURE, no TLS, no node authentication' if cfg.insecure else 'TLS, node authentication on'})")
         out(f"  federation '{s.federation}' -> {s.control_address} written to {config_path}")
         from simulations.node_registry import register_configured
@@ -1072,33 +1108,50 @@ def release_stop_signals() -> None:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
-def serve(service: Service, *, echo: TextIO | None, out: Print = print, banner: Sequence[str] = ()) -> int:
+def serve(service: Service, *, echo: TextIO | None, out: Print = print, banner: Sequence[str] = (),
+          companions: Sequence[Service] = ()) -> int:
     """Print `banner`, then follow the service's log (to `echo`, if given) until SIGINT/SIGTERM
-    (stops it cleanly, returns 0) or until it exits by itself (FederationError)."""
+    (stops it cleanly, returns 0) or until it exits by itself (FederationError). `companions`
+    (the Fleet gateway in front of the SuperLink) are followed alike and stopped first; when one
+    process exits, the others are stopped — unless another took its place (`Service.successor`)."""
+    services = [*companions, service]
+    gone: Service | None = None
     try:
         release_stop_signals()
         for line in banner:
             out(line)
-        while service.alive():
-            text = service.new_output()
-            if text and echo is not None:
-                echo.write(text)
-                echo.flush()
-            service.remember_children()
-            time.sleep(0.25)
+        while gone is None:
+            for i, svc in enumerate(services):
+                text = svc.new_output()
+                if text and echo is not None:
+                    echo.write(text)
+                    echo.flush()
+                svc.remember_children()
+                if not svc.alive():
+                    successor = svc.successor()
+                    if successor is None:
+                        gone = svc
+                        break
+                    services[i] = successor
+            else:
+                time.sleep(0.25)
     except KeyboardInterrupt:
-        out(f"stopping the {service.name} (PID {service.pid}) ...")
-        code = service.stop()
-        out(f"{service.name} stopped (exit code {code})")
+        for svc in services:
+            out(f"stopping the {svc.name} (PID {svc.pid}) ...")
+            code = svc.stop()
+            out(f"{svc.name} stopped (exit code {code})")
         return 0
     except BaseException:
-        service.stop()
+        for svc in services:
+            svc.stop()
         raise
     if echo is not None:
-        echo.write(service.new_output())
-    code = service.proc.returncode
-    service.stop()
-    raise FederationError(f"the {service.name} exited unexpectedly (code {code}); see {service.log_file}")
+        echo.write(gone.new_output())
+    code = gone.returncode()
+    for svc in services:
+        svc.stop()
+    raise FederationError(f"the {gone.name} exited unexpectedly{f' (code {code})' if code is not None else ''}; "
+                          f"see {gone.log_file}")
 
 
 RESTART_DELAYS = (2.0, 5.0, 10.0, 30.0, 60.0)   # seconds before each attempt to rejoin; the last repeats

@@ -76,7 +76,8 @@ def test_coordinator_config_is_resolved(coordinator: Path) -> None:
     assert (s.address, s.port, s.federation, s.insecure) == ("127.0.0.1", 9092, "consortium", False)
     assert (s.ca_cert, s.server_cert, s.server_key) == (folder / "certs/ca.crt", folder / "certs/server.crt",
                                                         folder / "certs/server.key")
-    assert s.flwr_home == folder / "flwr-home" and s.control_address == "127.0.0.1:9092"
+    assert s.flwr_home == folder / "flwr-home" and s.public_address == "127.0.0.1:9092"
+    assert s.control_port == 9093 and s.control_address == "127.0.0.1:9093"     # the SuperLink: loopback only
     assert cfg.public_keys == {n: (folder / "keys" / f"{n}.pub",) for n in NAMES}
     assert [p.name for p in cfg.scenario.partners] == list(NAMES)
     assert not cfg.insecure
@@ -87,7 +88,10 @@ def test_defaults_and_bind_all(coordinator: Path) -> None:
          [s["coordinator"].pop(k) for k in ("port", "federation")])
     s = d.load_coordinator(coordinator).settings
     assert (s.port, s.federation) == (d.DEFAULT_PORT, d.DEFAULT_FEDERATION)
-    assert s.control_address == "127.0.0.1:9092"      # what the CLI and Flower's SuperExec dial
+    assert s.public_address == "0.0.0.0:9092"           # the Fleet gateway, for the partners
+    assert s.control_address == "127.0.0.1:9093"      # the SuperLink: the CLI, Flower's SuperExec, the gateway
+    edit(coordinator, lambda s: s["coordinator"].update(port=8000, control_port=7000))
+    assert d.load_coordinator(coordinator).settings.control_address == "127.0.0.1:7000"
 
 
 @pytest.mark.parametrize("change, field, words", [
@@ -95,6 +99,9 @@ def test_defaults_and_bind_all(coordinator: Path) -> None:
     (lambda c: c.update(server_key="certs/nope.key"), "server_key", "not found"),
     (lambda c: c.update(port="ninety"), "port", "port number"),
     (lambda c: c.update(port=70000), "port", "port number"),
+    (lambda c: c.update(control_port=0), "control_port", "port number"),
+    (lambda c: c.update(control_port=9092), "control_port", "must differ from port"),
+    (lambda c: c.update(port=65535), "port", "set control_port"),
     (lambda c: c.update(address="https://coord:9092"), "address", "without scheme or port"),
     (lambda c: c.update(federation="my federation"), "federation", "letters, digits"),
     (lambda c: c.update(insecure="yes"), "insecure", "true or false"),
@@ -168,7 +175,7 @@ def test_flower_command_lines(coordinator: Path, tmp_path: Path) -> None:
     assert d.superlink_command(cfg) == [
         str(d.BIN_DIR / "flower-superlink"), "--ssl-ca-certfile", str(s.ca_cert), "--ssl-certfile",
         str(s.server_cert), "--ssl-keyfile", str(s.server_key), "--enable-supernode-auth",
-        "--disable-runtime-dependency-installation", "--host", "127.0.0.1", "--port", "9092"]
+        "--disable-runtime-dependency-installation", "--host", "127.0.0.1", "--port", "9093"]
     out = tmp_path / "my run"
     cmd = d.run_command(cfg, out, rounds=2)
     assert cmd[:5] == [str(d.BIN_DIR / "flwr"), "run", str(d.PROJECT_DIR), "consortium", "--stream"]
@@ -195,12 +202,12 @@ def test_federation_entry_keeps_other_entries(coordinator: Path) -> None:
     d.write_federation(cfg.settings, insecure=False)
     data = tomllib.loads((home / "config.toml").read_text())
     assert data["superlink"]["local"] == {"address": ":local:"} and data["superlink"]["default"] == "local"
-    assert data["superlink"]["consortium"] == {"address": "127.0.0.1:9092",
+    assert data["superlink"]["consortium"] == {"address": "127.0.0.1:9093",
                                                "root-certificates": str(cfg.settings.ca_cert)}
     assert d.federation_written(cfg.settings)
     d.write_federation(cfg.settings, insecure=True)
     assert tomllib.loads((home / "config.toml").read_text())["superlink"]["consortium"] == \
-        {"address": "127.0.0.1:9092", "insecure": True}
+        {"address": "127.0.0.1:9093", "insecure": True}
 
 
 # ---- partner ----------------------------------------------------------------------------------
@@ -308,6 +315,10 @@ def test_cli_refuses_busy_ports_without_starting_anything(coordinator: Path, par
         assert f"port {port} on 127.0.0.1 is not available" in one_line_error(capsys.readouterr().err)
         assert main(["partner", "start", "--config", str(partner), "--detach"]) == 2
         assert f"port {port} on 127.0.0.1 is not available" in one_line_error(capsys.readouterr().err)
+        edit(coordinator, lambda s: s["coordinator"].update(port=free_port(), control_port=port))
+        assert main(["server", "start", "--config", str(coordinator), "--detach"]) == 2
+        error = one_line_error(capsys.readouterr().err)
+        assert "field 'control_port'" in error and f"port {port} on 127.0.0.1 is not available" in error
     assert not d.read_coordinator_settings(coordinator).pid_file.exists()
     assert not d.read_node_settings(partner).pid_file.exists()
     assert not d.read_coordinator_settings(coordinator).log_file.exists()     # nothing was started

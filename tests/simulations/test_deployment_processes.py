@@ -1,9 +1,10 @@
 """Real Flower processes on 127.0.0.1: a SuperLink with TLS and node authentication admits a
-registered SuperNode and refuses an unregistered one; `partner start` says so and leaves no
-process; a partner rotates its key while both run, and the retired key is refused from then on; a
-partner refuses an app bundle nobody it trusts signed; a foreground SuperLink stops cleanly on
-SIGTERM; a wrong SuperLink address gives up after a bounded wait. Every process is stopped by PID
-in `finally`."""
+registered SuperNode (through the Fleet gateway on the public port, which refuses the Control API
+to an outsider and serves a renewed certificate without refusing a connection) and refuses an
+unregistered one; `partner start` says so and leaves no process; a partner rotates its key while
+both run, and the retired key is refused from then on; a partner refuses an app bundle nobody it
+trusts signed; a foreground SuperLink stops cleanly on SIGTERM; a wrong SuperLink address gives up
+after a bounded wait. Every process is stopped by PID in `finally`."""
 
 from __future__ import annotations
 
@@ -11,18 +12,22 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from pathlib import Path
 
+import httpx
 import pytest
 import tomli_w
 
 from privacy import tls
 from privacy.node_keys import file_fingerprint
 from simulations import deployment as d
+from simulations import gateway_service as gateway
 from simulations.cli import main
 from simulations.node_registry import NodeRegistry
 from tests.conftest import make_partner_frame, write_scenario
@@ -64,18 +69,20 @@ def deployment(tmp_path: Path, app_signing):
     scenario = write_scenario(coord, {"bank-a": make_partner_frame(60, 1)},
                               partner_fields={"bank-a": {"public_key": "keys/bank-a.pub"}})
     text = scenario.read_text() + (
-        f'\n[coordinator]\naddress = "127.0.0.1"\nport = {port}\nca_cert = "certs/ca.crt"\n'
+        f'\n[coordinator]\naddress = "127.0.0.1"\nport = {port}\ncontrol_port = {free_port()}\n'
+        f'ca_cert = "certs/ca.crt"\n'
         f'server_cert = "certs/server.crt"\nserver_key = "certs/server.key"\napp_signature = "{app_signing[1]}"\nfederation = "test-fed"\n')
     scenario.write_text(text)
     try:
         yield scenario, partners["bank-a"], partners["rogue-z"]
     finally:
         settings = d.read_coordinator_settings(scenario)
-        leftovers = pids_in_files(settings.pid_file, *(d.read_node_settings(p).pid_file for p in partners.values()))
+        leftovers = pids_in_files(settings.pid_file, settings.gateway_pid_file,
+                                  *(d.read_node_settings(p).pid_file for p in partners.values()))
         kill_tree([*leftovers, *pids_with_argument(str(tmp_path))])
 
 
-def test_registered_node_joins_and_unregistered_node_is_refused(deployment, capsys) -> None:
+def test_registered_node_joins_and_unregistered_node_is_refused(deployment, tmp_path: Path, capsys) -> None:
     scenario, bank, rogue = deployment
     started = time.monotonic()
     assert main(["server", "start", "--config", str(scenario), "--detach", "--wait", "20"]) == 0
@@ -91,6 +98,44 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, caps
     assert f"joined 127.0.0.1:{settings.port} as node {registered}" in out
     nodes = {n["node-id"]: n["status"] for n in d.list_nodes(settings)}
     assert nodes == {registered: "online"}
+
+    # (a2) Issue 9: the public port serves the Fleet API only. An outsider holding ca.crt and the public
+    # address can neither list nor start runs; the gateway logs each attempt with the caller's address.
+    public = f"https://127.0.0.1:{settings.port}"
+    with httpx.Client(verify=ssl.create_default_context(cafile=settings.ca_cert), trust_env=False) as outsider:
+        for path in ("/v1/control/start-run", "/v1/control/list-runs", "/v1/runtime/pull-app-inputs"):
+            answer = outsider.post(public + path, content=b"\x00")
+            assert answer.status_code == 403 and "Control API listens on the coordinator's loopback" in answer.text
+    home = tmp_path / "outsider-home"
+    home.mkdir()
+    (home / "config.toml").write_text(f'[superlink.consortium]\naddress = "127.0.0.1:{settings.port}"\n'
+                                      f'root-certificates = "{settings.ca_cert}"\n')
+    done = subprocess.run([d.executable("flwr"), "ls", "consortium", "--format", "json"], env=d.flower_env(home),
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert json.loads(done.stdout)["success"] is False and "only the Fleet API" in done.stdout
+    refused = [ln for ln in settings.gateway_log.read_text().splitlines() if " refused " in ln]
+    assert [ln.split(" ", 2)[2] for ln in refused] == [
+        "127.0.0.1 POST /v1/control/start-run", "127.0.0.1 POST /v1/control/list-runs",
+        "127.0.0.1 POST /v1/runtime/pull-app-inputs", "127.0.0.1 POST /v1/control/list-runs"]
+    assert "POST /v1/control/list-runs" not in settings.log_file.read_text()    # never reached the SuperLink
+
+    # (a3) A renewed server certificate is served without refusing a connection while partners go on.
+    supernode = d.read_pid_file(d.read_node_settings(bank).pid_file).pid
+    old_serial = tls.load_certificate(settings.server_cert).serial_number
+    polls = Poller(settings)
+    with polls:
+        assert main(["certs", "renew", "--config", str(scenario), "--ca-key", str(settings.ca_cert.parent / "ca.key")
+                     ]) == 0
+        assert main(["server", "reload-cert", "--config", str(scenario)]) == 0
+    out = capsys.readouterr().out
+    new_serial = tls.load_certificate(settings.server_cert).serial_number
+    assert "kept the old pair" in out and "finished its connections and exited" in out
+    assert "SuperLink (loopback) still" in out
+    assert polls.errors == [] and polls.count > 20, polls.errors
+    assert polls.serials[0] == old_serial and polls.serials[-1] == new_serial and len(polls.serials) == 2
+    assert gateway.probe(settings, False)[1].serial_number == new_serial
+    assert {n["node-id"]: n["status"] for n in d.list_nodes(settings)} == {registered: "online"}
+    assert d.read_pid_file(d.read_node_settings(bank).pid_file).pid == supernode      # the partner went on
 
     # (b) an unregistered SuperNode is refused (Flower code 2004); we say so and leave nothing behind.
     assert main(["partner", "start", "--config", str(rogue), "--detach", "--wait", "20"]) == 2
@@ -148,14 +193,58 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, caps
     # Stopping by PID file: nothing of the deployment is left.
     assert main(["partner", "stop", "--config", str(bank)]) == 0
     assert main(["server", "stop", "--config", str(scenario)]) == 0
-    assert "stopped the SuperLink" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "stopped the Fleet gateway" in out and "stopped the SuperLink" in out
     assert not pids_with_argument(str(scenario.parent.parent))
-    assert time.monotonic() - started < 180
+    assert time.monotonic() - started < 240   # rotation + renewal + outsider, on a busy machine
+
+
+class Poller:
+    """Polls the public port from two threads until the `with` block ends: a keep-alive client
+    (GET /health) and new connections, noting the certificate serial each one was served."""
+
+    def __init__(self, settings: d.CoordinatorSettings):
+        self.settings, self.errors, self.serials, self.count = settings, [], [], 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._keep_alive), threading.Thread(target=self._fresh)]
+
+    def _keep_alive(self) -> None:
+        with httpx.Client(verify=ssl.create_default_context(cafile=self.settings.ca_cert), trust_env=False,
+                          timeout=5) as client:
+            while not self._stop.is_set():
+                try:
+                    assert client.get(f"https://127.0.0.1:{self.settings.port}/health").status_code == 200
+                    self.count += 1
+                except (httpx.HTTPError, AssertionError) as exc:
+                    self.errors.append(f"keep-alive: {exc!r}")
+
+    def _fresh(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status, cert = gateway.probe(self.settings, False)
+                assert status == 200
+                self.count += 1
+                if not self.serials or self.serials[-1] != cert.serial_number:
+                    self.serials.append(cert.serial_number)
+            except (OSError, AssertionError) as exc:
+                self.errors.append(f"new connection: {exc!r}")
+
+    def __enter__(self) -> Poller:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        time.sleep(0.5)                          # a few polls after the swap too
+        self._stop.set()
+        for t in self._threads:
+            t.join(10)
 
 
 def test_an_app_nobody_signed_is_refused_at_the_partner(deployment, tmp_path: Path, capsys) -> None:
-    """Finding 1 of issue 9: anyone who can reach the port with the public ca.crt could run code on
-    every partner. Now the partner refuses the bundle before Flower installs it, and logs why."""
+    """Finding 1 of issue 9: whoever can start a run could run code on every partner. The Control API
+    now listens on the coordinator's loopback only; even a run started there (e.g. by another user of
+    that machine) is refused by the partner before Flower installs the bundle, which it logs."""
     scenario, bank, _ = deployment
     assert main(["server", "start", "--config", str(scenario), "--detach", "--wait", "30"]) == 0
     assert main(["partner", "start", "--config", str(bank), "--detach", "--wait", "30"]) == 0
@@ -163,7 +252,7 @@ def test_an_app_nobody_signed_is_refused_at_the_partner(deployment, tmp_path: Pa
     settings = d.read_coordinator_settings(scenario)
     home = tmp_path / "outsider-home"          # what the outsider holds: the CA certificate, its own app
     home.mkdir()
-    (home / "config.toml").write_text(f'[superlink.consortium]\naddress = "127.0.0.1:{settings.port}"\n'
+    (home / "config.toml").write_text(f'[superlink.consortium]\naddress = "{settings.control_address}"\n'
                                       f'root-certificates = "{settings.ca_cert}"\n')
     app = shutil.copytree(Path(__file__).parent / "outsider_app", tmp_path / "outsider_app")
     marker = tmp_path / "ran-on-partner.txt"
@@ -252,10 +341,18 @@ def test_foreground_superlink_stops_cleanly_on_sigterm(deployment) -> None:
         assert any("running in the foreground" in ln for ln in seen), "".join(seen)
         settings = d.read_coordinator_settings(scenario)
         assert pids_in_files(settings.pid_file)
+        # A certificate reload replaces the gateway under the foreground process, which follows the new one.
+        first = d.read_pid_file(settings.gateway_pid_file).pid
+        assert main(["certs", "renew", "--config", str(scenario), "--ca-key", str(settings.ca_cert.parent / "ca.key"),
+                     "--days", "30"]) == 0
+        assert main(["server", "reload-cert", "--config", str(scenario)]) == 0
+        second = d.read_pid_file(settings.gateway_pid_file).pid
+        assert second != first and proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0, rest
-        assert "SuperLink stopped" in rest
+        assert f"stopping the Fleet gateway (PID {second})" in rest and "SuperLink stopped" in rest
         assert not pids_with_argument(str(scenario.parent)) and not settings.pid_file.exists()
+        assert not settings.gateway_pid_file.exists()
     finally:
         kill_tree([proc.pid])

@@ -61,12 +61,14 @@ def consortium(tmp_path: Path, app_signing):
     for name, *_ in PARTNERS:
         text = text.replace(f'data = "{name}.csv"\n', "")
     scenario.write_text(text + (
-        f'\n[coordinator]\naddress = "127.0.0.1"\nport = {port}\nca_cert = "certs/ca.crt"\n'
+        f'\n[coordinator]\naddress = "127.0.0.1"\nport = {port}\ncontrol_port = {free_port()}\n'
+        f'ca_cert = "certs/ca.crt"\n'
         f'server_cert = "certs/server.crt"\nserver_key = "certs/server.key"\napp_signature = "{app_signing[1]}"\nfederation = "fedcredit-test"\n'))
     try:
         yield scenario, configs
     finally:
-        pid_files = [d.read_coordinator_settings(scenario).pid_file,
+        settings = d.read_coordinator_settings(scenario)
+        pid_files = [settings.pid_file, settings.gateway_pid_file,
                      *(d.read_node_settings(c).pid_file for c in configs.values())]
         kill_tree([*pids_in_files(*pid_files), *pids_with_argument(str(tmp_path))])
 
