@@ -20,12 +20,12 @@ import tomli_w
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from credit.atomic import atomic_write_json  # noqa: E402
-from credit.synthetic import default_consortium, write_consortium  # noqa: E402
-from privacy import tls  # noqa: E402
-from server.app import RunSettings  # noqa: E402
-from simulations.cli import main as cli  # noqa: E402
-from simulations.runner import simulate  # noqa: E402
+from fedcredit.cli.main import main as cli  # noqa: E402
+from fedcredit.credit.atomic import atomic_write_json  # noqa: E402
+from fedcredit.credit.synthetic import default_consortium, write_consortium  # noqa: E402
+from fedcredit.protection import tls  # noqa: E402
+from fedcredit.server.app import RunSettings  # noqa: E402
+from fedcredit.simulations.runner import simulate  # noqa: E402
 from tests.processes import free_port, kill_tree, pids_with_argument  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

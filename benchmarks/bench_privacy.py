@@ -24,18 +24,18 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from clients.partner import open_partner_data  # noqa: E402
-from credit.artefact import ScoringModel  # noqa: E402
-from credit.atomic import atomic_write_json  # noqa: E402
-from credit.features import FeatureTransform  # noqa: E402
-from credit.metrics import exact_metrics  # noqa: E402
-from credit.model import build_model, make_loader, make_optimizer, train_epochs  # noqa: E402
-from credit.protocol import TaskConfig
-from credit.scenario import load_scenario  # noqa: E402
-from privacy.dpsgd import make_private  # noqa: E402
-from server.app import RunSettings  # noqa: E402
-from simulations.datasets import write_taiwan_partners  # noqa: E402
-from simulations.runner import simulate  # noqa: E402
+from fedcredit.clients.partner import open_partner_data  # noqa: E402
+from fedcredit.credit.artefact import ScoringModel  # noqa: E402
+from fedcredit.credit.atomic import atomic_write_json  # noqa: E402
+from fedcredit.credit.features import FeatureTransform  # noqa: E402
+from fedcredit.credit.metrics import exact_metrics  # noqa: E402
+from fedcredit.credit.model import build_model, make_loader, make_optimizer, train_epochs  # noqa: E402
+from fedcredit.credit.protocol import TaskConfig
+from fedcredit.credit.scenario import load_scenario  # noqa: E402
+from fedcredit.privacy.dpsgd import make_private  # noqa: E402
+from fedcredit.server.app import RunSettings  # noqa: E402
+from fedcredit.simulations.datasets import write_taiwan_partners  # noqa: E402
+from fedcredit.simulations.runner import simulate  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Adam at 0.003 suits DP-SGD (noisy gradients); the non-private point uses the same settings.

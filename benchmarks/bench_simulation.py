@@ -26,11 +26,11 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from credit.atomic import atomic_write_json  # noqa: E402
-from credit.features import FeatureTransform  # noqa: E402
-from credit.model import CreditClassifier  # noqa: E402
-from server.app import RunSettings  # noqa: E402
-from simulations.runner import check_partners, simulate  # noqa: E402
+from fedcredit.credit.atomic import atomic_write_json  # noqa: E402
+from fedcredit.credit.features import FeatureTransform  # noqa: E402
+from fedcredit.credit.model import CreditClassifier  # noqa: E402
+from fedcredit.server.app import RunSettings  # noqa: E402
+from fedcredit.simulations.runner import check_partners, simulate  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -32,10 +32,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from credit.atomic import atomic_write_json  # noqa: E402
-from credit.synthetic import PartnerProfile, generate_partner  # noqa: E402
-from privacy.keys import KeyEncryptionKey  # noqa: E402
-from privacy.vault import DEFAULT_SEGMENT, decrypt_bytes, encrypt_file  # noqa: E402
+from fedcredit.credit.atomic import atomic_write_json  # noqa: E402
+from fedcredit.credit.synthetic import PartnerProfile, generate_partner  # noqa: E402
+from fedcredit.protection.keys import KeyEncryptionKey  # noqa: E402
+from fedcredit.protection.vault import DEFAULT_SEGMENT, decrypt_bytes, encrypt_file  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 THROUGHPUT_TARGET = 0.50

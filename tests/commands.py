@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simulations.cli import main
+from fedcredit.cli.main import main
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:

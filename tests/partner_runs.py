@@ -1,14 +1,14 @@
-"""A whole run of one partner through its real path (clients.partner), without Flower: both
+"""A whole run of one partner through its real path (fedcredit.clients.partner), without Flower: both
 statistics releases, the coordinator's fit from them, DP-SGD rounds, the final evaluation."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from clients.partner import PartnerData, column_statistics, evaluation_report, train_round
-from credit.features import ColumnPlan, FeatureTransform
-from credit.model import build_model
-from credit.protocol import BINS, RANGE, TaskConfig
+from fedcredit.clients.partner import PartnerData, column_statistics, evaluation_report, train_round
+from fedcredit.credit.features import ColumnPlan, FeatureTransform
+from fedcredit.credit.model import build_model
+from fedcredit.credit.protocol import BINS, RANGE, TaskConfig
 
 
 def partner_run(data: PartnerData, task: TaskConfig, *, rounds: int) -> list:
@@ -32,7 +32,7 @@ def partner_run(data: PartnerData, task: TaskConfig, *, rounds: int) -> list:
         reports.append(report)
         if new_state is None:
             return reports
-        if report.privacy.get("noise_multiplier"):   # as clients.app keeps it for the next round
+        if report.privacy.get("noise_multiplier"):   # as fedcredit.clients.app keeps it for the next round
             planned.update({"dp-sgd": report.privacy["noise_multiplier"], "sample_rate": report.privacy["sample_rate"]})
         state = new_state
     reports.append(evaluation_report(data, task, state, round=rounds, planned=planned))

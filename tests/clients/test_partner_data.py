@@ -7,13 +7,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clients.partner import PartnerData, open_partner_data
-from credit.errors import InputError
-from credit.loading import load_table
-from credit.protocol import TaskConfig
-from credit.scenario import load_scenario
-from privacy.keys import new_key_file
-from privacy.vault import encrypt_file
+from fedcredit.clients.partner import PartnerData, open_partner_data
+from fedcredit.credit.errors import InputError
+from fedcredit.credit.loading import load_table
+from fedcredit.credit.protocol import TaskConfig
+from fedcredit.credit.scenario import load_scenario
+from fedcredit.protection.keys import new_key_file
+from fedcredit.protection.vault import encrypt_file
 from tests.conftest import make_partner_frame, write_scenario
 
 

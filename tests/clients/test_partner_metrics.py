@@ -6,9 +6,9 @@ import logging
 
 import numpy as np
 
-from clients import app
-from credit.metrics import ScoreHistogram
-from credit.protocol import PartnerReport
+from fedcredit.clients import app
+from fedcredit.credit.metrics import ScoreHistogram
+from fedcredit.credit.protocol import PartnerReport
 
 
 def _report(name: str, y, p) -> PartnerReport:

@@ -8,19 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clients.partner import (
+from fedcredit.clients.partner import (
     column_statistics,
     evaluation_report,
     open_partner_data,
     privacy_gate,
     train_round,
 )
-from credit.features import ColumnPlan, FeatureTransform
-from credit.model import build_model
-from credit.protocol import BINS, RANGE, TaskConfig
-from credit.scenario import load_scenario
-from privacy.accountant import Charge, compose_rows
-from simulations.datasets import TAIWAN, write_taiwan_partners
+from fedcredit.credit.features import ColumnPlan, FeatureTransform
+from fedcredit.credit.model import build_model
+from fedcredit.credit.protocol import BINS, RANGE, TaskConfig
+from fedcredit.credit.scenario import load_scenario
+from fedcredit.privacy.accountant import Charge, compose_rows
+from fedcredit.simulations.datasets import TAIWAN, write_taiwan_partners
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,21 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
-from clients.app import app
-from credit.features import ColumnPlan, FeatureTransform
-from credit.model import build_model
-from credit.protocol import BINS, EVALUATE_KEY, PHASE_KEY, RANGE, REPORT_KEY, TASK_KEY, PartnerReport, TaskConfig
-from credit.scenario import load_scenario
-from privacy.inventory import NOISED, WITHHELD, classify, reply_paths
+from fedcredit.clients.app import app
+from fedcredit.credit.features import ColumnPlan, FeatureTransform
+from fedcredit.credit.model import build_model
+from fedcredit.credit.protocol import (
+    BINS,
+    EVALUATE_KEY,
+    PHASE_KEY,
+    RANGE,
+    REPORT_KEY,
+    TASK_KEY,
+    PartnerReport,
+    TaskConfig,
+)
+from fedcredit.credit.scenario import load_scenario
+from fedcredit.privacy.inventory import NOISED, WITHHELD, classify, reply_paths
 from tests.conftest import make_partner_frame, write_scenario
 
 

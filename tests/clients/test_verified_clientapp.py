@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from clients import verified_clientapp as v
-from privacy.app_signing import AppRejected, build_bundle, new_signing_key, sign_app
-from simulations.deployment import PROJECT_DIR
+from fedcredit.clients import verified_clientapp as v
+from fedcredit.deployment.app_bundle import build_bundle, sign_app
+from fedcredit.deployment.core import PROJECT_DIR
+from fedcredit.protection.app_signing import AppRejected, new_signing_key
 
 
 @dataclass
@@ -71,4 +72,4 @@ def test_launcher_runs_this_interpreter() -> None:
     import sys
 
     text = v.launcher_script()
-    assert text.splitlines()[0] == f"#!{sys.executable}" and "clients.verified_clientapp" in text
+    assert text.splitlines()[0] == f"#!{sys.executable}" and "fedcredit.clients.verified_clientapp" in text

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from credit.atomic import atomic_write
+from fedcredit.credit.atomic import atomic_write
 
 
 def test_atomic_write_without_overwrite_never_replaces(tmp_path: Path) -> None:

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import tomli_w
 
-from credit.errors import InputError
-from credit.features import OTHER
-from credit.loading import PartnerTable, load_table
-from credit.scenario import load_scenario
-from credit.statistics import RangeStats
+from fedcredit.credit.errors import InputError
+from fedcredit.credit.features import OTHER
+from fedcredit.credit.loading import PartnerTable, load_table
+from fedcredit.credit.scenario import load_scenario
+from fedcredit.credit.statistics import RangeStats
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CASES = PROJECT_ROOT.parent / "shared" / "cases"

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from credit.features import MISSING, OTHER, ColumnPlan, FeatureTransform
-from credit.loading import prepare_table
-from credit.schema import DatasetSpec
-from credit.statistics import BinStats, RangeStats
+from fedcredit.credit.features import MISSING, OTHER, ColumnPlan, FeatureTransform
+from fedcredit.credit.loading import prepare_table
+from fedcredit.credit.schema import DatasetSpec
+from fedcredit.credit.statistics import BinStats, RangeStats
 from tests.conftest import SPEC, make_partner_frame
 
 spec = DatasetSpec.from_dict(SPEC)

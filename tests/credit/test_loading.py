@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit.errors import InputError
-from credit.loading import load_table, split_train_test
-from credit.schema import DatasetSpec
+from fedcredit.credit.errors import InputError
+from fedcredit.credit.loading import load_table, split_train_test
+from fedcredit.credit.schema import DatasetSpec
 from tests.conftest import SPEC, make_partner_frame
 
 spec = DatasetSpec.from_dict(SPEC)
@@ -30,7 +30,7 @@ def test_every_format_loads_the_same_rows(tmp_path: Path, suffix: str) -> None:
 
 @pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
 def test_vault_bytes_follow_the_same_rules_as_files(tmp_path: Path, suffix: str) -> None:
-    from credit.loading import prepare_table, read_table_bytes
+    from fedcredit.credit.loading import prepare_table, read_table_bytes
 
     frame = make_partner_frame(300, 1).assign(housing=lambda f: f["housing"].map({"rent": "01", "own": "1",
                                                                                   "mortgage": " 1.0 "}))
@@ -55,7 +55,7 @@ def test_na_markers_and_missing_codes_become_missing(tmp_path: Path) -> None:
 
 
 def test_split_is_by_row_content_and_stable() -> None:
-    from credit.loading import prepare_table
+    from fedcredit.credit.loading import prepare_table
 
     frame = make_partner_frame(4000, 4)
     table = prepare_table(frame, spec, source="x")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score, roc_curve
 
-from credit.metrics import ScoreHistogram, exact_metrics
+from fedcredit.credit.metrics import ScoreHistogram, exact_metrics
 
 
 def _partner_scores(n: int, seed: int, shift: float):

@@ -6,19 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from credit.artefact import ScoringModel
-from credit.errors import InputError
-from credit.features import FeatureTransform
-from credit.loading import prepare_table
-from credit.metrics import exact_metrics
-from credit.model import (
+from fedcredit.credit.artefact import ScoringModel
+from fedcredit.credit.errors import InputError
+from fedcredit.credit.features import FeatureTransform
+from fedcredit.credit.loading import prepare_table
+from fedcredit.credit.metrics import exact_metrics
+from fedcredit.credit.model import (
     CreditClassifier,
     build_model,
     make_loader,
     make_optimizer,
     train_epochs,
 )
-from credit.schema import DatasetSpec
+from fedcredit.credit.schema import DatasetSpec
 from tests.conftest import SPEC, make_partner_frame
 
 

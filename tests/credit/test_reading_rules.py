@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from credit.errors import InputError
-from credit.features import OTHER
-from credit.loading import load_table, prepare_table, read_table, read_table_bytes
-from credit.schema import DatasetSpec
-from credit.statistics import RangeStats
+from fedcredit.credit.errors import InputError
+from fedcredit.credit.features import OTHER
+from fedcredit.credit.loading import load_table, prepare_table, read_table, read_table_bytes
+from fedcredit.credit.schema import DatasetSpec
+from fedcredit.credit.statistics import RangeStats
 from tests.conftest import SPEC, make_partner_frame
 
 spec = DatasetSpec.from_dict(SPEC)
@@ -269,7 +269,7 @@ def test_label_spellings_of_one_value_are_one_value(tmp_path: Path) -> None:
 
 
 def test_label_values_survive_the_split() -> None:
-    from credit.loading import split_train_test
+    from fedcredit.credit.loading import split_train_test
 
     frame = _base(400)
     frame["bad_flag"] = frame["bad_flag"] + 1

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from credit.errors import InputError
-from credit.scenario import Partner, load_partner_file, load_scenario
+from fedcredit.credit.errors import InputError
+from fedcredit.credit.scenario import Partner, load_partner_file, load_scenario
 from tests.conftest import SPEC
 
 

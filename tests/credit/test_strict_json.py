@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from credit import strict_json
-from credit.atomic import atomic_write_json
-from credit.errors import InputError
-from credit.rundir import RunDirectory
-from credit.scenario import read_toml
-from credit.strict_json import NonFiniteError
+from fedcredit.credit import strict_json
+from fedcredit.credit.atomic import atomic_write_json
+from fedcredit.credit.errors import InputError
+from fedcredit.credit.rundir import RunDirectory
+from fedcredit.credit.scenario import read_toml
+from fedcredit.credit.strict_json import NonFiniteError
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), np.float64("nan")])

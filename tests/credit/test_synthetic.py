@@ -16,8 +16,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from credit import synthetic as syn
-from credit.synthetic import (
+from fedcredit.credit import synthetic as syn
+from fedcredit.credit.synthetic import (
     DATASET,
     ConsortiumSpec,
     PartnerProfile,

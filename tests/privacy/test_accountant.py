@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from privacy.accountant import BudgetError, Release, calibrate_noise, compose
+from fedcredit.privacy.accountant import BudgetError, Release, calibrate_noise, compose
 
 ORACLE = Path(__file__).resolve().parents[3] / "shared" / "privacy" / "epsilon-oracle.csv"
 ROUNDING = 5e-4  # the oracle is printed to 3 decimals
@@ -77,7 +77,7 @@ def test_invalid_releases_are_refused() -> None:
 
 
 def test_prv_failure_falls_back_to_rdp_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    import privacy.accountant as accountant
+    import fedcredit.privacy.accountant as accountant
 
     def broken(self, delta, eps_error=0.01, delta_error=None):
         raise FloatingPointError("domain overflow")

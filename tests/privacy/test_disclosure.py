@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from privacy.disclosure import markdown, statement
-from privacy.inventory import INVENTORY, NOISED, WITHHELD
+from fedcredit.privacy.disclosure import markdown, statement
+from fedcredit.privacy.inventory import INVENTORY, NOISED, WITHHELD
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
 

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from credit.errors import InputError
-from credit.scenario import PrivacyPolicy
-from privacy.accountant import Charge, Release, compose, compose_rows
-from privacy.anchor import DatasetAnchor
-from privacy.gate import PrivacyGate, RunShape
-from privacy.ledger import PrivacyLedger, ledger_path
+from fedcredit.credit.errors import InputError
+from fedcredit.credit.scenario import PrivacyPolicy
+from fedcredit.privacy.accountant import Charge, Release, compose, compose_rows
+from fedcredit.privacy.anchor import DatasetAnchor
+from fedcredit.privacy.gate import PrivacyGate, RunShape
+from fedcredit.privacy.ledger import PrivacyLedger, ledger_path
 
 FP = "ef" * 32
 TRAIN, TEST = (0.25, 1.0), (0.0, 0.25)

@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from privacy.accountant import Release, compose
-from privacy.anchor import DatasetAnchor
-from privacy.audit import AuditLog
-from privacy.ledger import LedgerError, PrivacyLedger, ledger_path
+from fedcredit.privacy.accountant import Release, compose
+from fedcredit.privacy.anchor import DatasetAnchor
+from fedcredit.privacy.ledger import LedgerError, PrivacyLedger, ledger_path
+from fedcredit.protection.audit import AuditLog
 
 FP = "ab" * 32
 DP_SGD = Release(1.0, 0.01, 100)
@@ -23,7 +23,7 @@ def _ledger(folder: Path, partner: str = "bank-a", *, anchored: bool = True, aud
 
 def _charge(ledger: PrivacyLedger, run: str, rnd: int, release: Release = DP_SGD, audit: Path | None = None) -> None:
     entry = ledger.record(release, mechanism="dp-sgd", delta=1e-6, run=run, round=rnd)
-    if audit is not None:   # what clients.partner.charge writes after the ledger
+    if audit is not None:   # what fedcredit.clients.partner.charge writes after the ledger
         AuditLog(audit).append({"event": "privacy-release", "partner": ledger.partner, "purpose": "dp-sgd",
                                 "dataset": FP, "run": run, "round": rnd, "id": entry.id,
                                 "noise_multiplier": release.noise_multiplier, "sample_rate": release.sample_rate,

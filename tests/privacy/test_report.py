@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from privacy.report import render_text, write_privacy_report
+from fedcredit.privacy.report import render_text, write_privacy_report
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -116,7 +116,7 @@ def test_undefined_auc_is_null_in_json_and_explained_in_html_and_text(tmp_path: 
 
 
 def test_report_rewrites_an_old_run_with_bare_nan_as_standard_json(tmp_path: Path, capsys) -> None:
-    from simulations.cli import main
+    from fedcredit.cli.main import main
 
     summary, rounds = _summary()
     write_privacy_report(tmp_path, summary, rounds)

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from credit.features import ColumnPlan, FeatureTransform
-from credit.loading import load_table, split_train_test
-from credit.scenario import load_scenario
-from credit.statistics import PRIVATE_PER_DECADE, BinStats, RangeStats
-from privacy.statistics import RELIABLE_ROWS_PER_SD, noisy_bins, noisy_range, summed_sd, too_few_rows
+from fedcredit.credit.features import ColumnPlan, FeatureTransform
+from fedcredit.credit.loading import load_table, split_train_test
+from fedcredit.credit.scenario import load_scenario
+from fedcredit.credit.statistics import PRIVATE_PER_DECADE, BinStats, RangeStats
+from fedcredit.privacy.statistics import RELIABLE_ROWS_PER_SD, noisy_bins, noisy_range, summed_sd, too_few_rows
 
 CASE = Path(__file__).resolve().parents[2].parent / "shared" / "cases" / "c22-dp-stats-small-consortium"
 

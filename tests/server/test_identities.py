@@ -7,12 +7,12 @@ from pathlib import Path
 
 from flwr.app import Message, Metadata, RecordDict
 
-from credit.protocol import PartnerReport
-from credit.rundir import RunDirectory
-from credit.scenario import load_scenario
-from server.app import RunSettings
-from server.strategy import build_strategy
-from server.training import FederatedTraining
+from fedcredit.credit.protocol import PartnerReport
+from fedcredit.credit.rundir import RunDirectory
+from fedcredit.credit.scenario import load_scenario
+from fedcredit.server.app import RunSettings
+from fedcredit.server.strategy import build_strategy
+from fedcredit.server.training import FederatedTraining
 from tests.conftest import make_partner_frame, write_scenario
 
 

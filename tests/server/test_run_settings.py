@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from credit.errors import InputError
-from server.app import RunSettings
+from fedcredit.credit.errors import InputError
+from fedcredit.server.app import RunSettings
 
 
 def test_registered_nodes_map_node_ids_to_partner_names() -> None:

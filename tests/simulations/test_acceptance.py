@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from server.app import RunSettings
-from simulations.datasets import TAIWAN, write_taiwan_partners
-from simulations.runner import simulate
+from fedcredit.server.app import RunSettings
+from fedcredit.simulations.datasets import TAIWAN, write_taiwan_partners
+from fedcredit.simulations.runner import simulate
 
 pytestmark = pytest.mark.e2e
 

@@ -2,7 +2,7 @@
 holds no bad row. Its AUC, KS and Gini are null with the reason, every output is standard JSON
 (a strict parser reads it), the console says why, and the case folder is read in place, untouched.
 
-The split is by each row's own content (`credit.loading.row_fractions`), so the case's two bad
+The split is by each row's own content (`fedcredit.credit.loading.row_fractions`), so the case's two bad
 platform rows may land on either side; the test keeps the case's tables and, for the platform,
 only the bad rows that fall on the training side: the kind of input the case stands for."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from simulations.cli import main
+from fedcredit.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 CASE = ROOT.parent / "shared" / "cases" / "c06-tiny-imbalanced-partner"
@@ -35,8 +35,8 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 def _no_bad_test_row(folder: Path) -> Path:
     """The case's scenario and tables in `folder`, the platform's held-out bad rows removed."""
-    from credit.loading import read_table, row_fractions
-    from credit.scenario import load_scenario
+    from fedcredit.credit.loading import read_table, row_fractions
+    from fedcredit.credit.scenario import load_scenario
 
     scenario = load_scenario(CASE / "scenario.toml")
     folder.mkdir()

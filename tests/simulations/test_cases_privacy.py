@@ -13,17 +13,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from clients.partner import open_partner_data, privacy_gate
-from credit.errors import InputError
-from credit.features import FeatureTransform
-from credit.loading import load_table
-from credit.metrics import exact_metrics
-from credit.model import CreditClassifier
-from credit.protocol import TaskConfig
-from credit.scenario import load_scenario
-from privacy.audit import verify
-from simulations.cli import main
-from simulations.runner import check_partners
+from fedcredit.cli.main import main
+from fedcredit.clients.partner import open_partner_data, privacy_gate
+from fedcredit.credit.errors import InputError
+from fedcredit.credit.features import FeatureTransform
+from fedcredit.credit.loading import load_table
+from fedcredit.credit.metrics import exact_metrics
+from fedcredit.credit.model import CreditClassifier
+from fedcredit.credit.protocol import TaskConfig
+from fedcredit.credit.scenario import load_scenario
+from fedcredit.protection.audit import verify
+from fedcredit.simulations.runner import check_partners
 from tests.partner_runs import partner_run
 
 CASES = Path(__file__).resolve().parents[2].parent / "shared" / "cases"

@@ -12,8 +12,8 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS, Key, Stage
 
-from server.app import RunSettings
-from simulations.runner import simulate
+from fedcredit.server.app import RunSettings
+from fedcredit.simulations.runner import simulate
 from tests.conftest import make_partner_frame, write_scenario
 
 pytestmark = pytest.mark.e2e
@@ -49,9 +49,9 @@ def _at_or_after(message: Message, rnd: int, stage: str) -> bool:
 
 
 def _run(tmp_path, monkeypatch, *, secure: bool, deaths: dict[int, tuple[int, str]], declines: tuple[int, ...] = ()):
-    import clients.app
+    import fedcredit.clients.app
 
-    monkeypatch.setattr(clients.app, "app", Killed(getattr(clients.app.app, "inner", clients.app.app), deaths))
+    monkeypatch.setattr(fedcredit.clients.app, "app", Killed(getattr(fedcredit.clients.app.app, "inner", fedcredit.clients.app.app), deaths))
     frames = {n: make_partner_frame(rows, i + 1) for i, (n, rows) in enumerate(zip(NAMES, (900, 700, 600),
                                                                                  strict=True))}
     spent = {"privacy": {"mode": "sample", "epsilon": 1.0, "run_epsilon": 0.001, "delta": 1e-5,

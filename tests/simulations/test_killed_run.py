@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from privacy.ledger import PrivacyLedger
+from fedcredit.privacy.ledger import PrivacyLedger
 from tests.conftest import make_partner_frame, write_scenario
 from tests.processes import kill_tree
 
@@ -26,7 +26,7 @@ def test_killed_run_never_under_reports(tmp_path: Path) -> None:
                                        "stats_noise_multiplier": 2.0, "ledger_dir": "ledgers"})
     out = tmp_path / "run"
     rounds_file = out.with_name("run.incomplete") / "rounds.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "simulations.cli", "simulate", "--scenario", str(scenario),
+    proc = subprocess.Popen([sys.executable, "-m", "fedcredit.cli.main", "simulate", "--scenario", str(scenario),
                              "--out", str(out)], cwd=Path(__file__).resolve().parents[2],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     family: list[psutil.Process] = []

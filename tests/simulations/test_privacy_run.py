@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from credit.errors import InputError
-from privacy.ledger import PrivacyLedger
-from server.app import RunSettings
-from simulations.cli import main
-from simulations.runner import simulate
+from fedcredit.cli.main import main
+from fedcredit.credit.errors import InputError
+from fedcredit.privacy.ledger import PrivacyLedger
+from fedcredit.server.app import RunSettings
+from fedcredit.simulations.runner import simulate
 from tests.conftest import SPEC, make_partner_frame, write_scenario
 from tests.independent_accountant import pld_epsilon
 

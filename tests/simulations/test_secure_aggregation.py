@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from server.app import RunSettings
-from simulations.runner import simulate
+from fedcredit.server.app import RunSettings
+from fedcredit.simulations.runner import simulate
 from tests.conftest import make_partner_frame, write_scenario
 
 pytestmark = pytest.mark.e2e

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from clients.partner import open_partner_data
-from credit.artefact import ScoringModel
-from credit.protocol import TaskConfig
-from credit.scenario import load_scenario
-from server.app import RunSettings
-from simulations.cli import main
-from simulations.runner import simulate
+from fedcredit.cli.main import main
+from fedcredit.clients.partner import open_partner_data
+from fedcredit.credit.artefact import ScoringModel
+from fedcredit.credit.protocol import TaskConfig
+from fedcredit.credit.scenario import load_scenario
+from fedcredit.server.app import RunSettings
+from fedcredit.simulations.runner import simulate
 from tests.conftest import make_partner_frame, write_scenario
 
 pytestmark = pytest.mark.e2e
@@ -95,7 +95,7 @@ def test_a_foreign_folder_where_the_run_would_stage_is_not_removed(three_partner
     err = capsys.readouterr().err
     assert f"{staging}: exists and is not an unfinished fedcredit run" in err and "choose another --out" in err
     assert (staging / "notes.txt").read_text() == "keep me" and not (tmp_path / "run").exists()
-    from simulations.runner import _clear_staging
+    from fedcredit.simulations.runner import _clear_staging
 
     crashed = tmp_path / "old.incomplete"                # what a killed run leaves: cleared for the rerun
     (crashed / "ledgers").mkdir(parents=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simulations.table import comparison_table
+from fedcredit.simulations.table import comparison_table
 
 REASON = "the test rows hold 0 bad rows: AUC, KS and Gini need both bad and good rows"
 

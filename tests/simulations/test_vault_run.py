@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from privacy.audit import verify
-from privacy.keys import new_key_file
-from privacy.vault import encrypt_file
-from server.app import RunSettings
-from simulations.cli import main
-from simulations.runner import simulate
+from fedcredit.cli.main import main
+from fedcredit.protection.audit import verify
+from fedcredit.protection.keys import new_key_file
+from fedcredit.protection.vault import encrypt_file
+from fedcredit.server.app import RunSettings
+from fedcredit.simulations.runner import simulate
 from tests.conftest import make_partner_frame, write_scenario
 
 pytestmark = pytest.mark.e2e

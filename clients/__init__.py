@@ -1,1 +1,0 @@
-"""Partner side: the Flower ClientApp (`clients.app`) and the work it runs (`clients.partner`)."""

@@ -1,0 +1,61 @@
+"""What the coordinator and the other partners can see of one partner, per mode, derived from
+the release inventory (`fedcredit.privacy.inventory`): privacy off, record-level DP, each with or
+without SecAgg+.
+
+Every field a partner sends reaches the coordinator (the SuperLink operator, who runs the
+ServerApp). Under SecAgg+ only the model update is masked: the coordinator learns the weighted
+sum of all partners' updates, while reports, counts and evaluation histograms travel in clear
+beside it. The other partners receive only what the coordinator sends back: the global model,
+the shared transform fitted from everyone's statistics, and every partner's FedAvg weight.
+
+`statement()` gives the rows; `markdown()` renders them for the deployment guide (a test keeps
+the guide's copy equal to it) and the privacy report embeds the rows.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+from fedcredit.privacy.inventory import INVENTORY, NOISED, WITHHELD
+
+# Which fields reach the other partners, and in what form (everything else reaches no partner).
+_TO_PARTNERS = (
+    ("report.partner", "yes: the names key the FedAvg weights every partner receives"),
+    ("arrays.*", "only inside the global model (the weighted mean of every partner's update)"),
+    ("metrics.num-examples", "yes: every partner's FedAvg weight is in the task each partner receives"),
+    ("report.rows_train", "yes: as that FedAvg weight"),
+    ("report.stats.*", "only inside the shared transform fitted from every partner's statistics"),
+)
+_SECURE = ("arrays.*",)          # masked by SecAgg+: the coordinator sees only the sum
+_SUM = "only the weighted sum with the other partners' updates"
+
+
+def _partners(path: str) -> str:
+    for pattern, text in _TO_PARTNERS:
+        if fnmatch.fnmatchcase(path, pattern):
+            return text
+    return "no"
+
+
+def statement() -> list[dict[str, str]]:
+    """One row per field: field, messages, and what the coordinator sees with privacy off, under
+    DP, what SecAgg+ changes, and what the other partners see."""
+    rows = []
+    for item in INVENTORY:
+        dp = f"noised: {item.how}" if item.protection == NOISED else f"as sent: {item.how}"
+        off = "exact" if item.protection == NOISED else "as sent"
+        secure = _SUM if item.path in _SECURE else "same (sent in clear beside the masked update)"
+        rows.append({"field": item.path, "messages": ", ".join(item.messages), "privacy_off": off, "dp": dp,
+                     "secagg": secure, "other_partners": _partners(item.path)})
+    for path in WITHHELD:
+        rows.append({"field": path, "messages": "", "privacy_off": "exact", "dp": "not sent",
+                     "secagg": "same (sent in clear when sent)", "other_partners": _partners(path)})
+    return rows
+
+
+def markdown() -> str:
+    """The statement as a Markdown table."""
+    head = ("| field | in replies to | coordinator, privacy off | coordinator, DP | with SecAgg+ | other partners |\n"
+            "|---|---|---|---|---|---|\n")
+    return head + "".join(f"| `{r['field']}` | {r['messages'] or '—'} | {r['privacy_off']} | {r['dp']} | {r['secagg']} | "
+                          f"{r['other_partners']} |\n" for r in statement())

@@ -1,0 +1,468 @@
+"""The coordinator's round loop on a Flower Grid.
+
+Round 0 asks every partner for column statistics in two releases (where each numeric
+column lives; then its histogram on the window chosen from the sum), checks what only
+the whole federation can see (label codings, level spellings, bad rates, enough rows for
+private statistics) and fits the shared transform. Rounds 1..R send the global model
+for local training; a reply also evaluates the model it received when the schedule asks
+(every round without DP; under DP each evaluation is a charged release, so by default
+only the final model is evaluated). The strategy object (FedAvg/FedProx/FedAdam,
+possibly wrapped for client-level DP) chooses nodes and aggregates; this loop keeps the
+records. A partner may decline a round (its privacy budget): the others go on, and the
+run ends cleanly when no partner can train.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from logging import INFO, WARNING
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.common.logger import log
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from fedcredit.credit.artefact import ScoringModel
+from fedcredit.credit.consistency import bad_rate_outliers, label_coding_conflict, level_spelling_conflicts
+from fedcredit.credit.errors import FederationError, InputError
+from fedcredit.credit.features import ColumnPlan, FeatureTransform
+from fedcredit.credit.metrics import UNDEFINED, ScoreHistogram, undefined_names
+from fedcredit.credit.model import build_model
+from fedcredit.credit.protocol import (
+    BINS,
+    EVALUATE_KEY,
+    PHASE_KEY,
+    RANGE,
+    REPORT_KEY,
+    STATS_ACTION,
+    TASK_KEY,
+    PartnerReport,
+    TaskConfig,
+)
+from fedcredit.credit.rundir import MODEL, RunDirectory
+from fedcredit.credit.scenario import Scenario
+from fedcredit.credit.statistics import BinStats, RangeStats
+from fedcredit.privacy.report import write_privacy_report
+from fedcredit.privacy.statistics import bins_noise_sd, summed_sd, too_few_rows
+from fedcredit.server.strategy import partner_level_dp_statement
+
+PROGRESS = {"fedcredit": True}  # marks our log lines so a quiet console can keep just these
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def mean_train_loss(reports: Iterable[PartnerReport]) -> float | None:
+    """Row-weighted mean train loss of the partners that report one; None if none does."""
+    known = [r for r in reports if r.train_loss is not None and math.isfinite(r.train_loss)]
+    weight = sum(max(r.rows_train or 1, 1) for r in known)
+    return sum(r.train_loss * max(r.rows_train or 1, 1) for r in known) / weight if known else None
+
+
+class FederatedTraining:
+    """Runs one federated training of `scenario` and writes its run directory."""
+
+    def __init__(self, grid: Grid, scenario: Scenario, run_dir: RunDirectory, strategy: Strategy,
+                 *, simulation: bool, context: Context | None = None, secure: bool = False,
+                 registered: Mapping[int, str] | None = None):
+        self.grid, self.scenario, self.run_dir, self.strategy = grid, scenario, run_dir, strategy
+        self.fed = scenario.federation
+        self.context, self.secure = context, secure
+        self.registered = dict(registered or {})           # node id → the partner its key was registered for
+        self.dropped: dict[str, int] = {}                  # partner → round in which it stopped answering
+        self._aggregator = None                             # SecAgg+ state, built after round 0
+        # In simulation each node learns its partner from the roster; in deployment it names itself.
+        # A DP partner plans (and budgets) the evaluations of the private schedule.
+        self.task = TaskConfig(scenario.dataset, self.fed, roster=scenario.partners if simulation else (),
+                               run=run_dir.run_id, run_dir=str(run_dir.path) if simulation else "",
+                               evaluations=len(self.fed.evaluation_rounds(private=True)))
+        self.evaluated: set[int] = set(self.fed.evaluation_rounds(private=False))   # set after round 0
+        self.notices: list[str] = []                      # what the coordinator warned about (also in the summary)
+        self.refused: list[str] = []                      # nodes refused for their identity (also in the summary)
+        self.halted = ""                                   # why a secure round could not complete
+        self.partners: dict[str, PartnerReport] = {}
+        self.node_partner: dict[int, str] = {}
+        self.stopped: dict[str, dict[str, Any]] = {}      # partner → {round, reason}
+        self.privacy_rounds: list[dict[str, Any]] = []
+        self.releases: dict[str, list[dict[str, Any]]] = {}   # partner → its lifetime releases (parameters)
+        self._told: set[tuple[str, str]] = set()           # (partner, reason) already warned about
+
+    # -- messaging -----------------------------------------------------------------------
+    def _wait_for_nodes(self) -> list[int]:
+        need, start = self.scenario.min_available_nodes, time.monotonic()
+        next_note = start + 10
+        while len(nodes := list(self.grid.get_node_ids())) < need:
+            now = time.monotonic()
+            if now - start > self.fed.round_timeout:
+                raise FederationError(f"only {len(nodes)} of {need} partner nodes connected within "
+                                      f"{self.fed.round_timeout:.0f} s")
+            if now > next_note:
+                log(WARNING, "waiting for partner nodes: %d of %d connected (a simulation needs "
+                    "num-supernodes=%d, e.g. flwr run . local --federation-config \"num-supernodes=%d\")",
+                    len(nodes), need, need, need)
+                next_note = now + 10
+            time.sleep(0.2)
+        return nodes
+
+    def _config(self, **extra: Any) -> ConfigRecord:
+        return ConfigRecord({TASK_KEY: self.task.to_json(), **extra})
+
+    def _exchange(self, messages: Iterable[Message]) -> tuple[list[Message], list[str]]:
+        messages = list(messages)
+        replies = list(self.grid.send_and_receive(messages, timeout=self.fed.round_timeout))
+        ok = [r for r in replies if not r.has_error()]
+        failures = [f"{self._who(r.metadata.src_node_id)}: {r.error.reason}" for r in replies if r.has_error()]
+        missing = len(messages) - len(replies)
+        if missing:
+            failures.append(f"{missing} node(s) did not reply within {self.fed.round_timeout:.0f} s")
+        for failure in failures:
+            log(WARNING, "partner failure: %s", failure)
+        return ok, failures
+
+    def _who(self, node_id: int) -> str:
+        return f"partner '{self.node_partner[node_id]}'" if node_id in self.node_partner else f"node {node_id}"
+
+    @staticmethod
+    def _report(reply: Message) -> PartnerReport:
+        return PartnerReport.from_json(str(reply.content["report"][REPORT_KEY]))
+
+    # -- the run -------------------------------------------------------------------------
+    def _notice(self, text: str) -> None:
+        self.notices.append(text)
+        log(WARNING, "%s", text, extra=PROGRESS)
+
+    def _stats_release(self, nodes: list[int], phase: str) -> list[tuple[Message, PartnerReport]]:
+        messages = [Message(RecordDict({"config": self._config(**{PHASE_KEY: phase})}), dst_node_id=n,
+                            message_type=f"query.{STATS_ACTION}") for n in nodes]
+        replies, failures = self._exchange(messages)
+        if failures:
+            raise FederationError("the statistics round failed: " + "; ".join(failures)
+                                  + f" (round_timeout is {self.fed.round_timeout:g} s)")
+        return [(r, self._report(r)) for r in replies]
+
+    def fit_transform(self) -> FeatureTransform:
+        """Round 0: two statistics releases from every partner → checks → the shared transform."""
+        nodes = self._wait_for_nodes()
+        replies = self._admit_identities(self._stats_release(nodes, RANGE))
+        if len(replies) < self.scenario.min_available_nodes:
+            raise FederationError("the statistics round failed: too few replies")
+        names = [rep.partner for _, rep in replies]
+        if len(set(names)) != len(names):
+            raise FederationError(f"two nodes claim the same partner name: {sorted(names)}")
+        self.node_partner = {r.metadata.src_node_id: rep.partner for r, rep in replies}
+        self.partners = {rep.partner: rep for _, rep in replies}
+        for _, rep in replies:
+            if rep.declined:
+                self.stopped[rep.partner] = {"round": 0, "reason": rep.declined}
+                log(WARNING, "partner '%s' stopped at round 0: %s", rep.partner, rep.declined, extra=PROGRESS)
+            for warning in rep.warnings:
+                self._notice(f"partner '{rep.partner}': {warning}")
+        active = [rep for _, rep in replies if not rep.declined]
+        if not active:
+            raise FederationError("no partner can release its statistics: every privacy budget is spent")
+        ranges = {rep.partner: rep.stats for rep in active}
+        self._check_consistency(ranges)
+        private = any(rep.stats_noise_sd > 0 for rep in active)
+        if private:
+            self.evaluated = set(self.fed.evaluation_rounds(private=True))
+        range_sd = summed_sd([rep.stats_noise_sd for rep in active])
+        summed = RangeStats.combine(ranges.values())
+        plan = ColumnPlan.fit(summed, self.scenario.dataset, noise_sd=range_sd)
+        if private:
+            self._check_private_rows(active, summed, plan)
+        # Example counts the partners released (noised under DP) are the public FedAvg weights.
+        self.task = replace(self.task, plan=plan, weights={r.partner: r.rows_train for r in active})
+        self._privacy_record(0, active)
+        bins = {r.metadata.src_node_id: rep for r, rep in self._stats_release(
+            [n for n in nodes if self.node_partner.get(n) in ranges], BINS)}
+        for rep in bins.values():
+            if rep.declined:   # release 1 fitted, release 2 does not: the partner cannot train this run either
+                self.stopped[rep.partner] = {"round": 0, "reason": rep.declined}
+        released = [rep for rep in bins.values() if not rep.declined]
+        if not released:
+            raise FederationError("no partner can release its statistics: every privacy budget is spent")
+        bins_sd = summed_sd([rep.stats_noise_sd for rep in released])
+        transform = FeatureTransform.fit(plan, BinStats.combine(rep.stats for rep in released), self.scenario.dataset,
+                                         noise_sd=bins_sd)
+        for col, why in transform.dropped.items():
+            self._notice(f"feature '{col}' is not used: {why}")
+        if not transform.n_features:
+            raise FederationError("no feature is left to train on: " + "; ".join(
+                f"{c}: {w}" for c, w in transform.dropped.items()))
+        self.task = replace(self.task, transform=transform, plan=None)
+        self._privacy_record(0, released)
+        return transform
+
+    def _admit_identities(self, replies: list[tuple[Message, PartnerReport]]) -> list[tuple[Message, PartnerReport]]:
+        """Deployment with registered keys: a node speaks only under the partner name its key was
+        registered for, and only for a partner of the scenario; any other reply is refused (its
+        statistics are dropped, the node gets no further message) with a notice saying why."""
+        if not self.registered:
+            return replies
+        members = {p.name for p in self.scenario.partners}
+        admitted = []
+        for reply, rep in replies:
+            node = reply.metadata.src_node_id
+            owner = self.registered.get(node)
+            if owner is None:
+                why = f"node {node} calls itself '{rep.partner}' but its key is registered for no partner"
+            elif owner != rep.partner:
+                why = (f"node {node} calls itself '{rep.partner}' but its key is registered for partner "
+                       f"'{owner}': a node may take part only under the name its key was registered for")
+            elif owner not in members:
+                why = f"node {node} (partner '{owner}') is not a partner of this scenario"
+            else:
+                admitted.append((reply, rep))
+                continue
+            self._notice(f"refused {why}")
+            self.refused.append(why)
+        return admitted
+
+    def _check_consistency(self, ranges: dict[str, RangeStats]) -> None:
+        """What no single partner can see: label codings and level spellings; bad-rate outliers warn."""
+        conflict = label_coding_conflict({p: s.label_values for p, s in ranges.items()}, self.scenario.dataset.bad)
+        if conflict:
+            raise InputError(conflict, source=f"scenario '{self.scenario.name}'",
+                             field=self.scenario.dataset.label)
+        spellings = level_spelling_conflicts({p: {c: list(v) for c, v in s.levels.items()} for p, s in ranges.items()})
+        if spellings:
+            raise InputError("; ".join(spellings), source=f"scenario '{self.scenario.name}'")
+        for warning in bad_rate_outliers({p: (s.bad, s.rows) for p, s in ranges.items()}):
+            self._notice(warning)
+
+    def _check_private_rows(self, active: list[PartnerReport], summed: RangeStats, plan: ColumnPlan) -> None:
+        """Before release 2: refuse if the consortium is too small for its statistics noise."""
+        sigmas = [float(rep.privacy["noise_multiplier"]) for rep in active if rep.stats_noise_sd > 0]
+        bins_sd = summed_sd([bins_noise_sd(s, len(plan.grids)) for s in sigmas])
+        refusal = too_few_rows(summed.rows, bins_sd, noise_multiplier=max(sigmas))
+        if refusal:
+            raise FederationError(refusal)
+
+    def _privacy_record(self, rnd: int, reports: list[PartnerReport]) -> None:
+        for r in reports:
+            if r.privacy and "releases" in r.privacy:
+                self.releases[r.partner] = r.privacy.pop("releases")
+        self.privacy_rounds.append({"round": rnd, "partners": {r.partner: r.privacy for r in reports
+                                                               if r.privacy and r.privacy.get("mode") == "sample"}})
+
+    def _record(self, rnd: int, reports: list[PartnerReport], started: float, failures: list[str],
+                train_loss: float | None = None, train_steps: int = 0) -> dict[str, Any]:
+        evaluated = [r for r in reports if r.evaluation is not None]
+        per_partner = {r.partner: r.evaluation.metrics() for r in evaluated}
+        pooled = ScoreHistogram.combine(r.evaluation for r in evaluated).metrics() if evaluated else None
+        record = {"round": rnd, "pooled": pooled, "partners": per_partner, "train_loss": train_loss,
+                  "train_steps": train_steps, "seconds": round(time.monotonic() - started, 3),
+                  "failures": failures}
+        if not evaluated:
+            record["not_evaluated"] = ("under record-level DP each evaluation is a charged release: only the "
+                                       "scheduled models are evaluated ([federation] evaluate_every)")
+        self.run_dir.append_round(record)
+        self._warn_undefined(per_partner)
+        loss = f"  train loss {train_loss:.4f}" if train_loss is not None else ""
+        if pooled is None:
+            log(INFO, "round %2d/%d  trained by %d partner(s)%s  (not evaluated: DP)  (%.1f s)", rnd,
+                self.fed.rounds, sum(1 for r in reports if not r.declined), loss, record["seconds"], extra=PROGRESS)
+            return record
+        why = f"  (n/a: {pooled[UNDEFINED]})" if UNDEFINED in pooled else ""
+        log(INFO, "round %2d/%d  pooled AUC %s  KS %s  Brier %s%s  (%.1f s)%s", rnd, self.fed.rounds,
+            _num(pooled["auc"]), _num(pooled["ks"]), _num(pooled["brier"]), loss, record["seconds"], why,
+            extra=PROGRESS)
+        return record
+
+    def _warn_undefined(self, per_partner: dict[str, dict[str, Any]]) -> None:
+        """Tell once per partner (and reason) why some of its metrics are undefined."""
+        for name, metrics in per_partner.items():
+            reason = metrics.get(UNDEFINED)
+            if reason and (name, reason) not in self._told:
+                self._told.add((name, reason))
+                log(WARNING, "partner '%s': %s; its %s are undefined and shown as n/a (null in the JSON outputs)",
+                    name, reason, undefined_names(metrics), extra=PROGRESS)
+
+    def _active(self, node_id: int) -> bool:
+        name = self.node_partner.get(node_id)
+        return name is not None and name not in self.stopped and name not in self.dropped
+
+    def _note_dropouts(self, rnd: int, asked: list[int], answered: set[int]) -> None:
+        for nid in asked:
+            if nid not in answered and nid in self.node_partner:
+                self.dropped[self.node_partner[nid]] = rnd
+                log(WARNING, "partner '%s' dropped out in round %d (no reply)", self.node_partner[nid], rnd,
+                    extra=PROGRESS)
+
+    def _train_messages(self, rnd: int, arrays: ArrayRecord) -> list[Message]:
+        config = self._config(**{EVALUATE_KEY: (rnd - 1) in self.evaluated})
+        messages = self.strategy.configure_train(rnd, arrays, config, self.grid)
+        return [m for m in messages if self._active(m.metadata.dst_node_id)]
+
+    def _plain_round(self, rnd: int, arrays: ArrayRecord
+                     ) -> tuple[ArrayRecord | None, list[PartnerReport], list[str], float | None]:
+        """One round through the strategy: (aggregate or None, reports, failures, train loss)."""
+        messages = self._train_messages(rnd, arrays)
+        replies, failures = self._exchange(messages)
+        self._note_dropouts(rnd, [m.metadata.dst_node_id for m in messages], {r.metadata.src_node_id for r in replies})
+        reports = [self._report(r) for r in replies]
+        updates = [r for r, rep in zip(replies, reports) if not rep.declined]
+        if not updates:
+            return None, reports, failures, None
+        new_arrays, _ = self.strategy.aggregate_train(rnd, updates)
+        if new_arrays is None:
+            raise FederationError(f"round {rnd}: aggregation failed")
+        return new_arrays, reports, failures, mean_train_loss(rep for rep in reports if not rep.declined)
+
+    def _secure_round(self, rnd: int, arrays: ArrayRecord
+                      ) -> tuple[ArrayRecord | None, list[PartnerReport], list[str], float | None]:
+        """One SecAgg+ round: the coordinator sees only the weighted sum of the updates."""
+        from fedcredit.server.secure import SecureAggregator
+
+        if self._aggregator is None:
+            self._aggregator = SecureAggregator(self.grid, self.context, timeout=self.fed.round_timeout,
+                                                max_weight=max(max(self.task.weights.values(), default=1), 1))
+        nodes = [n for n in self.node_partner if self._active(n)]
+        config: dict[str, Any] = {TASK_KEY: self.task.to_json(), "server-round": rnd,
+                                  EVALUATE_KEY: (rnd - 1) in self.evaluated}
+        if self.fed.strategy == "fedprox":
+            config["proximal-mu"] = self.fed.proximal_mu
+        try:
+            result = self._aggregator.round(rnd, arrays, config, nodes)
+        except Exception as exc:  # the legacy workflow raises on e.g. an all-zero total weight
+            raise FederationError(f"round {rnd}: secure aggregation failed: {exc}") from exc
+        if result.halted:
+            # Only the nodes that stopped answering are gone; the others are alive, and their reports
+            # (sent in clear beside the masked vectors) say whether they trained or declined.
+            self._note_dropouts(rnd, nodes, set(result.alive))
+            self.halted = (f"secure aggregation halted in round {rnd} at the '{result.halted}' stage: "
+                           f"{len(result.alive)} of {len(nodes)} partner(s) still answering, too few to hide any "
+                           "one update; the model of the last completed round is kept")
+            reports = [PartnerReport.from_json(str(f.metrics[REPORT_KEY])) for f in result.reports]
+            failures = [f"{self._who(n)}: stopped answering" for n in nodes if n not in result.alive]
+            return None, reports, [*failures, self.halted], None
+        answered = {nid for nid, _ in result.results}
+        self._note_dropouts(rnd, nodes, set(result.alive))
+        failures = [f"{self._who(n)}: no masked update" for n in nodes if n not in answered]
+        failures += [f"{self._who(n)}: stopped answering after its masked update (it is in this round's sum)"
+                     for n in answered - result.alive]
+        reports = [PartnerReport.from_json(str(fitres.metrics[REPORT_KEY])) for _, fitres in result.results]
+        trained = [r for r in reports if not r.declined]
+        if result.arrays is None or not trained:
+            return None, reports, failures, None
+        return result.arrays, reports, failures, mean_train_loss(trained)
+
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        log(INFO, "fedcredit: %s, %d partners, %s/%s, %d rounds", self.scenario.name,
+            len(self.scenario.partners), self.fed.model, self.fed.strategy, self.fed.rounds, extra=PROGRESS)
+        transform = self.fit_transform()
+        stats_seconds = time.monotonic() - started
+        log(INFO, "round  0: shared transform fitted from %d partners' statistics (%d features, %.1f s)",
+            len(self.partners), transform.n_features, stats_seconds, extra=PROGRESS)
+        model = build_model(self.fed.model, transform.n_features, hidden=self.fed.hidden, seed=self.fed.seed)
+        arrays = ArrayRecord(model.state_dict())
+        last_loss, last_steps, trained_rounds, ended = None, 0, 0, ""
+        round_started = time.monotonic()
+        for rnd in range(1, self.fed.rounds + 1):
+            active = [n for n in self.node_partner if self._active(n)]
+            if not active:
+                ended = f"no partner can train from round {rnd}"
+                break
+            if self.secure and len(active) < 2:
+                ended = (f"only partner '{self.node_partner[active[0]]}' is left to train from round {rnd}: a secure "
+                         "sum of one update would be that update, so the run ends")
+                break
+            new_arrays, reports, failures, loss = (self._secure_round if self.secure else self._plain_round)(rnd, arrays)
+            if self.halted:     # what was sent before the halt was released (and charged): it is recorded
+                ended = self.halted
+                self._record(rnd - 1, reports, round_started, failures, last_loss, last_steps)
+                self._stop_declined(rnd, reports)
+                self._privacy_record(rnd, reports)
+                break
+            if not reports:
+                ended = f"round {rnd}: no partner replied: " + "; ".join(failures)
+                self._record(rnd - 1, reports, round_started, failures, last_loss, last_steps)
+                break
+            # A reply evaluates (when scheduled) the model it received: the previous round's result.
+            self._record(rnd - 1, reports, round_started, failures, last_loss, last_steps)
+            round_started = time.monotonic()
+            self._stop_declined(rnd, reports)
+            self._privacy_record(rnd, reports)
+            if new_arrays is None:
+                ended = f"no partner can train from round {rnd}"
+                break
+            arrays, trained_rounds, last_loss = new_arrays, rnd, loss
+            last_steps = sum(rep.steps for rep in reports)
+        if ended:
+            log(WARNING, "%s: ending the run after %d trained round(s)", ended, trained_rounds, extra=PROGRESS)
+        messages = [m for m in self.strategy.configure_evaluate(trained_rounds, arrays, self._config(), self.grid)
+                    if m.metadata.dst_node_id in self.node_partner
+                    and self.node_partner[m.metadata.dst_node_id] not in self.dropped]
+        replies, failures = self._exchange(messages)
+        if not replies:
+            self._notice("final evaluation: no partner replied: " + "; ".join(failures))
+        final_reports = [self._report(r) for r in replies]
+        final = self._record(trained_rounds, final_reports, round_started, failures, last_loss, last_steps)
+        self._privacy_record(trained_rounds, final_reports)
+
+        ScoringModel(self.scenario.dataset, transform, self.fed.model, self.fed.hidden,
+                     arrays.to_torch_state_dict(),
+                     {"scenario": self.scenario.name, "rounds": trained_rounds}).save(self.run_dir.file(MODEL))
+        summary = self._summary(final, final_reports, transform, trained_rounds, ended, started, stats_seconds)
+        self.run_dir.write_summary(summary)
+        write_privacy_report(self.run_dir.path, summary, self.privacy_rounds, self.releases)
+        log(INFO, "run directory: %s", self.run_dir.path, extra=PROGRESS)
+        return summary
+
+    def _stop_declined(self, rnd: int, reports: list[PartnerReport]) -> None:
+        for rep in reports:
+            if rep.declined:
+                self.stopped[rep.partner] = {"round": rnd, "reason": rep.declined}
+                log(WARNING, "partner '%s' stopped at round %d: %s", rep.partner, rnd, rep.declined, extra=PROGRESS)
+
+    def _rows(self, partner: str) -> int | None:
+        return self.task.weights.get(partner)
+
+    def _summary(self, final: dict[str, Any], reports: list[PartnerReport], transform: FeatureTransform,
+                 trained_rounds: int, ended: str, started: float, stats_seconds: float) -> dict[str, Any]:
+        order = {p.name: i for i, p in enumerate(self.scenario.partners)}
+        partners = []
+        for r in sorted(reports, key=lambda r: order.get(r.partner, len(order))):
+            privacy = dict(r.privacy or {"mode": "off"})
+            if r.partner in self.stopped:
+                privacy.update(status="stopped", stopped_round=self.stopped[r.partner]["round"],
+                               stopped_reason=self.stopped[r.partner]["reason"])
+            partners.append({"name": r.partner, "kind": r.kind,
+                             "rows_train": r.rows_train if r.rows_train is not None else self._rows(r.partner),
+                             "rows_test": r.rows_test, "federated": final["partners"].get(r.partner),
+                             "privacy": privacy})
+        for name, rnd in self.dropped.items():   # no final evaluation from a partner that is gone
+            partners.append({"name": name, "kind": self.partners[name].kind, "rows_train": self.partners[name].rows_train,
+                             "rows_test": self.partners[name].rows_test, "federated": None,
+                             "privacy": dict(self.partners[name].privacy or {"mode": "off"}), "dropped_round": rnd})
+        return {
+            "scenario": self.scenario.name,
+            "run": self.task.run,
+            "model": self.fed.model,
+            "strategy": self.fed.strategy,
+            "rounds": trained_rounds,
+            "rounds_planned": self.fed.rounds,
+            "ended_early": ended or None,
+            "secure_aggregation": self.secure,
+            "dropped": [{"partner": n, "round": r} for n, r in self.dropped.items()],
+            "declined": [{"partner": n, "round": v["round"], "reason": v["reason"]} for n, v in self.stopped.items()],
+            "federated": final["pooled"] or {
+                "auc": None, "ks": None, "gini": None, "brier": None, "logloss": None, "n": 0, "bad_rate": None,
+                UNDEFINED: "no partner released an evaluation of the final model (see partners[].privacy)"},
+            "partners": partners,
+            "client_dp": (partner_level_dp_statement(self.strategy, self.scenario.client_dp, len(reports))
+                          if self.scenario.client_dp else None),
+            "features": transform.feature_names,
+            "features_dropped": dict(transform.dropped),
+            "notices": list(self.notices),
+            "refused_nodes": list(self.refused),
+            "artefact": MODEL,
+            "timing": {"seconds_total": round(time.monotonic() - started, 3),
+                       "seconds_statistics_round": round(stats_seconds, 3)},
+        }

@@ -1,0 +1,65 @@
+"""Public credit datasets from `../shared/data`, read in place and split into partners.
+
+The files are never copied into the repository; a split writes partner tables to a folder
+the caller chooses (a temp or benchmark folder) together with a scenario file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import tomli_w
+
+from fedcredit.credit.errors import InputError
+from fedcredit.credit.loading import read_table
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+TAIWAN = SHARED_DATA / "taiwan-default-credit-card" / "UCI_Credit_Card.csv.gz"
+
+TAIWAN_DATASET = {
+    "label": "next_payment",
+    "bad": 1,
+    "numeric": ["LIMIT_BAL", "AGE", *[f"BILL_AMT{i}" for i in range(1, 7)], *[f"PAY_AMT{i}" for i in range(1, 7)]],
+    "categorical": ["SEX", "EDUCATION", "MARRIAGE", "PAY_0", *[f"PAY_{i}" for i in range(2, 7)]],
+    "drop": ["ID"],
+    # the public codebook (UCI #350, plus the undocumented codes found in the data)
+    "levels": {"SEX": [1, 2], "EDUCATION": list(range(7)), "MARRIAGE": [0, 1, 2, 3],
+               **{col: list(range(-2, 10)) for col in ("PAY_0", "PAY_2", "PAY_3", "PAY_4", "PAY_5", "PAY_6")}},
+}
+# Three partners of unequal size, split by education level (codes 0/4/5/6 join high school).
+TAIWAN_PARTNERS = (("uni-bank", "bank", (2,)), ("grad-insurer", "insurer", (1,)),
+                   ("school-platform", "platform", (3, 0, 4, 5, 6)))
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        raise InputError("shared dataset not found: it is read in place from ../shared/data "
+                         "beside the project root", source=str(path))
+    return path
+
+
+def write_taiwan_partners(out_dir: str | Path, *, rounds: int = 20, extra_federation: dict | None = None,
+                          privacy: dict | None = None) -> Path:
+    """Split the Taiwan data into three partners by EDUCATION; return the scenario path.
+
+    The cells are copied as written (read_table keeps CSV cells as text)."""
+    frame = read_table(require(TAIWAN))
+    out_dir = Path(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    partners = []
+    for name, kind, codes in TAIWAN_PARTNERS:
+        frame[frame["EDUCATION"].isin([str(c) for c in codes])].to_csv(tmp / f"{name}.csv", index=False)
+        partners.append({"name": name, "kind": kind, "data": f"{name}.csv"})
+    scenario = {"dataset": TAIWAN_DATASET, "partners": partners,
+                "federation": {"rounds": rounds, "model": "logistic", **(extra_federation or {})}}
+    if privacy:
+        scenario["privacy"] = privacy
+    (tmp / "scenario.toml").write_text(tomli_w.dumps(scenario))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return out_dir / "scenario.toml"
+

@@ -1,0 +1,195 @@
+"""`fedcredit simulate`: the ServerApp and ClientApp on Flower's Simulation Engine (Ray).
+
+The same apps as `flwr run .` and deployment; this runner only (1) checks every partner's
+table before anything starts, (2) starts a lean Ray simulation in-process, (3) adds the
+centralised and local-only yardsticks, and (4) moves the finished run directory into place.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fedcredit.clients.partner import PartnerData, open_partner_data, privacy_gate, run_shape
+from fedcredit.credit.artefact import ScoringModel
+from fedcredit.credit.consistency import label_coding_conflict, level_spelling_conflicts
+from fedcredit.credit.errors import FederationError, InputError
+from fedcredit.credit.protocol import TaskConfig
+from fedcredit.credit.rundir import CONFIG, FAILED, MODEL, ROUNDS, STAGING_SUFFIX, SUMMARY, RunDirectory
+from fedcredit.credit.scenario import Scenario
+from fedcredit.privacy.report import HTML_NAME, JSON_NAME, write_privacy_report
+from fedcredit.server.app import RunSettings
+from fedcredit.simulations.membership_audit import membership_audit
+from fedcredit.simulations.planning import plan_scenario
+from fedcredit.simulations.yardsticks import centralised, federation_gain, local_only, local_private
+
+OBJECT_STORE_BYTES = 100 * 1024 * 1024
+# what a run writes into its staging folder (ledgers/: privacy ledger_dir = "run")
+RUN_FILES = {CONFIG, ROUNDS, MODEL, SUMMARY, FAILED, JSON_NAME, HTML_NAME, "ledgers"}
+os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silence a Ray FutureWarning (no GPUs here)
+# Ray starts its workers at niceness 15: the one actor that does every partner's work would then
+# starve beside any other busy process (a round, or round 0's start-up, outlasting its timeout).
+os.environ.setdefault("RAY_worker_niceness", "0")
+os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")            # Flower would call out to the internet
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def _task(scenario: Scenario, run_dir: Path | None) -> TaskConfig:
+    return TaskConfig(scenario.dataset, scenario.federation, run=RunDirectory(run_dir).run_id if run_dir else "",
+                      run_dir=str(run_dir or ""))
+
+
+def open_partners(scenario: Scenario, run_dir: Path | None = None, *, purpose: str = "check"
+                  ) -> dict[str, PartnerData]:
+    """Every partner's checked table, opened for `purpose` exactly as its client opens it."""
+    task = _task(scenario, run_dir)
+    return {p.name: open_partner_data(p, task, purpose=purpose) for p in scenario.partners}
+
+
+def check_partners(scenario: Scenario, run_dir: Path | None = None, *, purpose: str = "check"
+                   ) -> dict[str, PartnerData]:
+    """Load and check every partner's table and privacy policy (ledger, delta, noise) exactly as
+    its client will, and what only the whole consortium shows (label codings, level spellings,
+    enough rows for private statistics); errors stop the run before anything is released."""
+    task = _task(scenario, run_dir)
+    data = open_partners(scenario, run_dir, purpose=purpose)
+    if purpose != "check":
+        return data
+    where = str(scenario.source or scenario.name)
+    conflict = label_coding_conflict({n: d.label_values for n, d in data.items()}, scenario.dataset.bad)
+    if conflict:
+        raise InputError(conflict, source=where, field=scenario.dataset.label)
+    spellings = level_spelling_conflicts({n: {c: list(d.train.features[c].dropna().unique())
+                                               for c in scenario.dataset.categorical} for n, d in data.items()})
+    if spellings:
+        raise InputError("; ".join(spellings), source=where)
+    for d in data.values():
+        if (gate := privacy_gate(d, task)) is not None:
+            gate.check_policy(run_shape(d, task))
+    plan = plan_scenario(scenario, data, task)
+    if plan.statistics:
+        raise InputError(plan.statistics, source=where, field="stats_noise_multiplier")
+    if all(p.plan is not None and not p.plan.train for p in plan.partners):
+        raise InputError("no partner can take part in this run: " + "; ".join(
+            f"{p.name}: {p.plan.reason}" for p in plan.partners) + " (`fedcredit plan` shows each partner's budget)",
+            source=where)
+    return data
+
+
+def backend_config(num_cpus: int | None = None) -> dict[str, Any]:
+    """One Ray actor using every CPU (fastest and leanest on small machines)."""
+    cpus = num_cpus or os.cpu_count() or 1
+    return {
+        "client_resources": {"num_cpus": cpus, "num_gpus": 0.0},
+        "init_args": {"num_cpus": cpus, "num_gpus": 0, "object_store_memory": OBJECT_STORE_BYTES,
+                      "include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"},
+    }
+
+
+class _ProgressOnly(logging.Filter):
+    """Keep Flower's console to warnings and fedcredit's own progress lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or getattr(record, "fedcredit", False)
+
+
+def run_flower_simulation(settings: RunSettings, num_partners: int, *, verbose: bool = False) -> None:
+    """Run fedcredit.server.app + fedcredit.clients.app in-process on the Simulation Engine with this run config."""
+    from flwr.app import Context, RecordDict
+    from flwr.common.logger import console_handler
+    from flwr.simulation.run_simulation import _run_simulation
+    from flwr.supercore.telemetry import EventType
+
+    from fedcredit.clients.app import app as client_app
+    from fedcredit.server.app import app as server_app
+
+    run_config = {"scenario": settings.scenario, "out-dir": settings.out_dir, "rounds": settings.rounds,
+                  "model": settings.model, "strategy": settings.strategy, "deployment": False}
+    context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=run_config)
+    quiet = _ProgressOnly()
+    if not verbose:
+        console_handler.addFilter(quiet)
+    try:
+        _run_simulation(num_supernodes=num_partners, client_app=client_app, server_app=server_app,
+                        backend_config=backend_config(), server_app_context=context,
+                        exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE)
+    finally:
+        console_handler.removeFilter(quiet)
+
+
+def _clear_staging(staging: Path) -> None:
+    """Remove an unfinished run's staging folder — only if it holds nothing a run does not write."""
+    if not os.path.lexists(staging):
+        return
+    names = os.listdir(staging) if staging.is_dir() and not staging.is_symlink() else None
+    if names is None or any(n not in RUN_FILES and not (n.startswith(".") and n.endswith(".tmp")) for n in names):
+        raise InputError("exists and is not an unfinished fedcredit run (this run would stage its files "
+                         "there and remove it): move it away or choose another --out", source=str(staging))
+    shutil.rmtree(staging)
+
+
+def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool = True) -> SimulationResult:
+    """Validate, simulate, add yardsticks; return the finished run directory and summary."""
+    started = time.monotonic()
+    scenario = settings.resolve_scenario()
+    final = settings.resolve_out_dir(scenario).resolve()
+    if final.exists() and any(final.iterdir()):
+        raise InputError("already exists and is not empty; choose another --out", source=str(final))
+    staging = final.with_name(final.name + STAGING_SUFFIX)
+    _clear_staging(staging)
+    try:
+        data = check_partners(scenario, staging)              # bad input stops here
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    staged = RunSettings(str(scenario.source), str(staging), settings.rounds, settings.model,
+                         settings.strategy)
+    run_flower_simulation(staged, len(scenario.partners), verbose=verbose)
+    run_dir = RunDirectory(staging)
+    if not run_dir.file("summary.json").exists():
+        reason = run_dir.failure()
+        if reason:
+            raise FederationError(f"{reason} (the unfinished run is in {staging})")
+        raise RuntimeError(f"the simulation ended without a summary; see {staging}")
+    summary = run_dir.summary()
+    fed_seconds = time.monotonic() - started
+    if yardsticks:
+        t = time.monotonic()
+        data = check_partners(scenario, staging, purpose="yardstick")
+        cen = centralised(data, scenario.dataset, scenario.federation)
+        summary["centralized"] = cen["pooled"]
+        model = ScoringModel.load(run_dir.file(summary["artefact"]))
+        for p in summary["partners"]:
+            d = data[p["name"]]
+            p["local"], p_local = local_only(d, scenario.dataset, scenario.federation)
+            p["centralized"] = cen["partners"][p["name"]]
+            # the modeller holds every table here: the federated model scored exactly (not a partner release)
+            p_fed = model.predict_proba(d.test.features)
+            p["gain"] = federation_gain(d.test.label, p_local, p_fed)
+            if d.partner.privacy.enabled:   # the fair alternative under the partner's own policy
+                p["local_private"], p_private = local_private(d, scenario.dataset, scenario.federation,
+                                                              d.partner.privacy)
+                p["gain_private"] = federation_gain(d.test.label, p_private, p_fed)
+        summary["timing"]["seconds_yardsticks"] = round(time.monotonic() - t, 3)
+        summary["membership_audit"] = membership_audit(staging, summary, data, scenario)
+    summary["timing"]["seconds_wall"] = round(time.monotonic() - started, 3)
+    summary["timing"]["seconds_simulation"] = round(fed_seconds, 3)
+    summary["timing"]["peak_rss_mb_driver"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    run_dir.write_summary(summary)
+    write_privacy_report(staging, summary)
+    if final.exists():
+        final.rmdir()
+    staging.rename(final)
+    return SimulationResult(final, summary)
