@@ -27,3 +27,14 @@ def test_import_contracts_are_kept():
     if result.returncode != 0:
         pytest.fail(f"import contracts broken ({CONTRACTS.name}):\n{result.stdout}{result.stderr}", pytrace=False)
     assert "0 broken" in result.stdout, result.stdout                 # it really checked contracts
+
+
+def test_one_import_root_when_installed(tmp_path: Path):
+    """Installed, only `fedcredit` is importable: no generic top-level `server`, `privacy`, ... that
+    another package could collide with (run from an empty folder: the repository is not on sys.path)."""
+    probe = ("import importlib.util, fedcredit.server.app, fedcredit.cli.main;"
+             "print([n for n in ('server', 'clients', 'privacy', 'credit', 'simulations', 'protection', 'cli',"
+             " 'deployment') if importlib.util.find_spec(n) is not None])")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
