@@ -69,8 +69,8 @@ def machine_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
 def app_signing(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(the consortium's app-signing public key, the signature of the app as it is now): what a
     coordinator's `app_signature` and a partner's `trusted_app_keys` name in a deployment."""
+    from fedcredit.deployment import PROJECT_DIR
     from fedcredit.deployment.app_bundle import sign_app
-    from fedcredit.deployment.core import PROJECT_DIR
     from fedcredit.protection.app_signing import new_signing_key
 
     folder = tmp_path_factory.mktemp("app-signing")

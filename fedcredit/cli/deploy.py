@@ -2,7 +2,10 @@
 
 The coordinator runs the SuperLink (`server start`) and the training (`run`); each partner runs
 one SuperNode (`partner start`). TLS and node authentication are on unless --insecure, and a
-partner runs only app bundles signed by a key it trusts (`app keygen`, `app sign`).
+partner runs only app bundles signed by a key it trusts (`app keygen`, `app sign`). Here: certs,
+app, server and run, and the helpers the other verb groups share; `partner` is in
+`fedcredit.cli.partner`, `node-key` and `server register | unregister` in `fedcredit.cli.node_keys`,
+`certs renew` and `server reload-cert` in `fedcredit.cli.gateway`.
 """
 
 from __future__ import annotations
@@ -70,8 +73,8 @@ def _app_keygen(args: argparse.Namespace) -> int:
 
 def _app_sign(args: argparse.Namespace) -> int:
     from fedcredit.credit.atomic import atomic_write_text
+    from fedcredit.deployment import PROJECT_DIR
     from fedcredit.deployment.app_bundle import sign_app
-    from fedcredit.deployment.core import PROJECT_DIR
 
     out = args.out.expanduser()
     if out.exists() and not args.force:
@@ -84,31 +87,34 @@ def _app_sign(args: argparse.Namespace) -> int:
 
 
 def _app_digest(args: argparse.Namespace) -> int:
+    from fedcredit.deployment import PROJECT_DIR
     from fedcredit.deployment.app_bundle import app_digest
-    from fedcredit.deployment.core import PROJECT_DIR
 
     print(f"{app_digest(PROJECT_DIR)}  {PROJECT_DIR}")
     return 0
 
 
 def _server_start(args: argparse.Namespace) -> int:
-    from fedcredit.deployment import core as d
+    from fedcredit.deployment import PROJECT_DIR
     from fedcredit.deployment import gateway_service as gs
+    from fedcredit.deployment.config import LOOPBACK, load_coordinator
+    from fedcredit.deployment.processes import check_port_free, refuse_if_running, release_stop_signals
+    from fedcredit.deployment.superlink import start_superlink
 
-    cfg = d.load_coordinator(args.config, insecure=args.insecure)
+    cfg = load_coordinator(args.config, insecure=args.insecure)
     s = cfg.settings
     insecure = " --insecure" if cfg.insecure else ""
     hint = (f"next: each partner runs `fedcredit partner start --config partner.toml`; then "
             f"`fedcredit run --config {cfg.source}{insecure}` (or `FLWR_HOME={s.flwr_home} flwr run "
-            f"{d.PROJECT_DIR} {s.federation} --stream --run-config \"scenario='{cfg.source}' deployment=true "
+            f"{PROJECT_DIR} {s.federation} --stream --run-config \"scenario='{cfg.source}' deployment=true "
             "out-dir='/abs/run/dir'\"`)")
 
     def start(echo):
-        d.refuse_if_running(s.pid_file, "the SuperLink", f"fedcredit server stop --config {cfg.source}")
-        d.check_port_free(d.LOOPBACK, s.control_port, source=f"{cfg.source} [coordinator]", field="control_port")
+        refuse_if_running(s.pid_file, "the SuperLink", f"fedcredit server stop --config {cfg.source}")
+        check_port_free(LOOPBACK, s.control_port, source=f"{cfg.source} [coordinator]", field="control_port")
         gateway = gs.spawn_gateway(cfg, wait=args.wait)       # boots while the SuperLink starts
         try:
-            superlink = d.start_superlink(cfg, wait=args.wait, echo=echo, out=_say)
+            superlink = start_superlink(cfg, wait=args.wait, echo=echo, out=_say)
         except BaseException:
             gateway.stop()
             raise
@@ -116,7 +122,7 @@ def _server_start(args: argparse.Namespace) -> int:
             return [superlink, gs.await_gateway(gateway, cfg, wait=args.wait, echo=echo, out=_say)]
         except BaseException:
             superlink.stop()
-            d.release_stop_signals()
+            release_stop_signals()
             raise
 
     return _launch(args, cfg.insecure, start,
@@ -128,41 +134,44 @@ def _server_start(args: argparse.Namespace) -> int:
 def _launch(args: argparse.Namespace, insecure: bool, start, lines: list[str], stop_command: str) -> int:
     """Start Flower services (SuperLink, Fleet gateway); detached: print where they are and return;
     else serve them in the foreground."""
-    from fedcredit.deployment import core as d
+    from fedcredit.deployment.processes import install_stop_signals, release_stop_signals, serve
 
     _warn_insecure(insecure)
-    restore = d.install_stop_signals()
+    restore = install_stop_signals()
     try:
         superlink, *companions = start(None if args.detach else sys.stdout)
         if args.detach:
             _say("\n".join([*lines, f"detached; stop it with `{stop_command}`"]))
             return 0
-        return d.serve(superlink, echo=sys.stdout, banner=[*lines, FOREGROUND], companions=companions)
+        return serve(superlink, echo=sys.stdout, banner=[*lines, FOREGROUND], companions=companions)
     finally:
         restore()
-        d.release_stop_signals()
+        release_stop_signals()
 
 
 def _server_stop(args: argparse.Namespace) -> int:
-    from fedcredit.deployment import core as d
     from fedcredit.deployment import gateway_service as gs
+    from fedcredit.deployment.config import read_coordinator_settings
+    from fedcredit.deployment.processes import stop_from_pid_file
 
-    settings = d.read_coordinator_settings(args.config)
+    settings = read_coordinator_settings(args.config)
     gateway = gs.stop_gateway(settings)
     if gateway:
         print(f"stopped the Fleet gateway (PID {gateway})")
-    pid = d.stop_from_pid_file(settings.pid_file, "SuperLink")
+    pid = stop_from_pid_file(settings.pid_file, "SuperLink")
     print(f"stopped the SuperLink (PID {pid})" if pid else f"no SuperLink running (no live PID in {settings.pid_file})")
     return 0
 
 
 def _server_status(args: argparse.Namespace) -> int:
-    from fedcredit.deployment import core as d
     from fedcredit.deployment import gateway_service as gs
+    from fedcredit.deployment.config import read_coordinator_settings
     from fedcredit.deployment.node_registry import NodeRegistry
+    from fedcredit.deployment.processes import read_pid_file
+    from fedcredit.deployment.superlink import list_nodes
 
-    settings = d.read_coordinator_settings(args.config)
-    record = d.read_pid_file(settings.pid_file)
+    settings = read_coordinator_settings(args.config)
+    record = read_pid_file(settings.pid_file)
     gateway, lines = gs.status_lines(settings)
     if record is None or record.process() is None:
         print("\n".join([f"SuperLink: not running (no live PID in {settings.pid_file})", *lines[:1]]))
@@ -172,7 +181,7 @@ def _server_status(args: argparse.Namespace) -> int:
     print("\n".join(lines))
     registry = NodeRegistry.read(settings.nodes_file)
     known = registry.by_node()
-    nodes = d.list_nodes(settings)
+    nodes = list_nodes(settings)
     for node in nodes:
         reg = known.get(str(node.get("node-id")))
         status = node.get("status")
@@ -190,140 +199,45 @@ def _server_status(args: argparse.Namespace) -> int:
     return 0 if gateway else 1
 
 
-def _partner_start(args: argparse.Namespace) -> int:
-    """Foreground: start the SuperNode and keep it running (restarted whenever it exits by itself)
-    until Ctrl-C/SIGTERM. --detach: the same, as a background supervisor this command starts and
-    waits for until the node has joined."""
-    from fedcredit.deployment import core as d
-
-    node = d.load_node(args.config, insecure=args.insecure)
-    s = node.settings
-    stop_command = f"fedcredit partner stop --config {s.source}"
-    d.refuse_if_running(s.supervisor_pid_file, f"the supervisor of '{s.name}'s SuperNode", stop_command)
-    if args.detach:
-        return _detach_supervisor(args, node, stop_command)
-    _warn_insecure(node.insecure)
-    restore = d.install_stop_signals()
-    try:
-        echo = None if args.supervisor else sys.stdout
-        service = d.start_supernode(node, wait=args.wait, echo=echo, out=_say)[0]
-        if args.supervisor:
-            d.write_pid_record(s.supervisor_pid_file, os.getpid(), sys.argv, s.supervisor_log)
-        lines = [f"  data {node.partner.data} (stays here; purposes {', '.join(node.partner.purposes)})",
-                 f"  log {s.log_file}", f"  PID file {s.pid_file}",
-                 "  the SuperNode is started again whenever it exits by itself (e.g. a coordinator restart)"]
-        return d.supervise(node, service, wait=args.wait, echo=echo, out=_say,
-                           banner=[*lines, FOREGROUND] if not args.supervisor else [])
-    finally:
-        restore()
-        d.release_stop_signals()
-        if args.supervisor:
-            s.supervisor_pid_file.unlink(missing_ok=True)
-
-
-def _detach_supervisor(args: argparse.Namespace, node, stop_command: str) -> int:
-    """Start `partner start --supervisor` in its own session, wait until its SuperNode has joined
-    (print what it printed) or it has given up (raise its error)."""
-    from fedcredit.deployment import core as d
-
-    s = node.settings
-    _warn_insecure(node.insecure)
-    s.state_dir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "fedcredit.cli.main", "partner", "start", "--config", str(s.source), "--wait",
-            str(args.wait), "--supervisor", *(["--insecure"] if args.insecure else [])]
-    start_at = s.supervisor_log.stat().st_size if s.supervisor_log.exists() else 0
-    with s.supervisor_log.open("ab") as log:
-        child = subprocess.Popen(argv, cwd=d.PROJECT_DIR, stdin=subprocess.DEVNULL, stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-
-    def said() -> str:
-        with s.supervisor_log.open("rb") as f:
-            f.seek(start_at)
-            return f.read().decode("utf-8", errors="replace")
-
-    deadline = time.monotonic() + args.wait + 60       # the child's own wait, plus its start-up
-    while True:
-        text = said()
-        if child.poll() is not None:
-            errors = [ln for ln in text.splitlines() if ln.startswith("fedcredit: error: ")]
-            raise InputError(errors[-1].removeprefix("fedcredit: error: ") if errors else
-                             f"the SuperNode supervisor exited (code {child.returncode}); see {s.supervisor_log}")
-        if "joined " in text and s.supervisor_pid_file.exists():
-            break
-        if time.monotonic() > deadline:
-            d.stop_tree(child.pid)
-            raise InputError(f"the SuperNode did not join within {args.wait:g} s; see {s.supervisor_log}")
-        time.sleep(0.25)
-    _say(text.rstrip("\n"))
-    _say("\n".join([f"  data {node.partner.data} (stays here; purposes {', '.join(node.partner.purposes)})",
-                     f"  log {s.log_file}", f"  supervisor PID {child.pid} (restarts the SuperNode whenever it "
-                     f"exits by itself; log {s.supervisor_log})", f"detached; stop it with `{stop_command}`"]))
-    return 0
-
-
-def _partner_status(args: argparse.Namespace) -> int:
-    from fedcredit.deployment import core as d
-
-    s = d.read_node_settings(args.config)
-    status = d.node_status(s)
-    if status.pid is None:
-        _say(f"SuperNode of '{s.name}': not running (no live PID in {s.pid_file})")
-    else:
-        _say(f"SuperNode of '{s.name}': PID {status.pid}, up since {status.since}, SuperLink {s.superlink}, "
-             f"node {status.node_id or '? (not joined yet)'}\n  log {s.log_file}")
-    record = d.read_pid_file(s.supervisor_pid_file)
-    if record is not None and record.process() is not None:
-        _say(f"  supervisor PID {record.pid}: starts the SuperNode again whenever it exits (log {s.supervisor_log})")
-    _say(f"  apps: {status.accepted} accepted, {status.refused} refused (log {s.app_log})"
-         + (f"; last refused {status.last_refused}" if status.last_refused else ""))
-    if not s.trusted_app_keys:
-        _say("  warning: no trusted_app_keys: any app the SuperLink sends would run here")
-    return 0 if status.pid is not None else 1
-
-
-def _partner_stop(args: argparse.Namespace) -> int:
-    from fedcredit.deployment import core as d
-
-    settings = d.read_node_settings(args.config)
-    supervisor = d.stop_from_pid_file(settings.supervisor_pid_file, "SuperNode supervisor")   # stops its node too
-    pid = d.stop_from_pid_file(settings.pid_file, "SuperNode")
-    if supervisor:
-        print(f"stopped the SuperNode of '{settings.name}' and its supervisor (PID {supervisor})")
-    else:
-        print(f"stopped the SuperNode of '{settings.name}' (PID {pid})" if pid
-              else f"no SuperNode running for '{settings.name}' (no live PID in {settings.pid_file})")
-    return 0
-
-
 def _run(args: argparse.Namespace) -> int:
-    from fedcredit.deployment import core as d
+    from fedcredit.deployment import PROJECT_DIR
+    from fedcredit.deployment.config import load_coordinator
+    from fedcredit.deployment.flower import flower_env
+    from fedcredit.deployment.processes import read_pid_file, shell_join
+    from fedcredit.deployment.superlink import (
+        default_out_dir,
+        federation_written,
+        log_run_start,
+        probe_superlink,
+        run_command,
+    )
 
     if args.rounds is not None and args.rounds < 1:
         raise InputError(f"must be a whole number ≥ 1 (got {args.rounds})", source="--rounds")
-    cfg = d.load_coordinator(args.config, insecure=args.insecure)
+    cfg = load_coordinator(args.config, insecure=args.insecure)
     s = cfg.settings
-    if not d.federation_written(s):
+    if not federation_written(s):
         raise InputError(f"no federation '{s.federation}' in {s.flwr_home / 'config.toml'}: start the SuperLink "
                          f"first with `fedcredit server start --config {cfg.source}`", source=str(cfg.source))
-    why = d.probe_superlink(s, cfg.insecure)
+    why = probe_superlink(s, cfg.insecure)
     if why is not None:
         raise InputError(f"the SuperLink does not answer on {s.control_address} ({why}): start it with "
                          f"`fedcredit server start --config {cfg.source}`", source=str(cfg.source))
-    gateway = d.read_pid_file(s.gateway_pid_file)
+    gateway = read_pid_file(s.gateway_pid_file)
     if gateway is None or gateway.process() is None:
         raise InputError(f"no Fleet gateway runs on {s.public_address}, so partners cannot reach the SuperLink: "
                          f"restart with `fedcredit server stop` and `start --config {cfg.source}`",
                          source=str(cfg.source))
-    out = (args.out or d.default_out_dir(cfg)).expanduser().resolve()
+    out = (args.out or default_out_dir(cfg)).expanduser().resolve()
     if out.exists() and any(out.iterdir()):
         raise InputError("exists and is not empty: choose a new --out folder", source=str(out))
-    cmd = d.run_command(cfg, out, args.rounds)
-    d.log_run_start(cfg, out, cmd)
-    print(f"running: FLWR_HOME={s.flwr_home} {d.shell_join(cmd)}", flush=True)
-    superlink_before = d.read_pid_file(s.pid_file)
+    cmd = run_command(cfg, out, args.rounds)
+    log_run_start(cfg, out, cmd)
+    print(f"running: FLWR_HOME={s.flwr_home} {shell_join(cmd)}", flush=True)
+    superlink_before = read_pid_file(s.pid_file)
     start = time.monotonic()
     try:
-        returncode, last_lines = _stream(cmd, env=d.flower_env(s.flwr_home), cwd=d.PROJECT_DIR)
+        returncode, last_lines = _stream(cmd, env=flower_env(s.flwr_home), cwd=PROJECT_DIR)
     except KeyboardInterrupt:
         print(f"fedcredit: interrupted; the run may go on in the SuperLink: list it with `FLWR_HOME={s.flwr_home} "
               f"flwr ls {s.federation}` and stop it with `FLWR_HOME={s.flwr_home} flwr stop RUN_ID {s.federation}`",
@@ -368,13 +282,14 @@ def _stream(cmd: list[str], *, env: dict[str, str], cwd: Path, keep: int = 20) -
 
 def _why_flwr_stopped(cfg, superlink_before, returncode: int, last_lines: list[str]) -> str:
     """The reason a run ended without summary.json when the ServerApp could not say it itself."""
-    from fedcredit.deployment import core as d
+    from fedcredit.deployment.processes import read_pid_file
+    from fedcredit.deployment.superlink import probe_superlink
 
     s = cfg.settings
-    now = d.read_pid_file(s.pid_file)
+    now = read_pid_file(s.pid_file)
     before = (superlink_before.pid, superlink_before.create_time) if superlink_before else None
     after = (now.pid, now.create_time) if now and now.process() is not None else None
-    if before != after or (after is None and d.probe_superlink(s, cfg.insecure) is not None):
+    if before != after or (after is None and probe_superlink(s, cfg.insecure) is not None):
         what = "stopped" if after is None else "restarted"
         return (f"the coordinator's SuperLink {what} during the run, which ended it (flwr exit code {returncode}); "
                 f"what partners released before stays charged to their ledgers; start a new run once the "
@@ -385,6 +300,7 @@ def _why_flwr_stopped(cfg, superlink_before, returncode: int, last_lines: list[s
 
 def register(sub: argparse._SubParsersAction) -> None:
     from fedcredit.cli.node_keys import register_node_key, register_server_keys
+    from fedcredit.cli.partner import register_partner
 
     certs = sub.add_parser("certs", help="make the consortium CA and the SuperLink's TLS certificate; "
                            "`certs renew`: a new server certificate from the same CA")
@@ -432,21 +348,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s_status.set_defaults(func=_server_status)
     register_server_keys(server_sub)
 
-    partner = sub.add_parser("partner", help="a partner's SuperNode")
-    partner_sub = partner.add_subparsers(dest="partner_command", required=True)
-    p_start = partner_sub.add_parser("start", help="start this partner's SuperNode and join the SuperLink")
-    p_start.add_argument("--config", required=True, type=Path, help="partner.toml with [partner] and [node]")
-    p_start.add_argument("--detach", action="store_true", help="return once joined; a PID file remembers it")
-    p_start.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
-    p_start.add_argument("--wait", type=float, default=30.0, help=WAIT_HELP)
-    p_start.add_argument("--supervisor", action="store_true", help=argparse.SUPPRESS)   # what --detach starts
-    p_start.set_defaults(func=_partner_start)
-    p_status = partner_sub.add_parser("status", help="is this partner's SuperNode up, joined, which apps it ran")
-    p_status.add_argument("--config", required=True, type=Path)
-    p_status.set_defaults(func=_partner_status)
-    p_stop = partner_sub.add_parser("stop", help="stop a detached SuperNode")
-    p_stop.add_argument("--config", required=True, type=Path)
-    p_stop.set_defaults(func=_partner_stop)
+    register_partner(sub)
 
     run = sub.add_parser("run", help="train the scenario on the running deployment (wraps `flwr run`)")
     run.add_argument("--config", required=True, type=Path, help="coordinator scenario TOML with [coordinator]")

@@ -12,10 +12,10 @@ from fedcredit.credit.errors import InputError
 
 
 def _certs_renew(args: argparse.Namespace) -> int:
-    from fedcredit.deployment import core as d
+    from fedcredit.deployment.config import read_coordinator_settings
     from fedcredit.protection.tls_renewal import renew_server_certificate
 
-    settings = d.read_coordinator_settings(args.config)
+    settings = read_coordinator_settings(args.config)
     source = f"{settings.source} [coordinator]"
     for name in ("ca_cert", "server_cert", "server_key"):
         if getattr(settings, name) is None:
@@ -33,10 +33,10 @@ def _certs_renew(args: argparse.Namespace) -> int:
 
 def _server_reload_cert(args: argparse.Namespace) -> int:
     from fedcredit.cli.deploy import _say
-    from fedcredit.deployment import core as d
     from fedcredit.deployment import gateway_service as gs
+    from fedcredit.deployment.config import read_coordinator_settings
 
-    gs.reload_certificate(d.read_coordinator_settings(args.config), wait=args.wait, out=_say)
+    gs.reload_certificate(read_coordinator_settings(args.config), wait=args.wait, out=_say)
     return 0
 
 

@@ -47,7 +47,7 @@ def _node_key_rotate(args: argparse.Namespace) -> int:
 
 
 def _server_register(args: argparse.Namespace) -> int:
-    from fedcredit.deployment.core import read_coordinator_settings
+    from fedcredit.deployment.config import read_coordinator_settings
     from fedcredit.deployment.node_registry import register_key
 
     register_key(read_coordinator_settings(args.config), args.name, args.public_key, _say)
@@ -55,12 +55,13 @@ def _server_register(args: argparse.Namespace) -> int:
 
 
 def _server_unregister(args: argparse.Namespace) -> int:
-    from fedcredit.deployment import core as d
+    from fedcredit.deployment.config import read_coordinator_settings
     from fedcredit.deployment.node_registry import unregister_key
+    from fedcredit.deployment.superlink import list_nodes
 
-    settings = d.read_coordinator_settings(args.config)
+    settings = read_coordinator_settings(args.config)
     unregister_key(settings, args.name, pub=args.key, node_id=args.node_id or "", out=_say,
-                   online=lambda: {str(n.get("node-id")): str(n.get("status")) for n in d.list_nodes(settings)})
+                   online=lambda: {str(n.get("node-id")): str(n.get("status")) for n in list_nodes(settings)})
     return 0
 
 

@@ -24,14 +24,30 @@ from typing import TextIO
 
 import psutil
 
-from fedcredit.deployment import core as d
+from fedcredit.deployment import PROJECT_DIR
 from fedcredit.deployment import fleet_gateway as fg
+from fedcredit.deployment.config import LOOPBACK, CoordinatorConfig, CoordinatorSettings, dial_host
+from fedcredit.deployment.flower import DEFAULT_WAIT, flower_env
+from fedcredit.deployment.processes import (
+    STOP_TIMEOUT,
+    DeploymentError,
+    PidRecord,
+    Print,
+    Service,
+    check_port_free,
+    log_tail,
+    read_pid_file,
+    refuse_if_running,
+    stop_from_pid_file,
+    stop_log_pumps,
+    stop_tree,
+)
 from fedcredit.protection import tls
 
 HANDOVER_TIMEOUT = fg.HANDOVER_GRACE + fg.KEEP_ALIVE + 10.0
 
 
-def gateway_command(settings: d.CoordinatorSettings, insecure: bool, wait: float = d.DEFAULT_WAIT) -> list[str]:
+def gateway_command(settings: CoordinatorSettings, insecure: bool, wait: float = DEFAULT_WAIT) -> list[str]:
     upstream = f"{'http' if insecure else 'https'}://{settings.control_address}"
     tls_files = [] if insecure else ["--certfile", str(settings.server_cert), "--keyfile", str(settings.server_key),
                                      "--cafile", str(settings.ca_cert)]
@@ -39,10 +55,10 @@ def gateway_command(settings: d.CoordinatorSettings, insecure: bool, wait: float
             *tls_files, "--wait", f"{wait:g}"]
 
 
-def probe(settings: d.CoordinatorSettings, insecure: bool, *, public: bool = True):
+def probe(settings: CoordinatorSettings, insecure: bool, *, public: bool = True):
     """(HTTP status of GET /health, certificate served or None) on the public port (the gateway)
     or the loopback port (the SuperLink); raises OSError when nothing answers."""
-    host, port = (d.dial_host(settings.address), settings.port) if public else (d.LOOPBACK, settings.control_port)
+    host, port = (dial_host(settings.address), settings.port) if public else (LOOPBACK, settings.control_port)
     return fg.probe(host, port, cafile=None if insecure else str(settings.ca_cert))
 
 
@@ -50,7 +66,7 @@ class Adopted:
     """A gateway that another command started in our gateway's place (a certificate reload):
     followed and stopped through its PID record, like the Service it replaced."""
 
-    def __init__(self, record: d.PidRecord, pid_file: Path, read_at: int):
+    def __init__(self, record: PidRecord, pid_file: Path, read_at: int):
         self.name, self.record, self.pid_file = "Fleet gateway", record, pid_file
         self.log_file, self._read_at = Path(record.log), read_at
 
@@ -80,7 +96,7 @@ class Adopted:
     def successor(self) -> Adopted | None:
         return _successor(self.pid_file, self.pid, self._read_at)
 
-    def stop(self, timeout: float = d.STOP_TIMEOUT) -> int | None:
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
         proc = self.record.process()
         if proc is not None:      # not our child: once it exits it may stay a zombie until its parent reaps it
             proc.terminate()
@@ -89,18 +105,18 @@ class Adopted:
                 time.sleep(0.05)
             if self.alive():
                 proc.kill()
-        d.stop_tree(self.pid, root_done=True)
-        d.stop_log_pumps(self.log_file)
+        stop_tree(self.pid, root_done=True)
+        stop_log_pumps(self.log_file)
         record = read_record(self.pid_file)
         if record is not None and record.pid == self.pid:
             self.pid_file.unlink(missing_ok=True)
         return None
 
 
-def read_record(pid_file: Path) -> d.PidRecord | None:
+def read_record(pid_file: Path) -> PidRecord | None:
     try:
-        return d.read_pid_file(pid_file)
-    except d.DeploymentError:
+        return read_pid_file(pid_file)
+    except DeploymentError:
         return None
 
 
@@ -111,12 +127,12 @@ def _successor(pid_file: Path, pid: int, read_at: int) -> Adopted | None:
     return Adopted(record, pid_file, read_at)
 
 
-class GatewayService(d.Service):
+class GatewayService(Service):
     def successor(self) -> Adopted | None:
         return _successor(self.pid_file, self.pid, self._read_at)
 
 
-def _await_ready(service: d.Service, settings: d.CoordinatorSettings, insecure: bool, wait: float,
+def _await_ready(service: Service, settings: CoordinatorSettings, insecure: bool, wait: float,
                  echo: TextIO | None, serial: int | None = None) -> None:
     """Until the gateway's log says it is ready and GET /health through the public port answers
     200 (with the certificate of `serial`, if given); a DeploymentError if it exits or `wait` passes."""
@@ -128,8 +144,8 @@ def _await_ready(service: d.Service, settings: d.CoordinatorSettings, insecure: 
             echo.write(service.new_output())
             echo.flush()
         if not service.alive():
-            raise d.DeploymentError(f"the Fleet gateway exited (code {service.proc.returncode}): "
-                                    f"{d._tail(service.log_text(), 2)} (log {settings.gateway_log})", source=source)
+            raise DeploymentError(f"the Fleet gateway exited (code {service.proc.returncode}): "
+                                  f"{log_tail(service.log_text(), 2)} (log {settings.gateway_log})", source=source)
         if fg.READY in service.log_text():
             try:
                 status, cert = probe(settings, insecure)
@@ -140,24 +156,24 @@ def _await_ready(service: d.Service, settings: d.CoordinatorSettings, insecure: 
             except OSError as exc:
                 why = str(exc)
         if time.monotonic() > deadline:
-            raise d.DeploymentError(f"the Fleet gateway did not answer on {settings.public_address} within {wait:g} s "
-                                    f"({why}); see {settings.gateway_log}", source=source)
+            raise DeploymentError(f"the Fleet gateway did not answer on {settings.public_address} within {wait:g} s "
+                                  f"({why}); see {settings.gateway_log}", source=source)
         time.sleep(0.1)
 
 
-def spawn_gateway(cfg: d.CoordinatorConfig, *, wait: float = d.DEFAULT_WAIT) -> GatewayService:
+def spawn_gateway(cfg: CoordinatorConfig, *, wait: float = DEFAULT_WAIT) -> GatewayService:
     """Start the gateway process (it listens once the SuperLink answers, within `wait` s); refuse
     first if one already runs or the public port is taken. `await_gateway` then waits for it."""
     s = cfg.settings
-    d.refuse_if_running(s.gateway_pid_file, "the Fleet gateway", f"fedcredit server stop --config {cfg.source}")
-    d.check_port_free(s.address, s.port, source=f"{cfg.source} [coordinator]", field="port")
+    refuse_if_running(s.gateway_pid_file, "the Fleet gateway", f"fedcredit server stop --config {cfg.source}")
+    check_port_free(s.address, s.port, source=f"{cfg.source} [coordinator]", field="port")
     s.state_dir.mkdir(parents=True, exist_ok=True)
-    return GatewayService("Fleet gateway", gateway_command(s, cfg.insecure, wait), d.flower_env(s.flwr_home),
-                          s.gateway_log, s.gateway_pid_file, cwd=d.PROJECT_DIR)
+    return GatewayService("Fleet gateway", gateway_command(s, cfg.insecure, wait), flower_env(s.flwr_home),
+                          s.gateway_log, s.gateway_pid_file, cwd=PROJECT_DIR)
 
 
-def await_gateway(service: GatewayService, cfg: d.CoordinatorConfig, *, wait: float = d.DEFAULT_WAIT,
-                  out: d.Print = print, echo: TextIO | None = None) -> GatewayService:
+def await_gateway(service: GatewayService, cfg: CoordinatorConfig, *, wait: float = DEFAULT_WAIT,
+                  out: Print = print, echo: TextIO | None = None) -> GatewayService:
     """Wait until the gateway answers on the public port and record its PID; on failure it is
     stopped before the error."""
     s = cfg.settings
@@ -173,35 +189,35 @@ def await_gateway(service: GatewayService, cfg: d.CoordinatorConfig, *, wait: fl
     return service
 
 
-def stop_gateway(settings: d.CoordinatorSettings) -> int | None:
-    return d.stop_from_pid_file(settings.gateway_pid_file, "Fleet gateway")
+def stop_gateway(settings: CoordinatorSettings) -> int | None:
+    return stop_from_pid_file(settings.gateway_pid_file, "Fleet gateway")
 
 
-def reload_certificate(settings: d.CoordinatorSettings, *, wait: float = d.DEFAULT_WAIT,
-                       out: d.Print = print) -> int:
+def reload_certificate(settings: CoordinatorSettings, *, wait: float = DEFAULT_WAIT,
+                       out: Print = print) -> int:
     """Serve the certificate now on disk without refusing a connection: a new gateway beside the
     old one, then the old one handed over. Returns the new gateway's PID."""
     source = f"{settings.source} [coordinator]"
     if settings.insecure:
-        raise d.DeploymentError("says insecure = true: there is no certificate to reload", source=source,
-                                field="insecure")
+        raise DeploymentError("says insecure = true: there is no certificate to reload", source=source,
+                              field="insecure")
     for name in ("ca_cert", "server_cert", "server_key"):
         if getattr(settings, name) is None:
-            raise d.DeploymentError("missing: reload-cert serves the certificate named here", source=source,
-                                    field=name)
+            raise DeploymentError("missing: reload-cert serves the certificate named here", source=source,
+                                  field=name)
     cert = tls.check_server_files(settings.ca_cert, settings.server_cert, settings.server_key, source=source,
-                                  host=d.LOOPBACK)
+                                  host=LOOPBACK)
     old = read_record(settings.gateway_pid_file)
     old_proc = old.process() if old is not None else None
     if old is None or old_proc is None:
-        raise d.DeploymentError(f"no Fleet gateway runs (no live PID in {settings.gateway_pid_file}): start the "
-                                f"coordinator with `fedcredit server start --config {settings.source}`", source=source)
+        raise DeploymentError(f"no Fleet gateway runs (no live PID in {settings.gateway_pid_file}): start the "
+                              f"coordinator with `fedcredit server start --config {settings.source}`", source=source)
     argv = list(old.argv)
     where = argv[argv.index(fg.__name__) + 1:][:2] if fg.__name__ in argv else []
     if where != [settings.address, str(settings.port)]:
-        raise d.DeploymentError(f"the running Fleet gateway (PID {old.pid}) listens on {':'.join(where) or '?'}, not "
-                                f"on {settings.public_address} as configured now: a changed address or port needs "
-                                "`fedcredit server stop` and `start`", source=source, field="port")
+        raise DeploymentError(f"the running Fleet gateway (PID {old.pid}) listens on {':'.join(where) or '?'}, not "
+                              f"on {settings.public_address} as configured now: a changed address or port needs "
+                              "`fedcredit server stop` and `start`", source=source, field="port")
     try:
         served = probe(settings, False)[1]
     except OSError:
@@ -210,13 +226,13 @@ def reload_certificate(settings: d.CoordinatorSettings, *, wait: float = d.DEFAU
         out(f"the Fleet gateway (PID {old.pid}) already serves certificate serial {cert.serial_number:x}")
         return old.pid
     started = time.monotonic()
-    new = GatewayService("Fleet gateway", gateway_command(settings, False, wait), d.flower_env(settings.flwr_home),
-                         settings.gateway_log, settings.gateway_pid_file, cwd=d.PROJECT_DIR)
+    new = GatewayService("Fleet gateway", gateway_command(settings, False, wait), flower_env(settings.flwr_home),
+                         settings.gateway_log, settings.gateway_pid_file, cwd=PROJECT_DIR)
     try:
         _await_ready(new, settings, False, wait, None, serial=cert.serial_number)
         new.write_pid_file()
     except BaseException:
-        d.stop_tree(new.pid)       # not Service.stop: the old gateway's log pump writes the same log
+        stop_tree(new.pid)       # not Service.stop: the old gateway's log pump writes the same log
         new.proc.wait()
         raise
     out(f"new Fleet gateway PID {new.pid} serves certificate serial {cert.serial_number:x} "
@@ -226,7 +242,7 @@ def reload_certificate(settings: d.CoordinatorSettings, *, wait: float = d.DEFAU
         old_proc.wait(HANDOVER_TIMEOUT)
         how = "finished its connections and exited"
     except psutil.TimeoutExpired:
-        d.stop_tree(old.pid)
+        stop_tree(old.pid)
         how = f"still had connections after {HANDOVER_TIMEOUT:g} s and was stopped"
     out(f"old Fleet gateway PID {old.pid} handed over and {how} ({time.monotonic() - started:.1f} s in all); "
         "partners have nothing to do (the CA is unchanged)")
@@ -241,7 +257,7 @@ def reload_certificate(settings: d.CoordinatorSettings, *, wait: float = d.DEFAU
     return new.pid
 
 
-def status_lines(settings: d.CoordinatorSettings) -> tuple[bool, list[str]]:
+def status_lines(settings: CoordinatorSettings) -> tuple[bool, list[str]]:
     """(gateway running, what `server status` prints about it and about the certificates served)."""
     record = read_record(settings.gateway_pid_file)
     if record is None or record.process() is None:

@@ -35,14 +35,10 @@ from typing import Any
 from fedcredit.credit.atomic import atomic_write_json
 from fedcredit.credit.errors import InputError
 from fedcredit.credit.scenario import read_toml
-from fedcredit.deployment.core import (
-    CoordinatorConfig,
-    CoordinatorSettings,
-    DeploymentError,
-    executable,
-    flower_env,
-    probe_superlink,
-)
+from fedcredit.deployment.config import CoordinatorConfig, CoordinatorSettings
+from fedcredit.deployment.flower import executable, flower_env
+from fedcredit.deployment.processes import DeploymentError
+from fedcredit.deployment.superlink import probe_superlink
 from fedcredit.protection import tls
 from fedcredit.protection.node_keys import file_fingerprint, fingerprint
 

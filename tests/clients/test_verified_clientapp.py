@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from fedcredit.clients import verified_clientapp as v
+from fedcredit.deployment import PROJECT_DIR
 from fedcredit.deployment.app_bundle import build_bundle, sign_app
-from fedcredit.deployment.core import PROJECT_DIR
 from fedcredit.protection.app_signing import AppRejected, new_signing_key
 
 

@@ -25,8 +25,11 @@ import pytest
 import tomli_w
 
 from fedcredit.cli.main import main
-from fedcredit.deployment import core as d
+from fedcredit.deployment import config as conf
+from fedcredit.deployment import flower as fl
 from fedcredit.deployment import gateway_service as gateway
+from fedcredit.deployment import processes as procs
+from fedcredit.deployment import superlink as sl
 from fedcredit.deployment.node_registry import NodeRegistry
 from fedcredit.protection import tls
 from fedcredit.protection.node_keys import file_fingerprint
@@ -76,9 +79,9 @@ def deployment(tmp_path: Path, app_signing):
     try:
         yield scenario, partners["bank-a"], partners["rogue-z"]
     finally:
-        settings = d.read_coordinator_settings(scenario)
+        settings = conf.read_coordinator_settings(scenario)
         leftovers = pids_in_files(settings.pid_file, settings.gateway_pid_file,
-                                  *(d.read_node_settings(p).pid_file for p in partners.values()))
+                                  *(conf.read_node_settings(p).pid_file for p in partners.values()))
         kill_tree([*leftovers, *pids_with_argument(str(tmp_path))])
 
 
@@ -88,15 +91,15 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, tmp_
     assert main(["server", "start", "--config", str(scenario), "--detach", "--wait", "20"]) == 0
     out = capsys.readouterr().out
     assert "TLS, node authentication on" in out and "registered partner bank-a" in out
-    settings = d.read_coordinator_settings(scenario)
-    (registered,) = d.registered_nodes(settings)["bank-a"]
-    assert d.list_nodes(settings)[0]["status"] == "registered"
+    settings = conf.read_coordinator_settings(scenario)
+    (registered,) = sl.registered_nodes(settings)["bank-a"]
+    assert sl.list_nodes(settings)[0]["status"] == "registered"
 
     # (a) the registered SuperNode joins: its log names its node id, and the SuperLink lists it online.
     assert main(["partner", "start", "--config", str(bank), "--detach", "--wait", "20"]) == 0
     out = capsys.readouterr().out
     assert f"joined 127.0.0.1:{settings.port} as node {registered}" in out
-    nodes = {n["node-id"]: n["status"] for n in d.list_nodes(settings)}
+    nodes = {n["node-id"]: n["status"] for n in sl.list_nodes(settings)}
     assert nodes == {registered: "online"}
 
     # (a2) Issue 9: the public port serves the Fleet API only. An outsider holding ca.crt and the public
@@ -110,7 +113,7 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, tmp_
     home.mkdir()
     (home / "config.toml").write_text(f'[superlink.consortium]\naddress = "127.0.0.1:{settings.port}"\n'
                                       f'root-certificates = "{settings.ca_cert}"\n')
-    done = subprocess.run([d.executable("flwr"), "ls", "consortium", "--format", "json"], env=d.flower_env(home),
+    done = subprocess.run([fl.executable("flwr"), "ls", "consortium", "--format", "json"], env=fl.flower_env(home),
                           cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
     assert json.loads(done.stdout)["success"] is False and "only the Fleet API" in done.stdout
     refused = [ln for ln in settings.gateway_log.read_text().splitlines() if " refused " in ln]
@@ -120,7 +123,7 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, tmp_
     assert "POST /v1/control/list-runs" not in settings.log_file.read_text()    # never reached the SuperLink
 
     # (a3) A renewed server certificate is served without refusing a connection while partners go on.
-    supernode = d.read_pid_file(d.read_node_settings(bank).pid_file).pid
+    supernode = procs.read_pid_file(conf.read_node_settings(bank).pid_file).pid
     old_serial = tls.load_certificate(settings.server_cert).serial_number
     polls = Poller(settings)
     with polls:
@@ -134,16 +137,16 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, tmp_
     assert polls.errors == [] and polls.count > 20, polls.errors
     assert polls.serials[0] == old_serial and polls.serials[-1] == new_serial and len(polls.serials) == 2
     assert gateway.probe(settings, False)[1].serial_number == new_serial
-    assert {n["node-id"]: n["status"] for n in d.list_nodes(settings)} == {registered: "online"}
-    assert d.read_pid_file(d.read_node_settings(bank).pid_file).pid == supernode      # the partner went on
+    assert {n["node-id"]: n["status"] for n in sl.list_nodes(settings)} == {registered: "online"}
+    assert procs.read_pid_file(conf.read_node_settings(bank).pid_file).pid == supernode      # the partner went on
 
     # (b) an unregistered SuperNode is refused (Flower code 2004); we say so and leave nothing behind.
     assert main(["partner", "start", "--config", str(rogue), "--detach", "--wait", "20"]) == 2
     error = one_line_error(capsys.readouterr().err)
     assert "refused this node" in error and "not registered" in error and "node.key.pub" in error
     assert not pids_with_argument(str(rogue)) and not pids_with_argument(str(rogue.parent / "node.key"))
-    assert not d.read_node_settings(rogue).pid_file.exists()
-    assert {n["node-id"]: n["status"] for n in d.list_nodes(settings)} == {registered: "online"}
+    assert not conf.read_node_settings(rogue).pid_file.exists()
+    assert {n["node-id"]: n["status"] for n in sl.list_nodes(settings)} == {registered: "online"}
 
     # (c) a second SuperNode with bank-a's key (another folder) is refused, and told why exactly.
     config = tomllib.loads(bank.read_text())
@@ -153,7 +156,7 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, tmp_
     assert main(["partner", "start", "--config", str(twin), "--detach", "--wait", "20"]) == 2
     error = one_line_error(capsys.readouterr().err)
     assert "a SuperNode with the same key is already online: PID" in error, error
-    assert {n["node-id"]: n["status"] for n in d.list_nodes(settings)} == {registered: "online"}
+    assert {n["node-id"]: n["status"] for n in sl.list_nodes(settings)} == {registered: "online"}
 
     # (d) bank-a rotates its key, with the SuperLink and its SuperNode running: the next key is registered
     # beside the current one, the partner switches to it and rejoins under its name, the old key is retired.
@@ -162,7 +165,7 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, tmp_
     shutil.copy(f"{key}.next.pub", keys / "bank-a.next.pub")          # what the partner sends
     assert main(["server", "register", "--config", str(scenario), "bank-a", str(keys / "bank-a.next.pub")]) == 0
     assert "partner 'bank-a' now has 2 registered key(s)" in capsys.readouterr().out
-    old_id, new_id = d.registered_nodes(settings)["bank-a"]
+    old_id, new_id = sl.registered_nodes(settings)["bank-a"]
     assert old_id == registered
     assert main(["server", "status", "--config", str(scenario)]) == 0
     status = capsys.readouterr().out
@@ -179,7 +182,7 @@ def test_registered_node_joins_and_unregistered_node_is_refused(deployment, tmp_
     out = capsys.readouterr().out
     assert f"unregistered partner 'bank-a' node {old_id}" in out and "1 registered key(s) left" in out
     assert "now remove it from the config" in out and "never registered again" in out
-    assert d.registered_nodes(settings) == {"bank-a": [new_id]}
+    assert sl.registered_nodes(settings) == {"bank-a": [new_id]}
     # a node started with the retired key is refused, and told why
     config = tomllib.loads(bank.read_text())
     config["node"].update(port=free_port(), flwr_home="flwr-home-old", auth_key="node.key.old")
@@ -203,7 +206,7 @@ class Poller:
     """Polls the public port from two threads until the `with` block ends: a keep-alive client
     (GET /health) and new connections, noting the certificate serial each one was served."""
 
-    def __init__(self, settings: d.CoordinatorSettings):
+    def __init__(self, settings: conf.CoordinatorSettings):
         self.settings, self.errors, self.serials, self.count = settings, [], [], 0
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._keep_alive), threading.Thread(target=self._fresh)]
@@ -249,21 +252,21 @@ def test_an_app_nobody_signed_is_refused_at_the_partner(deployment, tmp_path: Pa
     assert main(["server", "start", "--config", str(scenario), "--detach", "--wait", "30"]) == 0
     assert main(["partner", "start", "--config", str(bank), "--detach", "--wait", "30"]) == 0
     capsys.readouterr()
-    settings = d.read_coordinator_settings(scenario)
+    settings = conf.read_coordinator_settings(scenario)
     home = tmp_path / "outsider-home"          # what the outsider holds: the CA certificate, its own app
     home.mkdir()
     (home / "config.toml").write_text(f'[superlink.consortium]\naddress = "{settings.control_address}"\n'
                                       f'root-certificates = "{settings.ca_cert}"\n')
     app = shutil.copytree(Path(__file__).parent / "outsider_app", tmp_path / "outsider_app")
     marker = tmp_path / "ran-on-partner.txt"
-    done = subprocess.run([d.executable("flwr"), "run", str(app), "consortium", "--stream", "--run-config",
-                           f'marker="{marker}"'], env=d.flower_env(home), cwd=tmp_path, capture_output=True,
+    done = subprocess.run([fl.executable("flwr"), "run", str(app), "consortium", "--stream", "--run-config",
+                           f'marker="{marker}"'], env=fl.flower_env(home), cwd=tmp_path, capture_output=True,
                           text=True, timeout=300, check=False)
     answers = Path(f"{marker}.server")
     assert answers.is_file(), done.stdout + done.stderr     # the outsider's ServerApp did ask the partner
     assert not marker.exists()                              # ... and none of its code ran there
     assert answers.read_text().startswith("error"), answers.read_text()
-    node = d.read_node_settings(bank)
+    node = conf.read_node_settings(bank)
     (entry,) = [json.loads(line) for line in node.app_log.read_text().splitlines()]
     assert entry["decision"] == "refused" and "unsigned" in entry["reason"] and entry["partner"] == "bank-a"
     assert "REFUSED app 'outsider/outsider'" in node.log_file.read_text()
@@ -287,7 +290,7 @@ def test_a_node_speaking_under_another_name_is_refused(deployment, tmp_path: Pat
     out = tmp_path / "run"
     assert main(["run", "--config", str(scenario), "--out", str(out)]) == 1
     text = "".join(capfd.readouterr())
-    (registered,) = d.registered_nodes(d.read_coordinator_settings(scenario))["bank-a"]
+    (registered,) = sl.registered_nodes(conf.read_coordinator_settings(scenario))["bank-a"]
     assert (f"refused node {registered} calls itself 'bank-two' but its key is registered for partner "
             "'bank-a'") in text
     # the run cannot go on without bank-a: it ends with one line saying why, its folder marked unfinished
@@ -306,8 +309,8 @@ def test_a_detached_start_survives_its_reader_going_away(deployment) -> None:
         proc.stdout.readline()
         proc.stdout.close()                                # the reader goes away after one line
         assert proc.wait(timeout=120) == 0
-        settings = d.read_coordinator_settings(scenario)
-        record = d.read_pid_file(settings.pid_file)
+        settings = conf.read_coordinator_settings(scenario)
+        record = procs.read_pid_file(settings.pid_file)
         assert record is not None and record.process() is not None      # still serving
         assert main(["server", "status", "--config", str(scenario)]) == 0
     finally:
@@ -322,7 +325,7 @@ def test_wrong_superlink_address_gives_up_and_cleans_up(deployment, capsys) -> N
     error = one_line_error(capsys.readouterr().err)
     assert "no contact with the SuperLink" in error and "within 3 s" in error
     assert time.monotonic() - start < 20
-    assert not pids_with_argument(str(bank)) and not d.read_node_settings(bank).pid_file.exists()
+    assert not pids_with_argument(str(bank)) and not conf.read_node_settings(bank).pid_file.exists()
 
 
 def test_foreground_superlink_stops_cleanly_on_sigterm(deployment) -> None:
@@ -339,14 +342,14 @@ def test_foreground_superlink_stops_cleanly_on_sigterm(deployment) -> None:
             if "running in the foreground" in line or time.monotonic() > deadline:
                 break
         assert any("running in the foreground" in ln for ln in seen), "".join(seen)
-        settings = d.read_coordinator_settings(scenario)
+        settings = conf.read_coordinator_settings(scenario)
         assert pids_in_files(settings.pid_file)
         # A certificate reload replaces the gateway under the foreground process, which follows the new one.
-        first = d.read_pid_file(settings.gateway_pid_file).pid
+        first = procs.read_pid_file(settings.gateway_pid_file).pid
         assert main(["certs", "renew", "--config", str(scenario), "--ca-key", str(settings.ca_cert.parent / "ca.key"),
                      "--days", "30"]) == 0
         assert main(["server", "reload-cert", "--config", str(scenario)]) == 0
-        second = d.read_pid_file(settings.gateway_pid_file).pid
+        second = procs.read_pid_file(settings.gateway_pid_file).pid
         assert second != first and proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=30)

@@ -18,7 +18,8 @@ import pytest
 import tomli_w
 
 from fedcredit.cli.main import main
-from fedcredit.deployment import core as d
+from fedcredit.deployment import config as conf
+from fedcredit.deployment import superlink as sl
 from fedcredit.protection import tls
 from tests.conftest import make_partner_frame, write_scenario
 from tests.processes import free_port, kill_tree, pids_in_files, pids_with_argument
@@ -67,9 +68,9 @@ def consortium(tmp_path: Path, app_signing):
     try:
         yield scenario, configs
     finally:
-        settings = d.read_coordinator_settings(scenario)
+        settings = conf.read_coordinator_settings(scenario)
         pid_files = [settings.pid_file, settings.gateway_pid_file,
-                     *(d.read_node_settings(c).pid_file for c in configs.values())]
+                     *(conf.read_node_settings(c).pid_file for c in configs.values())]
         kill_tree([*pids_in_files(*pid_files), *pids_with_argument(str(tmp_path))])
 
 
@@ -96,7 +97,7 @@ def test_a_partner_killed_mid_run_is_reported_and_everyone_rejoins_after_a_coord
         while not ((out / "rounds.jsonl").exists() and (out / "rounds.jsonl").read_text().strip()):
             assert time.monotonic() < deadline and run.poll() is None, "round 1 never completed"
             time.sleep(0.2)
-        victim = int(json.loads(d.read_node_settings(configs["platform-c"]).pid_file.read_text())["pid"])
+        victim = int(json.loads(conf.read_node_settings(configs["platform-c"]).pid_file.read_text())["pid"])
         for proc in [psutil.Process(victim), *psutil.Process(victim).children(recursive=True)]:
             proc.send_signal(signal.SIGKILL)
         output, _ = run.communicate(timeout=240)
@@ -113,7 +114,7 @@ def test_a_partner_killed_mid_run_is_reported_and_everyone_rejoins_after_a_coord
 
     # the coordinator restarts during a run: that run ends cleanly, marked incomplete with the reason,
     # and nobody restarts a partner by hand
-    settings = d.read_coordinator_settings(scenario)
+    settings = conf.read_coordinator_settings(scenario)
     cut = tmp_path / "cut-short"
     run = subprocess.Popen([sys.executable, "-m", "fedcredit.cli.main", "run", "--config", str(scenario),
                             "--out", str(cut)], cwd=Path(__file__).resolve().parents[2],
@@ -136,17 +137,17 @@ def test_a_partner_killed_mid_run_is_reported_and_everyone_rejoins_after_a_coord
     reason = json.loads((marked / "failed.json").read_text())["reason"]
     assert "SuperLink stopped" in reason or "SuperLink restarted" in reason, reason
     assert reason in output
-    registered = {i for ids in d.registered_nodes(settings).values() for i in ids}
+    registered = {i for ids in sl.registered_nodes(settings).values() for i in ids}
     deadline = time.monotonic() + 240          # each supervisor retries within 2-10 s; a rejoin takes seconds
-    while {str(n["node-id"]) for n in d.list_nodes(settings) if n["status"] == "online"} != registered:
-        assert time.monotonic() < deadline, d.list_nodes(settings)
+    while {str(n["node-id"]) for n in sl.list_nodes(settings) if n["status"] == "online"} != registered:
+        assert time.monotonic() < deadline, sl.list_nodes(settings)
         time.sleep(1)
     again = tmp_path / "after-restart"
     assert main(["run", "--config", str(scenario), "--out", str(again), "--rounds", "1"]) == 0
     summary = json.loads((again / "summary.json").read_text())
     assert summary["rounds"] == 1 and summary["dropped"] == [] and len(summary["partners"]) == 3
     for name, *_ in PARTNERS:
-        assert "rejoined as node" in d.read_node_settings(configs[name]).supervisor_log.read_text()
+        assert "rejoined as node" in conf.read_node_settings(configs[name]).supervisor_log.read_text()
         assert main(["partner", "stop", "--config", str(configs[name])]) == 0
     assert main(["server", "stop", "--config", str(scenario)]) == 0
     assert not pids_with_argument(str(tmp_path))
@@ -178,7 +179,7 @@ def test_declined_and_killed_in_one_secure_round_end_with_a_summary(consortium, 
         while not any("shared transform fitted" in line for line in list(lines)):
             assert time.monotonic() < deadline and run.poll() is None, "round 0 never completed:\n" + "".join(lines)
             time.sleep(0.1)
-        victim = int(json.loads(d.read_node_settings(configs["platform-c"]).pid_file.read_text())["pid"])
+        victim = int(json.loads(conf.read_node_settings(configs["platform-c"]).pid_file.read_text())["pid"])
         for proc in [psutil.Process(victim), *psutil.Process(victim).children(recursive=True)]:
             proc.send_signal(signal.SIGKILL)
         run.wait(timeout=300)

@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 
 from fedcredit.credit.errors import FederationError
-from fedcredit.deployment import core as d
+from fedcredit.deployment import config as conf
 from fedcredit.deployment import gateway_service as gs
+from fedcredit.deployment import processes as procs
 
 SLEEP = shutil.which("sleep")
 
 
-def service(cls, name: str, tmp_path: Path, log: str, pid: str) -> d.Service:
+def service(cls, name: str, tmp_path: Path, log: str, pid: str) -> procs.Service:
     proc = cls(name, [SLEEP, "60"], dict(os.environ), tmp_path / log, tmp_path / pid, cwd=tmp_path)
     proc.write_pid_file()
     return proc
@@ -35,9 +36,9 @@ def later(seconds: float, action) -> threading.Timer:
 
 @pytest.mark.skipif(SLEEP is None, reason="needs the sleep command")
 def test_a_reloaded_gateway_is_followed_and_one_exit_stops_the_rest(tmp_path: Path) -> None:
-    superlink = service(d.Service, "SuperLink", tmp_path, "superlink.log", "superlink.pid")
+    superlink = service(procs.Service, "SuperLink", tmp_path, "superlink.log", "superlink.pid")
     gateway = service(gs.GatewayService, "Fleet gateway", tmp_path, "gateway.log", "gateway.pid")
-    replacement: list[d.Service] = []
+    replacement: list[procs.Service] = []
 
     def reload() -> None:               # what `server reload-cert` does: a new process takes the PID file,
         replacement.append(service(gs.GatewayService, "Fleet gateway", tmp_path, "gateway.log", "gateway.pid"))
@@ -47,7 +48,7 @@ def test_a_reloaded_gateway_is_followed_and_one_exit_stops_the_rest(tmp_path: Pa
     started = time.monotonic()
     try:
         with pytest.raises(FederationError, match="the Fleet gateway exited unexpectedly"):
-            d.serve(superlink, echo=None, out=lambda _: None, companions=[gateway])
+            procs.serve(superlink, echo=None, out=lambda _: None, companions=[gateway])
         assert 1.9 < time.monotonic() - started < 10            # it followed the replacement, then saw it die
         assert not superlink.alive() and not superlink.pid_file.exists()
     finally:
@@ -62,7 +63,7 @@ def test_the_gateway_command_line(tmp_path: Path) -> None:
     config = tmp_path / "coordinator.toml"
     config.write_text('[coordinator]\naddress = "0.0.0.0"\nport = 8443\ncontrol_port = 7000\nca_cert = "c/ca.crt"\n'
                       'server_cert = "c/server.crt"\nserver_key = "c/server.key"\n')
-    s = d.read_coordinator_settings(config)
+    s = conf.read_coordinator_settings(config)
     cmd = gs.gateway_command(s, insecure=False, wait=12)
     assert cmd[1:] == ["-m", "fedcredit.deployment.fleet_gateway", "0.0.0.0", "8443", "https://127.0.0.1:7000",
                        "--certfile", str(tmp_path / "c/server.crt"), "--keyfile", str(tmp_path / "c/server.key"),

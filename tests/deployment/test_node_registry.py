@@ -11,7 +11,8 @@ import pytest
 
 from fedcredit.cli.main import main
 from fedcredit.credit.errors import InputError
-from fedcredit.deployment import core as d
+from fedcredit.deployment import config as conf
+from fedcredit.deployment import superlink as sl
 from fedcredit.deployment.node_registry import NodeRegistry, Registration
 from fedcredit.protection import tls
 from fedcredit.protection.node_keys import file_fingerprint
@@ -21,11 +22,11 @@ from tests.processes import free_port
 
 
 @pytest.fixture
-def settings(coordinator: Path) -> d.CoordinatorSettings:  # noqa: F811
+def settings(coordinator: Path) -> conf.CoordinatorSettings:  # noqa: F811
     """The coordinator on a free port where nothing answers, with a registry: bank-a rotating (two keys),
     insurer-b with one, and a key of bank-a retired earlier."""
     edit(coordinator, lambda s: s["coordinator"].update(port=free_port()))
-    s = d.read_coordinator_settings(coordinator)
+    s = conf.read_coordinator_settings(coordinator)
     keys = coordinator.parent / "keys"
     for name in ("bank-a.next", "bank-a.retired"):
         tls.new_node_key(keys / name)
@@ -63,34 +64,34 @@ def test_an_unreadable_registry_is_named_not_ignored(tmp_path: Path, text: str) 
     assert str(path) in str(err.value)
 
 
-def test_a_run_admits_every_registered_id_of_a_partner(settings: d.CoordinatorSettings) -> None:
+def test_a_run_admits_every_registered_id_of_a_partner(settings: conf.CoordinatorSettings) -> None:
     from flwr.common.config import parse_config_args
 
-    cfg = d.load_coordinator(settings.source)
-    assert d.registered_nodes(settings) == {"bank-a": ["101", "102"], "insurer-b": ["200"]}
-    run_config = parse_config_args([d.run_command(cfg, Path("/tmp/out"))[6]])
+    cfg = conf.load_coordinator(settings.source)
+    assert sl.registered_nodes(settings) == {"bank-a": ["101", "102"], "insurer-b": ["200"]}
+    run_config = parse_config_args([sl.run_command(cfg, Path("/tmp/out"))[6]])
     assert RunSettings.from_run_config(run_config).registered_nodes == {101: "bank-a", 102: "bank-a",
                                                                         200: "insurer-b"}
 
 
-def test_a_config_lists_one_key_or_several_never_a_retired_one(settings: d.CoordinatorSettings, capsys) -> None:
+def test_a_config_lists_one_key_or_several_never_a_retired_one(settings: conf.CoordinatorSettings, capsys) -> None:
     config = settings.source
     edit(config, lambda s: s["partners"][0].update(public_key=["keys/bank-a.pub", "keys/bank-a.next.pub"]))
     keys = config.parent / "keys"
-    assert d.load_coordinator(config).public_keys == {"bank-a": (keys / "bank-a.pub", keys / "bank-a.next.pub"),
+    assert conf.load_coordinator(config).public_keys == {"bank-a": (keys / "bank-a.pub", keys / "bank-a.next.pub"),
                                                       "insurer-b": (keys / "insurer-b.pub",)}
     edit(config, lambda s: s["partners"][0].update(public_key=["keys/bank-a.pub", "keys/bank-a.pub"]))
     with pytest.raises(InputError, match="same key as another entry"):
-        d.load_coordinator(config)
+        conf.load_coordinator(config)
     for bad in ([], 7, ["keys/bank-a.pub", ""]):
         edit(config, lambda s: s["partners"][0].update(public_key=bad))
         with pytest.raises(InputError, match="or a list of paths while its key is rotated") as err:
-            d.load_coordinator(config)
+            conf.load_coordinator(config)
         assert err.value.field == "public_key"
     # a key unregistered once is refused wherever the config is read: server start, run, register
     edit(config, lambda s: s["partners"][0].update(public_key=["keys/bank-a.pub", "keys/bank-a.retired.pub"]))
     with pytest.raises(InputError, match="was unregistered on 2025-01-15.*remove it from public_key") as err:
-        d.load_coordinator(config)
+        conf.load_coordinator(config)
     assert err.value.field == "public_key" and "partner 'bank-a'" in str(err.value)
     for argv in (["server", "start"], ["run"]):
         assert main([*argv, "--config", str(config)]) == 2
@@ -112,7 +113,7 @@ def test_a_config_lists_one_key_or_several_never_a_retired_one(settings: d.Coord
     (["unregister", "bank-a", "--node-id", "200"], "node 200 is not registered for partner 'bank-a'"),
     (["unregister", "bank-a", "--node-id", "101"], "the SuperLink does not answer on 127.0.0.1:"),
 ])
-def test_register_and_unregister_refusals_are_one_line(settings: d.CoordinatorSettings, argv: list[str], words: str,
+def test_register_and_unregister_refusals_are_one_line(settings: conf.CoordinatorSettings, argv: list[str], words: str,
                                                        capsys, monkeypatch) -> None:
     folder = settings.source.parent
     monkeypatch.chdir(folder)
@@ -123,24 +124,24 @@ def test_register_and_unregister_refusals_are_one_line(settings: d.CoordinatorSe
     assert settings.nodes_file.read_bytes() == before
 
 
-def test_an_already_registered_key_is_not_registered_twice(settings: d.CoordinatorSettings, capsys) -> None:
+def test_an_already_registered_key_is_not_registered_twice(settings: conf.CoordinatorSettings, capsys) -> None:
     keys = settings.source.parent / "keys"
     assert main(["server", "register", "--config", str(settings.source), "bank-a", str(keys / "bank-a.next.pub")]) == 0
     assert "already registered: partner 'bank-a' node 102 key SHA256:" in capsys.readouterr().out
 
 
-def test_an_insecure_superlink_has_no_keys_to_register(settings: d.CoordinatorSettings, capsys) -> None:
+def test_an_insecure_superlink_has_no_keys_to_register(settings: conf.CoordinatorSettings, capsys) -> None:
     edit(settings.source, lambda s: s["coordinator"].update(insecure=True))
     assert main(["server", "unregister", "--config", str(settings.source), "bank-a", "--node-id", "101"]) == 2
     assert "insecure = true: that SuperLink has no node authentication" in one_line_error(capsys.readouterr().err)
 
 
-def test_a_server_start_keeps_the_retired_keys(settings: d.CoordinatorSettings) -> None:
+def test_a_server_start_keeps_the_retired_keys(settings: conf.CoordinatorSettings) -> None:
     """`server start` rewrites the registry from what it registered (here nothing: insecure), keeping every
     retired key, so that a later config listing one is still refused."""
     from fedcredit.deployment.node_registry import register_configured
 
     retired = NodeRegistry.read(settings.nodes_file).retired
-    register_configured(d.load_coordinator(settings.source, insecure=True), print)
+    register_configured(conf.load_coordinator(settings.source, insecure=True), print)
     registry = NodeRegistry.read(settings.nodes_file)
     assert registry.node_ids() == {} and registry.retired == retired

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from fedcredit.credit.errors import InputError
+from fedcredit.deployment import PROJECT_DIR
 from fedcredit.deployment.app_bundle import app_digest, build_bundle, sign_app
-from fedcredit.deployment.core import PROJECT_DIR
 from fedcredit.protection import tls
 from fedcredit.protection.app_signing import AppRejected, load_trusted_keys, new_signing_key, verify_bundle
 
