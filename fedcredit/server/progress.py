@@ -97,7 +97,7 @@ def _evaluation(x: Exchange, *, final: bool) -> str:
     model = f"model of round {x.evaluated_round}"
     if x.pooled is None:
         if not x.scheduled:
-            return f"{model} not evaluated (under DP only the scheduled models are)"
+            return f"{model} not evaluated (not on the evaluation schedule: [federation] evaluate_every)"
         return f"{model}: no partner released an evaluation"
     by = f"{x.evaluated_by} of {_partners(x.asked)}" if final else _partners(x.evaluated_by)
     return f"{model} evaluated by {by}: {pooled_text(x.pooled)}"

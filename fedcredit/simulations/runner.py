@@ -114,10 +114,13 @@ class _ProgressOnly(logging.Filter):
 
 
 class _NotRelayed(logging.Filter):
-    """Keep the progress lines that `_RoundRelay` hands to the caller off Flower's console."""
+    """Keep the progress lines that `_RoundRelay` hands to the caller off Flower's console, and our
+    other informational lines with them (the staging run directory: the caller names the final one);
+    our warnings stay."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not hasattr(record, PROGRESS_KEY)
+        ours_info = getattr(record, MARK, False) and record.levelno < logging.WARNING
+        return not (hasattr(record, PROGRESS_KEY) or ours_info)
 
 
 class _RoundRelay(logging.Handler):
@@ -225,7 +228,8 @@ def _add_yardsticks(summary: dict[str, Any], scenario: Scenario, staging: Path, 
     t = time.monotonic()
     cen = centralised(data, scenario.dataset, scenario.federation)
     summary["centralized"] = cen["pooled"]
-    step(f"centralised model on {len(data)} partners' pooled training rows: AUC {_auc(cen['pooled'])} on the pooled test rows", t)
+    step(f"centralised model on {len(data)} partners' pooled training rows: AUC {_auc(cen['pooled'])} "
+         "on the pooled test rows", t)
     model = ScoringModel.load(run_dir.file(summary["artefact"]))
     for p in summary["partners"]:
         d, t = data[p["name"]], time.monotonic()
@@ -240,7 +244,8 @@ def _add_yardsticks(summary: dict[str, Any], scenario: Scenario, staging: Path, 
             p["local_private"], p_private = local_private(d, scenario.dataset, scenario.federation,
                                                           d.partner.privacy)
             p["gain_private"] = federation_gain(d.test.label, p_private, p_fed)
-            step(f"local-only model of {p['name']} under its DP policy: AUC {_auc(p['local_private'])} on its test rows", t)
+            step(f"local-only model of {p['name']} under its DP policy: AUC {_auc(p['local_private'])} "
+                 "on its test rows", t)
     t = time.monotonic()
     summary["membership_audit"] = membership_audit(staging, summary, data, scenario)
     step("membership audit (loss-threshold attack and canaries)", t)

@@ -123,6 +123,7 @@ def test_simulation_round_lines_reach_the_callback_not_flowers_console() -> None
     with flower_console(on_round=lambda *step: heard.append(step), log_stream=console):
         FLOWER_LOGGER.log(logging.INFO, "%s", "round  1/3  trained by 2 of 3 partners", extra=progress_extra(1, 3))
         FLOWER_LOGGER.log(logging.INFO, "Flower's own chatter")
+        FLOWER_LOGGER.log(logging.INFO, "run directory: x.incomplete", extra={"fedcredit": True})
         FLOWER_LOGGER.log(logging.WARNING, "partner 'insurer-b' stopped at round 1: budget", extra={"fedcredit": True})
     assert heard == [(1, 3, "round  1/3  trained by 2 of 3 partners")]
     assert console.getvalue() == "WARNING :   partner 'insurer-b' stopped at round 1: budget\n"

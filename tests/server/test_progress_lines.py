@@ -48,7 +48,8 @@ def test_a_sequence_of_rounds_reads_round_by_round() -> None:
     assert lines[3].startswith("round  3/3  trained by 1 of 2 partners (1 failed or did not reply)")
     assert lines[4] == ("final       model of round 3 evaluated by 1 of 1 partner: pooled AUC 0.7000  KS 0.3000  "
                         "Brier 0.2000  |  0.4 s")
-    assert lines[3].endswith("model of round 2 not evaluated (under DP only the scheduled models are)  |  5.0 s")
+    assert lines[3].endswith("model of round 2 not evaluated (not on the evaluation schedule: [federation] "
+                             "evaluate_every)  |  5.0 s")
     assert "declined" in statistics_line(3, asked=3, contributed=2, declined=["insurer-b"], features=9,
                                          seconds=1.0, waited=0.0)
 
