@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fedcredit.cli.deploy import register as register_deploy
 from fedcredit.cli.privacy import register as register_privacy
+from fedcredit.cli.progress import ProgressView
 from fedcredit.cli.protection import register as register_security
 from fedcredit.credit.errors import FederationError, InputError
 
@@ -20,7 +21,11 @@ def _simulate(args: argparse.Namespace) -> int:
 
     settings = RunSettings(scenario=str(args.scenario or ""), out_dir=str(args.out or ""),
                            rounds=args.rounds or 0, model=args.model or "", strategy=args.strategy or "")
-    result = simulate(settings, verbose=args.verbose, yardsticks=not args.no_yardsticks)
+    # --verbose: Flower's own lines would tear a bar apart; the round lines are then plain lines.
+    with ProgressView(bar=False if args.verbose else None) as view:
+        result = simulate(settings, verbose=args.verbose, yardsticks=not args.no_yardsticks,
+                          on_round=view.steps("federated rounds", "rounds"),
+                          on_yardstick=view.steps("yardsticks", "models"), log_stream=view.log_stream)
     from fedcredit.privacy.report import render_text
 
     print()
@@ -37,8 +42,9 @@ def _synth(args: argparse.Namespace) -> int:
     spec = (scaled_consortium(args.partners, args.rows, seed=args.seed) if args.partners
             else default_consortium(seed=args.seed))
     try:
-        path = write_consortium(spec, Path(args.out), fmt=args.format, rounds=args.rounds, model=args.model,
-                                replace=args.force)
+        with ProgressView() as view:
+            path = write_consortium(spec, Path(args.out), fmt=args.format, rounds=args.rounds, model=args.model,
+                                    replace=args.force, on_progress=view.stream("synth", "rows"))
     except FileExistsError as exc:
         raise InputError(str(exc)) from None
     print(f"wrote {len(spec.partners)} partners, {sum(p.rows for p in spec.partners)} rows: {path}")

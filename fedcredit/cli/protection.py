@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from fedcredit.cli.progress import ProgressView
 from fedcredit.credit.errors import InputError
 
 if TYPE_CHECKING:
@@ -43,14 +44,20 @@ def _encrypt(args: argparse.Namespace) -> int:
     key = _key(args.key)
     if key is None:
         raise InputError(f"no key given: pass --key {KEY_HELP} (make a key file with `fedcredit keys new FILE`)")
-    _print_info(encrypt_file(args.src, args.dst, key, overwrite=args.force), args.dst)
+    with ProgressView() as view:
+        info = encrypt_file(args.src, args.dst, key, overwrite=args.force,
+                            on_progress=view.stream("vault encrypt", "bytes"))
+    _print_info(info, args.dst)
     return 0
 
 
 def _decrypt(args: argparse.Namespace) -> int:
     from fedcredit.protection.vault import decrypt_file
 
-    info = decrypt_file(args.src, args.dst, _key(args.key), overwrite=args.force)
+    key = _key(args.key)
+    with ProgressView() as view:
+        info = decrypt_file(args.src, args.dst, key, overwrite=args.force,
+                            on_progress=view.stream("vault decrypt", "bytes"))
     print(f"wrote {args.dst}: {info.plaintext_size} bytes, fingerprint {info.fingerprint}")
     return 0
 
@@ -68,7 +75,9 @@ def _rekey(args: argparse.Namespace) -> int:
     if not args.new_key:
         raise InputError(f"no new key given: pass --new-key {KEY_HELP}")
     before = inspect(args.file)
-    info = rekey(args.file, _key(args.key), _key(args.new_key))
+    old, new = _key(args.key), _key(args.new_key)
+    with ProgressView() as view:
+        info = rekey(args.file, old, new, on_progress=view.stream("vault rekey", "bytes"))
     print(f"rekeyed {args.file}: key id {before.key_id} -> {info.key_id} (data not re-encrypted)")
     return 0
 

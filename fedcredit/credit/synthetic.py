@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
+from fedcredit.credit.progress import Progress, report
+
 GENERATOR_VERSION = "1"
 
 NUMERIC = ["age", "income", "debt_ratio", "utilization", "credit_lines", "late_30_59",
@@ -437,14 +439,15 @@ def _refusal(out_dir: Path, replace: bool) -> str | None:
 
 
 def write_consortium(spec: ConsortiumSpec, out_dir: Path, *, fmt: str = "csv", rounds: int = 20,
-                     model: str = "logistic", replace: bool = False) -> Path:
+                     model: str = "logistic", replace: bool = False, on_progress: Progress | None = None) -> Path:
     """Write one data file per partner plus `scenario.toml` into `out_dir`, atomically.
 
     Everything is built in a temporary sibling directory and renamed into place when
     complete. `out_dir` must be new or empty; with `replace` an existing complete
     consortium (scenario.toml and data files only) is replaced, never a folder holding
     anything else (a privacy ledger or audit trail beside the data, the user's files).
-    FileExistsError says why. Returns the scenario path.
+    FileExistsError says why. Returns the scenario path. `on_progress(done, total, what)` counts
+    rows written, partner by partner.
     """
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {list(FORMATS)}, got {fmt!r}")
@@ -463,8 +466,13 @@ def write_consortium(spec: ConsortiumSpec, out_dir: Path, *, fmt: str = "csv", r
     olds: list[Path] = []
     done = False
     try:
+        written, total = 0, spec.total_rows
         for profile in spec.partners:   # stream: one partner in memory at a time
-            _write_frame(generate_partner(profile, spec.seed), tmp / (profile.name + FORMATS[fmt]), fmt)
+            name = profile.name + FORMATS[fmt]
+            report(on_progress, written, total, f"generating and writing {name} ({profile.rows:,} rows)")
+            _write_frame(generate_partner(profile, spec.seed), tmp / name, fmt)
+            written += profile.rows
+        report(on_progress, written, total, "all partners written")
         (tmp / "scenario.toml").write_text(_scenario_toml(_scenario(spec, fmt, rounds, model)),
                                            encoding="utf-8")
         # Swap in. A concurrent writer may put its own complete copy in place between

@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from fedcredit.credit.atomic import atomic_write
 from fedcredit.credit.errors import InputError
+from fedcredit.credit.progress import Every, Progress
 from fedcredit.protection.keys import (
     KdfParams,
     KeyEncryptionKey,
@@ -84,6 +85,7 @@ _HEADER_SIZES = {
     _KDF_SCRYPT: _PREAMBLE.size + _DATA.size + _KEYHEAD.size + _SCRYPT.size + _WRAP.size + _CHECKSUM,
 }
 _MAX_CREATED = 253402300799  # 9999-12-31T23:59:59Z
+PROGRESS_BYTES = 1 << 20      # `on_progress` hears of a stream at most once per MiB (and at its end)
 
 
 class VaultError(InputError):
@@ -280,11 +282,13 @@ def _wrap(header: _Header, kek: KeyEncryptionKey, kdf: KdfParams | None, dek: by
 # ---- segments -------------------------------------------------------------------------
 
 def _segments(f: IO[bytes], header: _Header, dek: bytes, source: str,
-              into: memoryview | None = None) -> Iterator[tuple[memoryview, memoryview]]:
+              into: memoryview | None = None, progress: Every | None = None,
+              what: str = "") -> Iterator[tuple[memoryview, memoryview]]:
     """Yield (ciphertext, plaintext) views of each segment, authenticated, in order.
 
     With `into` (plaintext_size bytes) each segment is decrypted into its place there;
     otherwise into one buffer reused between segments: consume the views before the next.
+    `progress` hears the plaintext bytes done once each segment has been consumed.
     """
     aes, aad = AESGCM(dek), header.stream_aad
     cview = memoryview(bytearray(header.segment_size + TAG))
@@ -303,6 +307,8 @@ def _segments(f: IO[bytes], header: _Header, dek: bytes, source: str,
                              f"{start + length + TAG - 1}) failed authentication: the vault was modified "
                              "or damaged; restore it from a backup", source=source) from None
         yield ct, plain
+        if progress is not None:
+            progress(offset + length, what)
     if f.read(1):
         raise VaultError("grew while being read: try again", source=source)
 
@@ -361,10 +367,13 @@ def _write_new(dst: Path, write: Callable[[IO[bytes]], None], *, overwrite: bool
 
 
 def encrypt_file(src: str | Path, dst: str | Path, key: KeySource, *,
-                 segment_size: int = DEFAULT_SEGMENT, overwrite: bool = False) -> VaultInfo:
+                 segment_size: int = DEFAULT_SEGMENT, overwrite: bool = False,
+                 on_progress: Progress | None = None) -> VaultInfo:
     """Encrypt `src` into the vault `dst` (written atomically); `src` is only read.
 
     An existing `dst` (perhaps a partner's only copy of its data) is refused unless `overwrite`.
+    `src` is read twice — its fingerprint goes into the header before the first segment — so
+    `on_progress(done, total, what)` counts bytes read of 2 × its size, `what` naming the pass.
     """
     src, dst = Path(src), Path(dst)
     if not MIN_SEGMENT <= segment_size <= MAX_SEGMENT:
@@ -379,8 +388,12 @@ def encrypt_file(src: str | Path, dst: str | Path, key: KeySource, *,
         raise _exists_error(dst, "encrypting")
     if is_vault(src):
         raise VaultError("is already a vault: encrypting it again protects nothing", source=str(src))
+    seen = src.stat().st_size        # for progress only: what is encrypted is what the fingerprint covers
+    progress = Every(on_progress, 2 * seen, PROGRESS_BYTES)
+    first, second = f"pass 1 of 2: fingerprint (SHA-256) of {src.name}", f"pass 2 of 2: encrypting {src.name}"
     try:
-        size, fingerprint = _hash_file(src)
+        size, fingerprint = (_hash_file(src) if on_progress is None else
+                             _hash_file(src, progress=lambda done: progress(min(done, seen), first)))
     except OSError as exc:
         raise VaultError(f"cannot be read: {exc.strerror}", source=str(src)) from exc
     try:
@@ -399,12 +412,14 @@ def encrypt_file(src: str | Path, dst: str | Path, key: KeySource, *,
         aes, aad, digest = AESGCM(dek), header.stream_aad, hashlib.sha256()
         out.write(header.to_bytes())
         with open(src, "rb") as f:
-            for index, _, length, last in header.chunks():
+            progress(seen, second)
+            for index, offset, length, last in header.chunks():
                 chunk = f.read(length)
                 if len(chunk) != length:
                     break
                 digest.update(chunk)
                 out.write(aes.encrypt(header.nonce(index, last), chunk, aad))
+                progress(seen + min(offset + length, seen), second)
             if f.read(1) or digest.digest() != fingerprint:
                 raise VaultError("changed while being encrypted: try again when nothing writes to it",
                                  source=str(src))
@@ -413,12 +428,16 @@ def encrypt_file(src: str | Path, dst: str | Path, key: KeySource, *,
     return header.info()
 
 
-def _hash_file(path: Path) -> tuple[int, bytes]:
+def _hash_file(path: Path, *, progress: Callable[[int], None] | None = None) -> tuple[int, bytes]:
     digest, size = hashlib.sha256(), 0
     with open(path, "rb") as f:
+        if progress is not None:
+            progress(0)
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
             size += len(block)
+            if progress is not None:
+                progress(size)
     return size, digest.digest()
 
 
@@ -438,10 +457,11 @@ def decrypt_bytes(path: str | Path, key: KeySource | None) -> bytes:
 
 
 def decrypt_file(src: str | Path, dst: str | Path, key: KeySource | None, *,
-                 overwrite: bool = False) -> VaultInfo:
+                 overwrite: bool = False, on_progress: Progress | None = None) -> VaultInfo:
     """Decrypt a vault to `dst` (the owner's own use), atomically: nothing is left on error.
 
-    An existing `dst` is refused unless `overwrite`.
+    An existing `dst` is refused unless `overwrite`. `on_progress(done, total, what)` counts
+    plaintext bytes authenticated and written.
     """
     src, dst = Path(src), Path(dst)
     if _same_file(src, dst):
@@ -449,18 +469,22 @@ def decrypt_file(src: str | Path, dst: str | Path, key: KeySource | None, *,
     if not overwrite and os.path.lexists(dst):
         raise _exists_error(dst, "decrypting")
     f, header, dek = _open_vault(src, key)
+    progress, what = Every(on_progress, header.plaintext_size, PROGRESS_BYTES), f"decrypting {src.name}"
     with f:
         def write(out: IO[bytes]) -> None:
-            for _, plain in _segments(f, header, dek, str(src)):
+            progress(0, what)
+            for _, plain in _segments(f, header, dek, str(src), progress=progress, what=what):
                 out.write(plain)
         _write_new(dst, write, overwrite=overwrite, what="decrypting")
     return header.info()
 
 
-def rekey(path: str | Path, old: KeySource | None, new: KeySource) -> VaultInfo:
+def rekey(path: str | Path, old: KeySource | None, new: KeySource, *,
+          on_progress: Progress | None = None) -> VaultInfo:
     """Re-wrap the vault's data key under `new`; segments are checked and copied verbatim.
 
     The file is replaced atomically; `old` no longer opens it afterwards (unless old == new).
+    `on_progress(done, total, what)` counts plaintext bytes whose segments are checked and copied.
     """
     path = Path(path)
     f, header, dek = _open_vault(path, old)
@@ -470,10 +494,13 @@ def rekey(path: str | Path, old: KeySource | None, new: KeySource) -> VaultInfo:
         except KeySourceError as exc:
             raise VaultError(str(exc)) from None
         rewrapped = _wrap(header, kek, kdf, dek)
+        progress = Every(on_progress, header.plaintext_size, PROGRESS_BYTES)
+        what = f"checking and copying the segments of {path.name}"
 
         def write(out: IO[bytes]) -> None:
             out.write(rewrapped.to_bytes())
-            for ciphertext, _ in _segments(f, header, dek, str(path)):
+            progress(0, what)
+            for ciphertext, _ in _segments(f, header, dek, str(path), progress=progress, what=what):
                 out.write(ciphertext)
         try:
             atomic_write(path, write)

@@ -48,13 +48,10 @@ from fedcredit.credit.scenario import Scenario
 from fedcredit.credit.statistics import BinStats, RangeStats
 from fedcredit.privacy.report import write_privacy_report
 from fedcredit.privacy.statistics import bins_noise_sd, summed_sd, too_few_rows
+from fedcredit.server.progress import MARK, Exchange, exchange_line, progress_extra, start_line, statistics_line
 from fedcredit.server.strategy import partner_level_dp_statement
 
-PROGRESS = {"fedcredit": True}  # marks our log lines so a quiet console can keep just these
-
-
-def _num(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
+PROGRESS = {MARK: True}  # marks our log lines so a quiet console can keep just these
 
 
 def mean_train_loss(reports: Iterable[PartnerReport]) -> float | None:
@@ -91,6 +88,9 @@ class FederatedTraining:
         self.privacy_rounds: list[dict[str, Any]] = []
         self.releases: dict[str, list[dict[str, Any]]] = {}   # partner → its lifetime releases (parameters)
         self._told: set[tuple[str, str]] = set()           # (partner, reason) already warned about
+        self.asked = 0                                     # partners sent the latest round's message
+        self.waited = 0.0                                  # seconds round 0 waited for the partner nodes
+        self.statistics_from: tuple[int, list[str], list[str]] = (0, [], [])   # round 0: asked, used, declined
 
     # -- messaging -----------------------------------------------------------------------
     def _wait_for_nodes(self) -> list[int]:
@@ -107,6 +107,7 @@ class FederatedTraining:
                     len(nodes), need, need, need)
                 next_note = now + 10
             time.sleep(0.2)
+        self.waited = time.monotonic() - start
         return nodes
 
     def _config(self, **extra: Any) -> ConfigRecord:
@@ -196,6 +197,8 @@ class FederatedTraining:
                 f"{c}: {w}" for c, w in transform.dropped.items()))
         self.task = replace(self.task, transform=transform, plan=None)
         self._privacy_record(0, released)
+        self.statistics_from = (len(replies), [rep.partner for rep in released],
+                                [rep.partner for _, rep in replies if rep.partner in self.stopped])
         return transform
 
     def _admit_identities(self, replies: list[tuple[Message, PartnerReport]]) -> list[tuple[Message, PartnerReport]]:
@@ -263,16 +266,19 @@ class FederatedTraining:
                                        "scheduled models are evaluated ([federation] evaluate_every)")
         self.run_dir.append_round(record)
         self._warn_undefined(per_partner)
-        loss = f"  train loss {train_loss:.4f}" if train_loss is not None else ""
-        if pooled is None:
-            log(INFO, "round %2d/%d  trained by %d partner(s)%s  (not evaluated: DP)  (%.1f s)", rnd,
-                self.fed.rounds, sum(1 for r in reports if not r.declined), loss, record["seconds"], extra=PROGRESS)
-            return record
-        why = f"  (n/a: {pooled[UNDEFINED]})" if UNDEFINED in pooled else ""
-        log(INFO, "round %2d/%d  pooled AUC %s  KS %s  Brier %s%s  (%.1f s)%s", rnd, self.fed.rounds,
-            _num(pooled["auc"]), _num(pooled["ks"]), _num(pooled["brier"]), loss, record["seconds"], why,
-            extra=PROGRESS)
         return record
+
+    def _log_exchange(self, record: dict[str, Any], reports: list[PartnerReport], *, trained_round: int | None,
+                      contributed: int, train_loss: float | None, done: int, notes: tuple[str, ...] = ()) -> None:
+        """Log the progress line of the exchange whose replies `record` holds (`trained_round` None: the
+        final evaluation, always asked for); `done` rounds are trained."""
+        line = exchange_line(Exchange(
+            total=self.fed.rounds, trained_round=trained_round, evaluated_round=record["round"], asked=self.asked,
+            trained=contributed, declined=tuple(r.partner for r in reports if r.declined),
+            failed=max(self.asked - len(reports), 0), train_loss=train_loss, pooled=record["pooled"],
+            evaluated_by=len(record["partners"]), scheduled=trained_round is None or record["round"] in self.evaluated,
+            seconds=record["seconds"], notes=notes))
+        log(INFO, "%s", line, extra=progress_extra(done, self.fed.rounds))
 
     def _warn_undefined(self, per_partner: dict[str, dict[str, Any]]) -> None:
         """Tell once per partner (and reason) why some of its metrics are undefined."""
@@ -303,6 +309,7 @@ class FederatedTraining:
                      ) -> tuple[ArrayRecord | None, list[PartnerReport], list[str], float | None]:
         """One round through the strategy: (aggregate or None, reports, failures, train loss)."""
         messages = self._train_messages(rnd, arrays)
+        self.asked = len(messages)
         replies, failures = self._exchange(messages)
         self._note_dropouts(rnd, [m.metadata.dst_node_id for m in messages], {r.metadata.src_node_id for r in replies})
         reports = [self._report(r) for r in replies]
@@ -323,6 +330,7 @@ class FederatedTraining:
             self._aggregator = SecureAggregator(self.grid, self.context, timeout=self.fed.round_timeout,
                                                 max_weight=max(max(self.task.weights.values(), default=1), 1))
         nodes = [n for n in self.node_partner if self._active(n)]
+        self.asked = len(nodes)
         config: dict[str, Any] = {TASK_KEY: self.task.to_json(), "server-round": rnd,
                                   EVALUATE_KEY: (rnd - 1) in self.evaluated}
         if self.fed.strategy == "fedprox":
@@ -354,12 +362,14 @@ class FederatedTraining:
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
-        log(INFO, "fedcredit: %s, %d partners, %s/%s, %d rounds", self.scenario.name,
-            len(self.scenario.partners), self.fed.model, self.fed.strategy, self.fed.rounds, extra=PROGRESS)
+        log(INFO, "%s", start_line(self.scenario.name, len(self.scenario.partners), self.fed.model,
+                                   self.fed.strategy, self.fed.rounds), extra=progress_extra(0, self.fed.rounds))
         transform = self.fit_transform()
         stats_seconds = time.monotonic() - started
-        log(INFO, "round  0: shared transform fitted from %d partners' statistics (%d features, %.1f s)",
-            len(self.partners), transform.n_features, stats_seconds, extra=PROGRESS)
+        asked, used, declined = self.statistics_from
+        log(INFO, "%s", statistics_line(self.fed.rounds, asked=asked, contributed=len(used), declined=declined,
+                                        features=transform.n_features, seconds=stats_seconds, waited=self.waited),
+            extra=progress_extra(0, self.fed.rounds))
         model = build_model(self.fed.model, transform.n_features, hidden=self.fed.hidden, seed=self.fed.seed)
         arrays = ArrayRecord(model.state_dict())
         last_loss, last_steps, trained_rounds, ended = None, 0, 0, ""
@@ -374,18 +384,20 @@ class FederatedTraining:
                          "sum of one update would be that update, so the run ends")
                 break
             new_arrays, reports, failures, loss = (self._secure_round if self.secure else self._plain_round)(rnd, arrays)
+            # A reply evaluates (when scheduled) the model it received: the previous round's result.
+            record = self._record(rnd - 1, reports, round_started, failures, last_loss, last_steps)
+            contributed = sum(1 for r in reports if not r.declined) if new_arrays is not None else 0
+            self._log_exchange(record, reports, trained_round=rnd, contributed=contributed, train_loss=loss,
+                               done=rnd if new_arrays is not None else trained_rounds,
+                               notes=("secure aggregation halted: no update applied",) if self.halted else ())
             if self.halted:     # what was sent before the halt was released (and charged): it is recorded
                 ended = self.halted
-                self._record(rnd - 1, reports, round_started, failures, last_loss, last_steps)
                 self._stop_declined(rnd, reports)
                 self._privacy_record(rnd, reports)
                 break
             if not reports:
                 ended = f"round {rnd}: no partner replied: " + "; ".join(failures)
-                self._record(rnd - 1, reports, round_started, failures, last_loss, last_steps)
                 break
-            # A reply evaluates (when scheduled) the model it received: the previous round's result.
-            self._record(rnd - 1, reports, round_started, failures, last_loss, last_steps)
             round_started = time.monotonic()
             self._stop_declined(rnd, reports)
             self._privacy_record(rnd, reports)
@@ -396,14 +408,18 @@ class FederatedTraining:
             last_steps = sum(rep.steps for rep in reports)
         if ended:
             log(WARNING, "%s: ending the run after %d trained round(s)", ended, trained_rounds, extra=PROGRESS)
+        final_started = time.monotonic()
         messages = [m for m in self.strategy.configure_evaluate(trained_rounds, arrays, self._config(), self.grid)
                     if m.metadata.dst_node_id in self.node_partner
                     and self.node_partner[m.metadata.dst_node_id] not in self.dropped]
+        self.asked = len(messages)
         replies, failures = self._exchange(messages)
         if not replies:
             self._notice("final evaluation: no partner replied: " + "; ".join(failures))
         final_reports = [self._report(r) for r in replies]
-        final = self._record(trained_rounds, final_reports, round_started, failures, last_loss, last_steps)
+        final = self._record(trained_rounds, final_reports, final_started, failures, last_loss, last_steps)
+        self._log_exchange(final, final_reports, trained_round=None, contributed=0, train_loss=None,
+                           done=trained_rounds)
         self._privacy_record(trained_rounds, final_reports)
 
         ScoringModel(self.scenario.dataset, transform, self.fed.model, self.fed.hidden,

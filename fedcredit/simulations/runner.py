@@ -3,6 +3,10 @@
 The same apps as `flwr run .` and deployment; this runner only (1) checks every partner's
 table before anything starts, (2) starts a lean Ray simulation in-process, (3) adds the
 centralised and local-only yardsticks, and (4) moves the finished run directory into place.
+
+Progress goes to callbacks, never to a console of ours: the ServerApp's round lines (logged through
+Flower's logger with `fedcredit.server.progress.progress_extra`) reach `on_round(done, total, line)`
+instead of Flower's console, and each finished yardstick reaches `on_yardstick`.
 """
 
 from __future__ import annotations
@@ -12,19 +16,23 @@ import os
 import resource
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from fedcredit.clients.partner import PartnerData, open_partner_data, privacy_gate, run_shape
 from fedcredit.credit.artefact import ScoringModel
 from fedcredit.credit.consistency import label_coding_conflict, level_spelling_conflicts
 from fedcredit.credit.errors import FederationError, InputError
+from fedcredit.credit.progress import Progress, report
 from fedcredit.credit.protocol import TaskConfig
 from fedcredit.credit.rundir import CONFIG, FAILED, MODEL, ROUNDS, STAGING_SUFFIX, SUMMARY, RunDirectory
 from fedcredit.credit.scenario import Scenario
 from fedcredit.privacy.report import HTML_NAME, JSON_NAME, write_privacy_report
 from fedcredit.server.app import RunSettings
+from fedcredit.server.progress import MARK, PROGRESS_KEY
 from fedcredit.simulations.membership_audit import membership_audit
 from fedcredit.simulations.planning import plan_scenario
 from fedcredit.simulations.yardsticks import centralised, federation_gain, local_only, local_private
@@ -102,13 +110,75 @@ class _ProgressOnly(logging.Filter):
     """Keep Flower's console to warnings and fedcredit's own progress lines."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.WARNING or getattr(record, "fedcredit", False)
+        return record.levelno >= logging.WARNING or getattr(record, MARK, False)
 
 
-def run_flower_simulation(settings: RunSettings, num_partners: int, *, verbose: bool = False) -> None:
-    """Run fedcredit.server.app + fedcredit.clients.app in-process on the Simulation Engine with this run config."""
+class _NotRelayed(logging.Filter):
+    """Keep the progress lines that `_RoundRelay` hands to the caller off Flower's console, and our
+    other informational lines with them (the staging run directory: the caller names the final one);
+    our warnings stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ours_info = getattr(record, MARK, False) and record.levelno < logging.WARNING
+        return not (hasattr(record, PROGRESS_KEY) or ours_info)
+
+
+class _RoundRelay(logging.Handler):
+    """Hand each progress line of the ServerApp (its thread, this process) to `on_round`."""
+
+    def __init__(self, on_round: Progress):
+        super().__init__(logging.INFO)
+        self.on_round = on_round
+
+    def emit(self, record: logging.LogRecord) -> None:
+        step = getattr(record, PROGRESS_KEY, None)
+        if step is not None:
+            self.on_round(step[0], step[1], record.getMessage())
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+@contextmanager
+def flower_console(*, verbose: bool = False, on_round: Progress | None = None,
+                   log_stream: TextIO | None = None) -> Iterator[None]:
+    """Flower's console during a simulation: quiet unless `verbose` (warnings and our lines only);
+    the round lines go to `on_round(done, total, line)` instead when given; it writes to
+    `log_stream` when given (a progress display's own stream, so its lines appear above the bar),
+    and colours its level names only when that stream is a terminal (no ANSI codes into a file)."""
+    from flwr.common.logger import FLOWER_LOGGER, console_handler
+
+    filters = ([] if verbose else [_ProgressOnly()]) + ([_NotRelayed()] if on_round else [])
+    relay = _RoundRelay(on_round) if on_round else None
+    stream, colored = console_handler.stream, console_handler.colored
+    if log_stream is not None:
+        console_handler.setStream(log_stream)
+    console_handler.colored = colored and _is_terminal(console_handler.stream)
+    for f in filters:
+        console_handler.addFilter(f)
+    if relay:
+        FLOWER_LOGGER.addHandler(relay)
+    try:
+        yield
+    finally:
+        if relay:
+            FLOWER_LOGGER.removeHandler(relay)
+        for f in filters:
+            console_handler.removeFilter(f)
+        console_handler.colored = colored
+        if log_stream is not None:
+            console_handler.setStream(stream)
+
+
+def run_flower_simulation(settings: RunSettings, num_partners: int, *, verbose: bool = False,
+                          on_round: Progress | None = None, log_stream: TextIO | None = None) -> None:
+    """Run fedcredit.server.app + fedcredit.clients.app in-process on the Simulation Engine with this run
+    config; `on_round` and `log_stream` as in `flower_console`."""
     from flwr.app import Context, RecordDict
-    from flwr.common.logger import console_handler
     from flwr.simulation.run_simulation import _run_simulation
     from flwr.supercore.telemetry import EventType
 
@@ -118,15 +188,10 @@ def run_flower_simulation(settings: RunSettings, num_partners: int, *, verbose: 
     run_config = {"scenario": settings.scenario, "out-dir": settings.out_dir, "rounds": settings.rounds,
                   "model": settings.model, "strategy": settings.strategy, "deployment": False}
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=run_config)
-    quiet = _ProgressOnly()
-    if not verbose:
-        console_handler.addFilter(quiet)
-    try:
+    with flower_console(verbose=verbose, on_round=on_round, log_stream=log_stream):
         _run_simulation(num_supernodes=num_partners, client_app=client_app, server_app=server_app,
                         backend_config=backend_config(), server_app_context=context,
                         exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE)
-    finally:
-        console_handler.removeFilter(quiet)
 
 
 def _clear_staging(staging: Path) -> None:
@@ -140,8 +205,60 @@ def _clear_staging(staging: Path) -> None:
     shutil.rmtree(staging)
 
 
-def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool = True) -> SimulationResult:
-    """Validate, simulate, add yardsticks; return the finished run directory and summary."""
+def _auc(metrics: dict[str, Any] | None) -> str:
+    auc = (metrics or {}).get("auc")
+    return "n/a" if auc is None else f"{auc:.4f}"
+
+
+def _add_yardsticks(summary: dict[str, Any], scenario: Scenario, staging: Path, run_dir: RunDirectory,
+                    on_yardstick: Progress | None) -> float:
+    """The centralised and local-only models (then the membership audit) beside the federated one;
+    `on_yardstick(done, total, what)` hears of each when it is done. Returns the seconds the
+    models took (the summary's `seconds_yardsticks`: the audit is not counted, as before)."""
+    started = time.monotonic()
+    data = check_partners(scenario, staging, purpose="yardstick")
+    private = [p["name"] for p in summary["partners"] if data[p["name"]].partner.privacy.enabled]
+    total, done = 1 + len(summary["partners"]) + len(private) + 1, 0
+
+    def step(what: str, t: float) -> None:
+        nonlocal done
+        done += 1
+        report(on_yardstick, done, total, f"yardstick {done}/{total}  {what}  ({time.monotonic() - t:.1f} s)")
+
+    t = time.monotonic()
+    cen = centralised(data, scenario.dataset, scenario.federation)
+    summary["centralized"] = cen["pooled"]
+    step(f"centralised model on {len(data)} partners' pooled training rows: AUC {_auc(cen['pooled'])} "
+         "on the pooled test rows", t)
+    model = ScoringModel.load(run_dir.file(summary["artefact"]))
+    for p in summary["partners"]:
+        d, t = data[p["name"]], time.monotonic()
+        p["local"], p_local = local_only(d, scenario.dataset, scenario.federation)
+        p["centralized"] = cen["partners"][p["name"]]
+        # the modeller holds every table here: the federated model scored exactly (not a partner release)
+        p_fed = model.predict_proba(d.test.features)
+        p["gain"] = federation_gain(d.test.label, p_local, p_fed)
+        step(f"local-only model of {p['name']}: AUC {_auc(p['local'])} on its test rows", t)
+        if d.partner.privacy.enabled:   # the fair alternative under the partner's own policy
+            t = time.monotonic()
+            p["local_private"], p_private = local_private(d, scenario.dataset, scenario.federation,
+                                                          d.partner.privacy)
+            p["gain_private"] = federation_gain(d.test.label, p_private, p_fed)
+            step(f"local-only model of {p['name']} under its DP policy: AUC {_auc(p['local_private'])} "
+                 "on its test rows", t)
+    t = time.monotonic()
+    summary["membership_audit"] = membership_audit(staging, summary, data, scenario)
+    step("membership audit (loss-threshold attack and canaries)", t)
+    return t - started
+
+
+def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool = True,
+             on_round: Progress | None = None, on_yardstick: Progress | None = None,
+             log_stream: TextIO | None = None) -> SimulationResult:
+    """Validate, simulate, add yardsticks; return the finished run directory and summary.
+
+    `on_round` / `on_yardstick` hear of each round / yardstick as `(done, total, what)`;
+    `log_stream` is where Flower's console writes during the simulation (None: unchanged)."""
     started = time.monotonic()
     scenario = settings.resolve_scenario()
     final = settings.resolve_out_dir(scenario).resolve()
@@ -150,13 +267,13 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
     staging = final.with_name(final.name + STAGING_SUFFIX)
     _clear_staging(staging)
     try:
-        data = check_partners(scenario, staging)              # bad input stops here
+        check_partners(scenario, staging)                     # bad input stops here
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     staged = RunSettings(str(scenario.source), str(staging), settings.rounds, settings.model,
                          settings.strategy)
-    run_flower_simulation(staged, len(scenario.partners), verbose=verbose)
+    run_flower_simulation(staged, len(scenario.partners), verbose=verbose, on_round=on_round, log_stream=log_stream)
     run_dir = RunDirectory(staging)
     if not run_dir.file("summary.json").exists():
         reason = run_dir.failure()
@@ -166,24 +283,8 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
     summary = run_dir.summary()
     fed_seconds = time.monotonic() - started
     if yardsticks:
-        t = time.monotonic()
-        data = check_partners(scenario, staging, purpose="yardstick")
-        cen = centralised(data, scenario.dataset, scenario.federation)
-        summary["centralized"] = cen["pooled"]
-        model = ScoringModel.load(run_dir.file(summary["artefact"]))
-        for p in summary["partners"]:
-            d = data[p["name"]]
-            p["local"], p_local = local_only(d, scenario.dataset, scenario.federation)
-            p["centralized"] = cen["partners"][p["name"]]
-            # the modeller holds every table here: the federated model scored exactly (not a partner release)
-            p_fed = model.predict_proba(d.test.features)
-            p["gain"] = federation_gain(d.test.label, p_local, p_fed)
-            if d.partner.privacy.enabled:   # the fair alternative under the partner's own policy
-                p["local_private"], p_private = local_private(d, scenario.dataset, scenario.federation,
-                                                              d.partner.privacy)
-                p["gain_private"] = federation_gain(d.test.label, p_private, p_fed)
-        summary["timing"]["seconds_yardsticks"] = round(time.monotonic() - t, 3)
-        summary["membership_audit"] = membership_audit(staging, summary, data, scenario)
+        summary["timing"]["seconds_yardsticks"] = round(_add_yardsticks(summary, scenario, staging, run_dir,
+                                                                        on_yardstick), 3)
     summary["timing"]["seconds_wall"] = round(time.monotonic() - started, 3)
     summary["timing"]["seconds_simulation"] = round(fed_seconds, 3)
     summary["timing"]["peak_rss_mb_driver"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

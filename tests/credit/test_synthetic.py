@@ -308,3 +308,14 @@ def test_concurrent_writers_both_succeed(tmp_path):
     assert set(paths) == {out / "scenario.toml"}
     assert os.listdir(tmp_path) == ["shared"]
     assert sorted(os.listdir(out)) == ["bank-x.csv", "scenario.toml"]
+
+
+def test_writing_reports_rows_partner_by_partner(tmp_path):
+    """Issue 10, part 5: `fedcredit synth` of many rows shows progress — rows written, never decreasing."""
+    spec = scaled_consortium(3, 3000, seed=1)
+    calls: list[tuple[int, int, str]] = []
+    write_consortium(spec, tmp_path / "c", on_progress=lambda *c: calls.append(c))
+    dones = [done for done, _, _ in calls]
+    assert dones == sorted(dones) and dones[0] == 0 and dones[-1] == spec.total_rows == 3000
+    assert {total for _, total, _ in calls} == {3000} and len(calls) == len(spec.partners) + 1
+    assert calls[0][2] == f"generating and writing {spec.partners[0].name}.csv ({spec.partners[0].rows:,} rows)"

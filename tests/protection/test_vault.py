@@ -385,3 +385,54 @@ def test_rekey_with_wrong_key_or_damage_changes_nothing(tmp_path):
 
 def test_vault_errors_are_input_errors():
     assert issubclass(VaultError, InputError)
+
+
+def _monotone_to_the_end(calls: list[tuple[int, int, str]], total: int) -> None:
+    dones = [done for done, _, _ in calls]
+    assert dones == sorted(dones) and dones[-1] == total and {t for _, t, _ in calls} == {total}
+
+
+def test_progress_of_a_multi_segment_file_is_monotone_and_ends_at_the_total(tmp_path):
+    """Issue 10, part 5: encrypt reads the file twice (fingerprint, then segments), decrypt and rekey once;
+    the callback hears of it at most once per PROGRESS_BYTES, and of its end."""
+    data = os.urandom(3 * (1 << 20) + 12345)                  # 49 segments of 64 KiB, 4 MiB reports
+    src, dst, back = tmp_path / "big.csv", tmp_path / "big.fcv", tmp_path / "back.csv"
+    src.write_bytes(data)
+    calls: list[tuple[int, int, str]] = []
+    encrypt_file(src, dst, KEY, on_progress=lambda *c: calls.append(c))
+    _monotone_to_the_end(calls, 2 * len(data))
+    passes = [what for _, _, what in calls]
+    assert passes[0].startswith("pass 1 of 2: fingerprint") and passes[-1] == "pass 2 of 2: encrypting big.csv"
+    assert calls.index(next(c for c in calls if c[2].startswith("pass 2"))) > 1    # the first pass was followed
+    assert 6 <= len(calls) <= 12                                # about one call per MiB read, not per segment
+
+    calls.clear()
+    decrypt_file(dst, back, KEY, on_progress=lambda *c: calls.append(c))
+    assert back.read_bytes() == data
+    _monotone_to_the_end(calls, len(data))
+    assert {what for _, _, what in calls} == {"decrypting big.fcv"} and calls[0][0] == 0
+
+    calls.clear()
+    rekey(dst, KEY, OTHER, on_progress=lambda *c: calls.append(c))
+    _monotone_to_the_end(calls, len(data))
+
+
+def test_progress_hears_every_segment_when_asked(tmp_path, monkeypatch):
+    monkeypatch.setattr(vault, "PROGRESS_BYTES", 1)
+    src, dst = tmp_path / "s.csv", tmp_path / "s.fcv"
+    src.write_bytes(b"x" * 100)
+    calls: list[tuple[int, int, str]] = []
+    encrypt_file(src, dst, KEY, segment_size=16, on_progress=lambda *c: calls.append(c))
+    # pass 1 hashes in 1 MiB blocks (0, then 100); pass 2 reports each of the 7 segments
+    assert [d for d, _, _ in calls] == [0, 100, 100, 116, 132, 148, 164, 180, 196, 200]
+    calls.clear()
+    decrypt_file(dst, tmp_path / "o.csv", KEY, on_progress=lambda *c: calls.append(c))
+    assert [d for d, _, _ in calls] == [0, 16, 32, 48, 64, 80, 96, 100]
+
+
+def test_an_empty_file_reports_its_end(tmp_path):
+    src, dst = tmp_path / "e.csv", tmp_path / "e.fcv"
+    src.write_bytes(b"")
+    calls: list[tuple[int, int, str]] = []
+    encrypt_file(src, dst, KEY, on_progress=lambda *c: calls.append(c))
+    assert calls and all(c[:2] == (0, 0) for c in calls)

@@ -23,7 +23,10 @@ pytestmark = pytest.mark.e2e
 
 def test_three_partner_simulation_writes_a_complete_run(three_partners: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    result = simulate(RunSettings(scenario=str(three_partners), out_dir=str(out)))
+    rounds_heard, yardsticks_heard = [], []
+    result = simulate(RunSettings(scenario=str(three_partners), out_dir=str(out)),
+                      on_round=lambda *step: rounds_heard.append(step),
+                      on_yardstick=lambda *step: yardsticks_heard.append(step))
     assert result.run_dir == out.resolve()
     assert not out.with_name("run.incomplete").exists()
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.pt", "privacy_report.html",
@@ -44,6 +47,22 @@ def test_three_partner_simulation_writes_a_complete_run(three_partners: Path, tm
     assert [r["round"] for r in rounds] == [0, 1, 2, 3]
     assert rounds[-1]["pooled"] == summary["federated"]
     assert json.loads((out / "config.json").read_text())["scenario"]["federation"]["rounds"] == 3
+
+    # progress (issue 10, part 5): each round line names the round it trained, the model it evaluated and
+    # who trained; (rounds trained, of rounds planned) never decreases and ends at the total
+    assert [(done, total) for done, total, _ in rounds_heard] == [(0, 3), (0, 3), (1, 3), (2, 3), (3, 3), (3, 3)]
+    lines = [line for _, _, line in rounds_heard]
+    assert lines[1].startswith("round  0/3  statistics from 3 of 3 partners: shared transform fitted")
+    for r in (1, 2, 3):
+        assert lines[r + 1].startswith(f"round  {r}/3  trained by 3 of 3 partners  train loss ")
+        assert f"|  model of round {r - 1} evaluated by 3 partners: pooled AUC" in lines[r + 1]
+    assert lines[5].startswith("final       model of round 3 evaluated by 3 of 3 partners: pooled AUC "
+                               f"{summary['federated']['auc']:.4f}")
+    assert [(done, total) for done, total, _ in yardsticks_heard] == [(i, 5) for i in range(1, 6)]
+    assert "centralised model on 3 partners' pooled training rows" in yardsticks_heard[0][2]
+    assert [w.split("  ")[1] for _, _, w in yardsticks_heard[1:4]] == [
+        f"local-only model of {p}: AUC {summary['partners'][i]['local']['auc']:.4f} on its test rows"
+        for i, p in enumerate(["bank-a", "insurer-b", "platform-c"])]
 
     # pooled metrics from histograms == scikit-learn on the same pooled test rows, scored by the artefact
     scenario = load_scenario(three_partners)
