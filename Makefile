@@ -28,8 +28,10 @@ run: $(STAMP)
 system-deps:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# Two workers: the real-deployment tests (mostly waiting on Flower's polling) run in order on one,
+# everything else on the other (tests/conftest.py groups them).
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulation.py

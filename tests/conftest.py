@@ -85,3 +85,12 @@ def three_partners(tmp_path: Path) -> Path:
     frames = {"bank-a": make_partner_frame(1500, 1), "insurer-b": make_partner_frame(900, 2, shift=0.5),
               "platform-c": make_partner_frame(500, 3, shift=1.0)}
     return write_scenario(tmp_path / "consortium", frames)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `pytest -n 2 --dist loadgroup` (make test) the tests that start a real deployment run one
+    after another on one worker — mostly waiting on Flower's polling — while the other worker takes
+    everything else; without xdist the mark does nothing."""
+    for item in items:
+        if item.get_closest_marker("e2e") and Path(str(item.fspath)).parent.name == "deployment":
+            item.add_marker(pytest.mark.xdist_group("real-deployment"))
