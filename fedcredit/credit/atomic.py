@@ -12,7 +12,28 @@ from typing import IO, Any
 from fedcredit.credit import strict_json
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], *, overwrite: bool = True) -> Path:
+def stage(path: str | Path, write: Callable[[IO[bytes]], None], *, mode: int | None = None) -> Path:
+    """A finished temp file beside `path`, written by `write(f)` and fsynced, not yet in place: the
+    caller renames or links it (several files can be staged, then swapped together). `mode` sets
+    its permission bits before anything is written (default 0600, mkstemp's)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], *, overwrite: bool = True,
+                 mode: int | None = None) -> Path:
     """Call `write(f)` on a temp file beside `path`, fsync it, then rename it over `path`.
 
     With `overwrite=False` an existing `path` (file, folder or symlink) is never replaced:
@@ -22,19 +43,14 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None], *, overwr
     path = Path(path)
     if not overwrite and os.path.lexists(path):
         raise FileExistsError(errno.EEXIST, "already exists", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = stage(path, write, mode=mode)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
         if overwrite:
             os.replace(tmp, path)
         else:
-            _link_new(tmp, path)
+            _link_new(str(tmp), path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

@@ -37,6 +37,7 @@ from fedcredit.deployment.processes import (
     check_port_free,
     log_tail,
     read_pid_file,
+    read_since,
     refuse_if_running,
     stop_from_pid_file,
     stop_log_pumps,
@@ -84,14 +85,8 @@ class Adopted:
         pass
 
     def new_output(self) -> str:
-        try:
-            with self.log_file.open("rb") as f:
-                f.seek(self._read_at)
-                data = f.read()
-        except OSError:
-            return ""
-        self._read_at += len(data)
-        return data.decode("utf-8", errors="replace")
+        text, self._read_at = read_since(self.log_file, self._read_at)
+        return text
 
     def successor(self) -> Adopted | None:
         return _successor(self.pid_file, self.pid, self._read_at)

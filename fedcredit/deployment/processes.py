@@ -63,6 +63,17 @@ def check_port_free(host: str, port: int, *, source: str, field: str) -> None:
                                   source=source, field=field) from None
 
 
+def read_since(log_file: Path, offset: int) -> tuple[str, int]:
+    """(text appended to `log_file` from byte `offset` on, the new offset); ("", offset) if unreadable."""
+    try:
+        with log_file.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except OSError:
+        return "", offset
+    return data.decode("utf-8", errors="replace"), offset + len(data)
+
+
 @dataclass(frozen=True)
 class PidRecord:
     pid: int
@@ -223,14 +234,8 @@ class Service:
 
     def new_output(self) -> str:
         """Log text written since the last call."""
-        try:
-            with self.log_file.open("rb") as f:
-                f.seek(self._read_at)
-                data = f.read()
-        except OSError:
-            return ""
-        self._read_at += len(data)
-        return data.decode("utf-8", errors="replace")
+        text, self._read_at = read_since(self.log_file, self._read_at)
+        return text
 
     def log_text(self) -> str:
         try:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import stat
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from fedcredit.credit.atomic import atomic_write
 from fedcredit.credit.errors import InputError
 
 CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY = "ca.crt", "ca.key", "server.crt", "server.key"
@@ -65,16 +65,7 @@ class CertificateFiles:
 
 def _write_new(path: Path, data: bytes, *, private: bool) -> None:
     """Write `data` to a new file `path` atomically; never overwrite (FileExistsError)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600 if private else 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.link(tmp, path)      # atomic, and fails if `path` exists: O_EXCL semantics
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write(path, lambda f: f.write(data), overwrite=False, mode=0o600 if private else 0o644)
 
 
 def _write_all(files: Sequence[tuple[Path, bytes, bool]], *, what: str) -> None:

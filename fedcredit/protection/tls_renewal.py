@@ -15,7 +15,6 @@ The CA key is only read (it may live on removable media, so its mode is not chec
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from fedcredit.credit.atomic import stage
 from fedcredit.credit.errors import InputError
 from fedcredit.protection.tls import (
     DEFAULT_DAYS,
@@ -74,17 +74,7 @@ def _load_ca_key(path: Path, ca: x509.Certificate) -> ec.EllipticCurvePrivateKey
 
 def _stage(target: Path, data: bytes, *, private: bool) -> Path:
     """Write `data` to a new temp file beside `target` (mode 0600 or 0644, flushed to disk)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".new", dir=target.parent)
-    try:
-        os.fchmod(fd, 0o600 if private else 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
+    return stage(target, lambda f: f.write(data), mode=0o600 if private else 0o644)
 
 
 def renew_server_certificate(ca_cert: str | Path, ca_key: str | Path, server_cert: str | Path,
