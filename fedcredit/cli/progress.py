@@ -57,8 +57,14 @@ class ProgressView:
     def __enter__(self) -> ProgressView:
         if self.bar:
             from rich.console import Console
-            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-            from rich.progress import TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._rich = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                                   TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
