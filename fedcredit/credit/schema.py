@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fedcredit.credit.errors import InputError
+from pydantic import field_validator, model_validator
 
-_SPEC_KEYS = {"label", "bad", "numeric", "categorical", "drop", "missing", "log", "levels"}
+from fedcredit.credit.validation import Rule, Schema, Text, rule, validated
 
 
 @dataclass(frozen=True)
@@ -56,74 +56,66 @@ class DatasetSpec:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, source: str = "[dataset]") -> DatasetSpec:
-        """Validate a `[dataset]` table once, at the edge."""
-        unknown = set(raw) - _SPEC_KEYS
-        if unknown:
-            raise InputError(
-                f"unknown key(s) {sorted(unknown)}; allowed: {sorted(_SPEC_KEYS)}", source=source
-            )
-        label = raw.get("label")
-        if not isinstance(label, str) or not label:
-            raise InputError("must name the label column as a string", source=source, field="label")
-        bad = raw.get("bad", 1)
-        if not is_code(bad):
-            raise InputError("must be a number or a non-empty string (e.g. 1 or \"Y\")", source=source,
-                             field="bad")
+        """Validate a `[dataset]` table once, at the edge (`DatasetTable`)."""
+        return validated(DatasetTable, raw, locate=source).spec()
 
-        def names(key: str, required: bool = False) -> tuple[str, ...]:
-            value = raw.get(key, [] if not required else None)
-            if value is None or not isinstance(value, list) or not all(
-                isinstance(v, str) and v for v in value
-            ):
-                raise InputError("must be a list of column names", source=source, field=key)
-            if len(set(value)) != len(value):
-                raise InputError("lists a column twice", source=source, field=key)
-            return tuple(value)
 
-        numeric, categorical, drop = names("numeric", True), names("categorical"), names("drop")
-        if not numeric and not categorical:
-            raise InputError("no feature columns: list some in numeric or categorical", source=source)
-        seen: dict[str, str] = {label: "label"}
-        for key, cols in (("numeric", numeric), ("categorical", categorical), ("drop", drop)):
-            for col in cols:
+_NAMES = "must be a list of column names"
+_CODES = "must be a table of column = [codes]"
+
+
+class DatasetTable(Schema):
+    """The `[dataset]` table of a scenario (and the spec a model artefact or a message carries)."""
+
+    label: Text = rule("must name the label column as a string")
+    bad: Any = rule('must be a number or a non-empty string (e.g. 1 or "Y")', 1)
+    numeric: tuple[Text, ...] = rule(_NAMES)
+    categorical: tuple[Text, ...] = rule(_NAMES, ())
+    drop: tuple[Text, ...] = rule(_NAMES, ())
+    missing: dict[str, Any] = rule(_CODES, default_factory=dict)
+    log: tuple[Text, ...] | None = rule(_NAMES, None)
+    levels: dict[str, Any] = rule(_CODES, default_factory=dict)
+
+    @field_validator("bad")
+    @classmethod
+    def _bad_is_a_code(cls, value: Any) -> Any:
+        if not is_code(value):
+            raise ValueError("not a code")
+        return value
+
+    @model_validator(mode="after")
+    def _columns_agree(self) -> DatasetTable:
+        for key in ("numeric", "categorical", "drop", "log"):
+            cols = getattr(self, key) or ()
+            if len(set(cols)) != len(cols):
+                raise Rule("lists a column twice", key)
+        if not self.numeric and not self.categorical:
+            raise Rule("no feature columns: list some in numeric or categorical")
+        seen: dict[str, str] = {self.label: "label"}
+        for key in ("numeric", "categorical", "drop"):
+            for col in getattr(self, key):
                 if col in seen:
-                    raise InputError(
-                        f"column '{col}' is both in {seen[col]} and {key}", source=source, field=key
-                    )
+                    raise Rule(f"column '{col}' is both in {seen[col]} and {key}", key)
                 seen[col] = key
-        missing_raw = raw.get("missing", {})
-        if not isinstance(missing_raw, Mapping):
-            raise InputError("must be a table of column = [codes]", source=source, field="missing")
-        missing: dict[str, tuple[Any, ...]] = {}
-        for col, codes in missing_raw.items():
-            if col not in numeric and col not in categorical:
-                raise InputError(
-                    f"names column '{col}' that is not a numeric or categorical feature",
-                    source=source, field="missing",
-                )
-            if not isinstance(codes, list):
-                codes = [codes]
-            if not all(is_code(c) for c in codes):
-                raise InputError(f"codes for '{col}' must be numbers or strings (got {codes!r})",
-                                 source=source, field="missing")
-            missing[col] = tuple(codes)
-        log = None
-        if "log" in raw:
-            log = names("log")
-            stray = [c for c in log if c not in numeric]
-            if stray:
-                raise InputError(f"{stray} are not numeric columns", source=source, field="log")
-        levels_raw = raw.get("levels", {})
-        if not isinstance(levels_raw, Mapping):
-            raise InputError("must be a table of column = [codes]", source=source, field="levels")
-        levels: dict[str, tuple[str, ...]] = {}
-        for col, codes in levels_raw.items():
-            if col not in categorical or not isinstance(codes, list) or not codes or not all(map(is_code, codes)):
-                raise InputError(f"'{col}' must be a categorical column with a list of codes",
-                                 source=source, field="levels")
-            levels[col] = tuple(category_text(c) for c in codes)
-        return cls(label=label, numeric=numeric, categorical=categorical, bad=bad,
-                   drop=drop, missing=missing, log=log, levels=levels)
+        for col, codes in self.missing.items():
+            if col not in self.numeric and col not in self.categorical:
+                raise Rule(f"names column '{col}' that is not a numeric or categorical feature", "missing")
+            if not all(is_code(c) for c in (codes if isinstance(codes, list) else [codes])):
+                raise Rule(f"codes for '{col}' must be numbers or strings (got {codes!r})", "missing")
+        stray = [c for c in self.log or () if c not in self.numeric]
+        if stray:
+            raise Rule(f"{stray} are not numeric columns", "log")
+        for col, codes in self.levels.items():
+            if col not in self.categorical or not isinstance(codes, list) or not codes or not all(map(is_code, codes)):
+                raise Rule(f"'{col}' must be a categorical column with a list of codes", "levels")
+        return self
+
+    def spec(self) -> DatasetSpec:
+        return DatasetSpec(
+            label=self.label, numeric=self.numeric, categorical=self.categorical, bad=self.bad, drop=self.drop,
+            missing={col: tuple(codes if isinstance(codes, list) else [codes]) for col, codes in self.missing.items()},
+            log=self.log,
+            levels={col: tuple(category_text(c) for c in codes) for col, codes in self.levels.items()})
 
 
 def is_code(value: Any) -> bool:
