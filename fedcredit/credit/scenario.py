@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+from pydantic.dataclasses import dataclass as schema_dataclass
 
 from fedcredit.credit.errors import InputError
 from fedcredit.credit.reading import DECIMALS, SEPARATORS
-from fedcredit.credit.schema import DatasetSpec
+from fedcredit.credit.schema import DatasetSpec, DatasetTable
 from fedcredit.credit.strict_json import first_nonfinite
+from fedcredit.credit.validation import STRICT, Flag, Number, Rule, Schema, Text, Whole, rule, validated
 
 PARTNER_KINDS = ("bank", "insurer", "platform")
 MODELS = ("logistic", "mlp")
@@ -25,11 +28,17 @@ RUN_SHARE = 0.25   # default per-run cap: this share of the lifetime budget
 # ("check") and trains the yardsticks ("yardstick"); a deployed partner allows only the first three.
 DEPLOYMENT_PURPOSES = ("stats", "train", "evaluate")
 SIMULATION_PURPOSES = (*DEPLOYMENT_PURPOSES, "check", "yardstick")
-_TOP_LEVEL = {"dataset", "partners", "federation", "synthetic", "privacy", "coordinator"}
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Positive = Annotated[Number, Field(gt=0)]
+_POSITIVE = "must be > 0"
+_CALIBRATED = "must be > 0, or left out to calibrate it to the budget"
 
 
-@dataclass(frozen=True)
+def _choices(values: tuple[str, ...]) -> str:
+    return ", ".join('"\\t"' if v == "\t" else f'"{v}"' for v in values)
+
+
+@schema_dataclass(frozen=True, config=STRICT)
 class PrivacyPolicy:
     """A partner's own privacy policy; the partner's policy wins over any server proposal.
 
@@ -45,17 +54,24 @@ class PrivacyPolicy:
     counts every release, so this never restarts the budget.
     """
 
-    mode: str = "off"
-    epsilon: float = 1.0
-    delta: float = 1e-6
-    max_grad_norm: float = 1.0
-    noise_multiplier: float | None = None
-    stats_noise_multiplier: float = 20.0
-    run_epsilon: float | None = None
-    eval_noise_multiplier: float | None = None
-    ledger_dir: str | None = None
-    client_noise_multiplier: float = 1.0
-    client_clipping_norm: float = 1.0
+    mode: Literal[PRIVACY_MODES] = rule(f"choose one of {list(PRIVACY_MODES)}", "off")
+    epsilon: Positive = rule("the lifetime budget must be a number > 0", 1.0)
+    delta: Annotated[Number, Field(gt=0, lt=1e-2)] = rule("must be > 0 and well below 1/rows", 1e-6)
+    max_grad_norm: Positive = rule(_POSITIVE, 1.0)
+    noise_multiplier: Positive | None = rule(_CALIBRATED, None)
+    stats_noise_multiplier: Positive = rule(_POSITIVE, 20.0)
+    run_epsilon: Positive | None = rule("the per-run cap must be > 0 and at most the lifetime budget epsilon", None)
+    eval_noise_multiplier: Positive | None = rule(_CALIBRATED, None)
+    ledger_dir: Annotated[str, Field(strict=True)] | None = rule("must be a path", None)
+    client_noise_multiplier: Positive = rule(_POSITIVE, 1.0)
+    client_clipping_norm: Positive = rule(_POSITIVE, 1.0)
+
+    @model_validator(mode="after")
+    def _run_cap_within_budget(self) -> PrivacyPolicy:
+        if self.run_epsilon is not None and self.run_epsilon > self.epsilon:
+            raise Rule("the per-run cap must be > 0 and at most the lifetime budget epsilon "
+                       f"(got {self.run_epsilon!r})", "run_epsilon")
+        return self
 
     @property
     def enabled(self) -> bool:
@@ -69,42 +85,17 @@ class PrivacyPolicy:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, base: PrivacyPolicy | None = None,
                   base_dir: Path | None = None, source: str) -> PrivacyPolicy:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(raw) - known
-        if unknown:
-            raise InputError(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(known)}", source=source)
-        values = dict(raw)
-        if base is None and "mode" not in values:
-            values["mode"] = "sample"  # a [privacy] table means DP unless it says otherwise
-        ledger = values.get("ledger_dir")
-        if isinstance(ledger, str) and ledger not in ("", "run") and base_dir is not None:
-            values["ledger_dir"] = str((base_dir / ledger).resolve())
-        policy = replace(base, **values) if base else cls(**values)
-        policy.validate(source=source)
-        return policy
-
-    def validate(self, *, source: str) -> None:
-        def check(ok: bool, key: str, what: str) -> None:
-            if not ok:
-                raise InputError(f"{what} (got {getattr(self, key)!r})", source=source, field=key)
-
-        def positive(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and math.isfinite(v)
-
-        check(self.mode in PRIVACY_MODES, "mode", f"choose one of {list(PRIVACY_MODES)}")
-        check(positive(self.epsilon), "epsilon", "the lifetime budget must be a number > 0")
-        check(positive(self.delta) and self.delta < 1e-2, "delta", "must be > 0 and well below 1/rows")
-        check(positive(self.max_grad_norm), "max_grad_norm", "must be > 0")
-        check(self.noise_multiplier is None or positive(self.noise_multiplier), "noise_multiplier",
-              "must be > 0, or left out to calibrate it to the budget")
-        check(positive(self.stats_noise_multiplier), "stats_noise_multiplier", "must be > 0")
-        check(self.run_epsilon is None or (positive(self.run_epsilon) and self.run_epsilon <= self.epsilon),
-              "run_epsilon", "the per-run cap must be > 0 and at most the lifetime budget epsilon")
-        check(self.eval_noise_multiplier is None or positive(self.eval_noise_multiplier), "eval_noise_multiplier",
-              "must be > 0, or left out to calibrate it to the budget")
-        check(self.ledger_dir is None or isinstance(self.ledger_dir, str), "ledger_dir", "must be a path")
-        check(positive(self.client_noise_multiplier), "client_noise_multiplier", "must be > 0")
-        check(positive(self.client_clipping_norm), "client_clipping_norm", "must be > 0")
+        """A [privacy] table; `base` is the policy it overrides key by key (a partner's own table
+        over the scenario's). A table without `mode` means record-level DP ("sample")."""
+        values = dict(raw) if isinstance(raw, Mapping) else raw
+        if isinstance(values, dict):
+            if base is None and "mode" not in values:
+                values["mode"] = "sample"
+            ledger = values.get("ledger_dir")
+            if isinstance(ledger, str) and ledger not in ("", "run") and base_dir is not None:
+                values["ledger_dir"] = str((base_dir / ledger).resolve())
+        build = (lambda **kw: replace(base, **kw)) if base else cls
+        return validated(build, values, locate=source, schema=cls)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -135,82 +126,46 @@ class Partner:
                    tuple(raw.get("purposes", SIMULATION_PURPOSES)), raw.get("sep"), raw.get("decimal"))
 
 
-@dataclass(frozen=True)
-class FederationSettings:
-    """How the federation trains. Every field has a validated default."""
+_AT_LEAST_1 = Annotated[Whole, Field(ge=1)]
 
-    rounds: int = 20
-    model: str = "logistic"
-    strategy: str = "fedavg"
-    local_epochs: int = 1
-    batch_size: int = 256
-    optimizer: str = "adam"
-    learning_rate: float = 0.01
-    weight_decay: float = 0.0
-    hidden: tuple[int, ...] = (32, 16)
-    proximal_mu: float = 0.01
-    server_learning_rate: float = 0.1
-    test_fraction: float = 0.25
-    min_rows: int = 200
-    min_bad: int = 20
-    min_available_nodes: int = 0  # 0 = every partner in the scenario
-    round_timeout: float = 600.0
-    seed: int = 0
-    evaluate_every: int | None = None   # rounds between evaluations; None: every round, or only the last under DP
-    secure_aggregation: bool | None = None   # SecAgg+; None = on in deployment, off in simulation
+
+@schema_dataclass(frozen=True, config=STRICT)
+class FederationSettings:
+    """How the federation trains (the [federation] table). Every field has a validated default."""
+
+    rounds: _AT_LEAST_1 = rule("must be a whole number ≥ 1", 20)
+    model: Literal[MODELS] = rule(f"unknown model; choose one of {list(MODELS)}", "logistic")
+    strategy: Literal[STRATEGIES] = rule(f"unknown strategy; choose one of {list(STRATEGIES)}", "fedavg")
+    local_epochs: _AT_LEAST_1 = rule("must be ≥ 1", 1)
+    batch_size: _AT_LEAST_1 = rule("must be ≥ 1", 256)
+    optimizer: Literal[OPTIMIZERS] = rule(f"choose one of {list(OPTIMIZERS)}", "adam")
+    learning_rate: Positive = rule(_POSITIVE, 0.01)
+    weight_decay: Annotated[Number, Field(ge=0)] = rule("must be ≥ 0", 0.0)
+    hidden: tuple[_AT_LEAST_1, ...] = rule("must be a list of layer widths ≥ 1", (32, 16), min_length=1)
+    proximal_mu: Annotated[Number, Field(ge=0)] = rule("must be ≥ 0", 0.01)
+    server_learning_rate: Positive = rule(_POSITIVE, 0.1)
+    test_fraction: Annotated[Number, Field(ge=0.05, le=0.5)] = rule("must be between 0.05 and 0.5", 0.25)
+    min_rows: Annotated[Whole, Field(ge=20)] = rule("must be ≥ 20", 200)
+    min_bad: Annotated[Whole, Field(ge=2)] = rule("must be ≥ 2", 20)
+    min_available_nodes: Annotated[Whole, Field(ge=0)] = rule("must be ≥ 0", 0)   # 0 = every partner in the scenario
+    round_timeout: Positive = rule(_POSITIVE, 600.0)
+    seed: Whole = rule("must be a whole number", 0)
+    # rounds between evaluations; None: every round, or only the last under DP
+    evaluate_every: Annotated[Whole, Field(ge=0)] | None = rule(
+        "must be a whole number ≥ 0 (0: only the final model)", None)
+    # SecAgg+; None = on in deployment, off in simulation
+    secure_aggregation: Flag | None = rule("must be true or false", None)
+
+    @model_validator(mode="after")
+    def _secure_aggregation_averages(self) -> FederationSettings:
+        if self.secure_aggregation and self.strategy == "fedadam":
+            raise Rule("secure aggregation averages updates: use strategy 'fedavg' or 'fedprox' "
+                       f"(got {self.secure_aggregation!r})", "secure_aggregation")
+        return self
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, source: str) -> FederationSettings:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(raw) - known
-        if unknown:
-            raise InputError(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(known)}",
-                             source=source)
-        values = dict(raw)
-        if "hidden" in values:
-            values["hidden"] = tuple(values["hidden"]) if isinstance(values["hidden"], list) else values["hidden"]
-        settings = cls(**values)
-        settings.validate(source=source)
-        return settings
-
-    def validate(self, *, source: str = "[federation]") -> None:
-        def check(ok: bool, key: str, what: str) -> None:
-            if not ok:
-                raise InputError(f"{what} (got {getattr(self, key)!r})", source=source, field=key)
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        def is_num(v: Any) -> bool:
-            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-        check(is_int(self.rounds) and self.rounds >= 1, "rounds", "must be a whole number ≥ 1")
-        check(self.model in MODELS, "model", f"unknown model; choose one of {list(MODELS)}")
-        check(self.strategy in STRATEGIES, "strategy", f"unknown strategy; choose one of {list(STRATEGIES)}")
-        check(self.optimizer in OPTIMIZERS, "optimizer", f"choose one of {list(OPTIMIZERS)}")
-        check(is_int(self.local_epochs) and self.local_epochs >= 1, "local_epochs", "must be ≥ 1")
-        check(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "must be ≥ 1")
-        check(is_num(self.learning_rate) and self.learning_rate > 0, "learning_rate", "must be > 0")
-        check(is_num(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "must be ≥ 0")
-        check(isinstance(self.hidden, tuple) and len(self.hidden) >= 1
-              and all(is_int(h) and h >= 1 for h in self.hidden), "hidden",
-              "must be a list of layer widths ≥ 1")
-        check(is_num(self.proximal_mu) and self.proximal_mu >= 0, "proximal_mu", "must be ≥ 0")
-        check(is_num(self.server_learning_rate) and self.server_learning_rate > 0,
-              "server_learning_rate", "must be > 0")
-        check(is_num(self.test_fraction) and 0.05 <= self.test_fraction <= 0.5, "test_fraction",
-              "must be between 0.05 and 0.5")
-        check(is_int(self.min_rows) and self.min_rows >= 20, "min_rows", "must be ≥ 20")
-        check(is_int(self.min_bad) and self.min_bad >= 2, "min_bad", "must be ≥ 2")
-        check(is_int(self.min_available_nodes) and self.min_available_nodes >= 0,
-              "min_available_nodes", "must be ≥ 0")
-        check(is_num(self.round_timeout) and self.round_timeout > 0, "round_timeout", "must be > 0")
-        check(is_int(self.seed), "seed", "must be a whole number")
-        check(self.evaluate_every is None or (is_int(self.evaluate_every) and self.evaluate_every >= 0),
-              "evaluate_every", "must be a whole number ≥ 0 (0: only the final model)")
-        check(self.secure_aggregation in (None, True, False), "secure_aggregation", "must be true or false")
-        check(not (self.secure_aggregation and self.strategy == "fedadam"), "secure_aggregation",
-              "secure aggregation averages updates: use strategy 'fedavg' or 'fedprox'")
+        return validated(cls, raw, locate=source)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -253,8 +208,8 @@ class Scenario:
                          f"{[p.name for p in self.partners]}", source=str(self.source))
 
     def with_federation(self, **changes: Any) -> Scenario:
-        fed = replace(self.federation, **changes)
-        fed.validate(source="command line")
+        fed = validated(lambda **kw: replace(self.federation, **kw), changes, locate="command line",
+                        schema=FederationSettings)
         return replace(self, federation=fed)
 
     def to_dict(self) -> dict[str, Any]:
@@ -271,26 +226,22 @@ class Scenario:
     def from_dict(cls, raw: Mapping[str, Any], *, base_dir: Path, name: str,
                   source: Path | None = None) -> Scenario:
         where = str(source) if source else "scenario"
-        unknown = set(raw) - _TOP_LEVEL
-        if unknown:
-            raise InputError(f"unknown table(s) {sorted(unknown)}; allowed: {sorted(_TOP_LEVEL)}",
-                             source=where)
-        if "dataset" not in raw:
-            raise InputError("missing the [dataset] table", source=where)
-        dataset = DatasetSpec.from_dict(raw["dataset"], source=f"{where} [dataset]")
-        default_policy = (PrivacyPolicy.from_dict(raw["privacy"], base_dir=base_dir, source=f"{where} [privacy]")
-                          if "privacy" in raw else PrivacyPolicy())
-        partners_raw = raw.get("partners")
-        if not isinstance(partners_raw, list) or not partners_raw:
-            raise InputError("needs at least one [[partners]] entry", source=where)
+        return cls.from_file(validated(ScenarioFile, raw, locate=file_locator(where, raw)), base_dir=base_dir,
+                             name=name, source=source)
+
+    @classmethod
+    def from_file(cls, file: ScenarioFile, *, base_dir: Path, name: str, source: Path | None = None) -> Scenario:
+        """A validated scenario file → Scenario (paths resolved against `base_dir`)."""
+        where = str(source) if source else "scenario"
+        default_policy = (PrivacyPolicy.from_dict(file.privacy, base_dir=base_dir, source=f"{where} [privacy]")
+                          if file.privacy is not None else PrivacyPolicy())
         partners: list[Partner] = []
-        for i, entry in enumerate(partners_raw):
-            partner = parse_partner(entry, default_policy, base_dir=base_dir, at=f"{where} [[partners]] #{i + 1}",
-                                    where=where)
+        for entry in file.partners:
+            partner = entry.partner(default_policy, base_dir=base_dir, where=where)
             if any(p.name == partner.name for p in partners):
                 raise InputError("appears twice", source=f"{where} partner '{partner.name}'", field="name")
             partners.append(partner)
-        federation = FederationSettings.from_dict(raw.get("federation", {}), source=f"{where} [federation]")
+        federation = file.federation
         modes = {p.privacy.mode for p in partners}
         if "client" in modes and len(modes) > 1:
             raise InputError("partner-level DP (mode 'client') is federation-wide: set it in [privacy] for every "
@@ -301,59 +252,86 @@ class Scenario:
         if "client" in modes and federation.strategy == "fedadam":
             raise InputError("partner-level DP accounting needs strategy 'fedavg' or 'fedprox'",
                              source=where, field="strategy")
-        scenario = cls(name, dataset, tuple(partners), federation, source)
+        scenario = cls(name, file.dataset.spec(), tuple(partners), federation, source)
         if scenario.min_available_nodes > len(partners):
             raise InputError(f"asks for {scenario.min_available_nodes} nodes but lists only "
                              f"{len(partners)} partners", source=where, field="min_available_nodes")
         return scenario
 
 
-def parse_partner(entry: Any, default_policy: PrivacyPolicy, *, base_dir: Path, at: str, where: str,
-                  purposes: tuple[str, ...] = SIMULATION_PURPOSES) -> Partner:
-    """One partner entry (scenario [[partners]] or partner.toml [partner]) → Partner."""
-    if not isinstance(entry, Mapping):
-        raise InputError("must be a table", source=at)
-    extra = set(entry) - {"name", "kind", "data", "privacy", "key", "purposes", "public_key", "sep", "decimal"}
-    if extra:
-        raise InputError(f"unknown key(s) {sorted(extra)}", source=at)
-    pname = entry.get("name")
-    if not isinstance(pname, str) or not _NAME.match(pname):
-        raise InputError("needs a name of letters, digits, '-', '_' or '.'", source=at, field="name")
-    at = f"{where} partner '{pname}'"
-    kind = entry.get("kind")
-    if kind not in PARTNER_KINDS:
-        raise InputError(f"must be one of {list(PARTNER_KINDS)} (got {kind!r})", source=at, field="kind")
-    data = entry.get("data")
-    if data is not None and (not isinstance(data, str) or not data):
-        raise InputError("must give the path of the partner's table", source=at, field="data")
-    policy = default_policy
-    if "privacy" in entry:
-        if not isinstance(entry["privacy"], Mapping):
-            raise InputError("must be a table", source=at, field="privacy")
-        policy = PrivacyPolicy.from_dict(entry["privacy"], base=default_policy, base_dir=base_dir,
-                                         source=f"{at} [partners.privacy]")
-    key = entry.get("key")
-    if key is not None:
-        if not isinstance(key, str) or not key:
-            raise InputError("must name a key file, env:NAME or passphrase-env:NAME", source=at, field="key")
-        if not key.startswith(("env:", "passphrase-env:")):
+# ---- the files' schemas ------------------------------------------------------------------------
+
+
+class PartnerEntry(Schema):
+    """One partner: a scenario's [[partners]] entry, or the [partner] table of a partner.toml."""
+
+    name: Annotated[Text, Field(pattern=NAME_PATTERN)] = rule("needs a name of letters, digits, '-', '_' or '.'")
+    kind: Literal[PARTNER_KINDS] = rule(f"must be one of {list(PARTNER_KINDS)}")
+    data: Text | None = rule("must give the path of the partner's table", None)
+    privacy: dict[str, Any] | None = rule("must be a table", None)
+    key: Text | None = rule("must name a key file, env:NAME or passphrase-env:NAME", None)
+    purposes: tuple[Text, ...] | None = rule('must be a list of purposes, e.g. ["stats", "train", "evaluate"]',
+                                             None, min_length=1)
+    # the coordinator's copy only: this partner's node public key file(s), read by the deployment
+    public_key: Any = None
+    sep: Literal[SEPARATORS] | None = rule(f"must be one of {_choices(SEPARATORS)}", None)
+    decimal: Literal[DECIMALS] | None = rule(f"must be one of {_choices(DECIMALS)}", None)
+
+    def partner(self, default_policy: PrivacyPolicy, *, base_dir: Path, where: str,
+                purposes: tuple[str, ...] = SIMULATION_PURPOSES) -> Partner:
+        """→ Partner: paths resolved against `base_dir`, its [privacy] over `default_policy`."""
+        at = f"{where} partner '{self.name}'"
+        policy = default_policy
+        if self.privacy is not None:
+            policy = PrivacyPolicy.from_dict(self.privacy, base=default_policy, base_dir=base_dir,
+                                             source=f"{at} [partners.privacy]")
+        key = self.key
+        if key is not None and not key.startswith(("env:", "passphrase-env:")):
             key = str((base_dir / key).resolve())
-    chosen = entry.get("purposes", list(purposes))
-    if not isinstance(chosen, list) or not chosen or not all(isinstance(x, str) and x for x in chosen):
-        raise InputError('must be a list of purposes, e.g. ["stats", "train", "evaluate"]', source=at,
-                         field="purposes")
-    sep, decimal = _csv_key(entry, "sep", SEPARATORS, at), _csv_key(entry, "decimal", DECIMALS, at)
-    return Partner(pname, kind, (base_dir / data).resolve() if data else None, policy, key, tuple(chosen),
-                   sep, decimal)
+        return Partner(self.name, self.kind, (base_dir / self.data).resolve() if self.data else None, policy, key,
+                       self.purposes or purposes, self.sep, self.decimal)
 
 
-def _csv_key(entry: Mapping[str, Any], key: str, allowed: tuple[str, ...], at: str) -> str | None:
-    """An optional CSV reading key (`sep`, `decimal`), one of `allowed`."""
-    value = entry.get(key)
-    if value is not None and value not in allowed:
-        shown = ", ".join('"\\t"' if v == "\t" else f'"{v}"' for v in allowed)
-        raise InputError(f"must be one of {shown} (got {value!r})", source=at, field=key)
-    return value
+class ScenarioFile(Schema):
+    """A scenario file: the dataset contract, the partners, how they federate, their default privacy.
+    (A coordinator's file is a scenario file whose [coordinator] table the deployment reads.)"""
+
+    __file_schema__: ClassVar[bool] = True
+    dataset: DatasetTable = rule("must be the [dataset] table", missing="missing the [dataset] table")
+    partners: tuple[PartnerEntry, ...] = rule("needs at least one [[partners]] entry", min_length=1,
+                                              missing="needs at least one [[partners]] entry")
+    federation: FederationSettings = rule("must be the [federation] table", default_factory=FederationSettings)
+    privacy: dict[str, Any] | None = rule("must be the [privacy] table", None)
+    synthetic: dict[str, Any] | None = rule("must be a table", None)
+    coordinator: dict[str, Any] | None = rule("must be the [coordinator] table", None)
+
+
+class PartnerFile(Schema):
+    """A deployed partner's partner.toml: [partner], optional [privacy], and [node] (read by the
+    deployment)."""
+
+    __file_schema__: ClassVar[bool] = True
+    partner: PartnerEntry = rule("must be the [partner] table", missing="missing the [partner] table (name, kind, data)")
+    privacy: dict[str, Any] | None = rule("must be the [privacy] table", None)
+    node: dict[str, Any] | None = rule("must be the [node] table", None)
+
+
+def file_locator(where: str, raw: Any) -> Callable[[tuple[Any, ...]], str]:
+    """Where an error at `loc` is, for the user: "FILE [federation]", "FILE partner 'bank-a'" (or
+    "FILE [[partners]] #2" while the entry has no valid name)."""
+    def locate(loc: tuple[Any, ...]) -> str:
+        if not loc:
+            return where
+        if loc[0] in ("partners", "partner"):
+            entry = raw.get("partners", [None] * (int(loc[1]) + 1))[loc[1]] if loc[0] == "partners" and \
+                len(loc) > 1 else raw.get("partner") if loc[0] == "partner" else None
+            name = entry.get("name") if isinstance(entry, Mapping) else None
+            if isinstance(name, str) and re.match(NAME_PATTERN, name):
+                return f"{where} partner '{name}'"
+            return f"{where} [[partners]] #{int(loc[1]) + 1}" if loc[0] == "partners" and len(loc) > 1 else \
+                f"{where} [{loc[0]}]"
+        return f"{where} [{loc[0]}]"
+    return locate
 
 
 def read_toml(path: Path, what: str) -> dict[str, Any]:
@@ -378,16 +356,14 @@ def load_partner_file(path: str | Path) -> Partner:
     """
     path = Path(path).expanduser().resolve()
     raw = read_toml(path, "partner config")
-    unknown = set(raw) - {"partner", "privacy", "node"}
-    if unknown:
-        raise InputError(f"unknown table(s) {sorted(unknown)}; allowed: ['node', 'partner', 'privacy']",
-                         source=str(path))
-    if "partner" not in raw:
-        raise InputError("missing the [partner] table (name, kind, data)", source=str(path))
-    policy = (PrivacyPolicy.from_dict(raw["privacy"], base_dir=path.parent, source=f"{path} [privacy]")
-              if "privacy" in raw else PrivacyPolicy())
-    partner = parse_partner(raw["partner"], policy, base_dir=path.parent, at=f"{path} [partner]", where=str(path),
-                            purposes=DEPLOYMENT_PURPOSES)
+    return partner_from_file(validated(PartnerFile, raw, locate=file_locator(str(path), raw)), path)
+
+
+def partner_from_file(file: PartnerFile, path: Path) -> Partner:
+    """A validated partner.toml (at `path`) → its Partner, with the rules of a deployed partner."""
+    policy = (PrivacyPolicy.from_dict(file.privacy, base_dir=path.parent, source=f"{path} [privacy]")
+              if file.privacy is not None else PrivacyPolicy())
+    partner = file.partner.partner(policy, base_dir=path.parent, where=str(path), purposes=DEPLOYMENT_PURPOSES)
     if partner.data is None:
         raise InputError("must give the path of the partner's table", source=f"{path} [partner]", field="data")
     if partner.privacy.mode == "client" or partner.privacy.ledger_dir == "run":
@@ -396,9 +372,13 @@ def load_partner_file(path: str | Path) -> Partner:
     return partner
 
 
+def scenario_name(path: Path) -> str:
+    """A scenario's name: its file's stem, or its folder's name for a file called scenario.toml."""
+    return path.stem if path.stem != "scenario" else path.parent.name
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file; data paths are resolved relative to it."""
     path = Path(path).expanduser().resolve()
     raw = read_toml(path, "scenario file")
-    name = path.stem if path.stem != "scenario" else path.parent.name
-    return Scenario.from_dict(raw, base_dir=path.parent, name=name, source=path)
+    return Scenario.from_dict(raw, base_dir=path.parent, name=scenario_name(path), source=path)
