@@ -8,107 +8,50 @@ read by `fedcredit.credit.scenario.load_partner_file` and whose `[node]` table i
 (`load_node`; `read_node_settings` alone is enough to stop a running SuperNode). A config error, a
 missing file, an expired or mismatched certificate is reported with the file, table and field.
 
-Knows nothing of processes or Flower's command lines (`.importlinter`); the one way out is the
-retired-key check of `load_coordinator`, which reads the node registry's file. A little over 400
-lines: both files are read with the same field readers (`_table`, `_str`, `_port`, `_host` ...),
-which one schema per file (issue 10, pydantic) is to replace.
+Each file has one schema (`fedcredit.deployment.schemas`), validated once. Knows nothing
+of processes or Flower's command lines (`.importlinter`); the one way out is the retired-key check
+of `load_coordinator`, which reads the node registry's file.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from fedcredit.credit.errors import InputError
-from fedcredit.credit.scenario import Partner, Scenario, load_partner_file, load_scenario, read_toml
+from fedcredit.credit.scenario import (
+    NAME_PATTERN,
+    Partner,
+    Scenario,
+    file_locator,
+    partner_from_file,
+    read_toml,
+    scenario_name,
+)
+from fedcredit.credit.validation import validated
 from fedcredit.deployment import PROJECT_DIR
+from fedcredit.deployment.schemas import (
+    DEFAULT_ADDRESS,
+    DEFAULT_FEDERATION,
+    DEFAULT_NODE_PORT,
+    DEFAULT_PORT,
+    CoordinatorFile,
+    CoordinatorTable,
+    DeployedPartnerFile,
+    NodeTable,
+    join_host_port,
+)
 from fedcredit.protection import tls
 
-DEFAULT_ADDRESS = "127.0.0.1"
 LOOPBACK = "127.0.0.1"       # the SuperLink listens here only; the Fleet gateway faces the network
-DEFAULT_PORT = 9092
-DEFAULT_NODE_PORT = 9094
-DEFAULT_FEDERATION = "fedcredit"
 STATE_DIR = "fedcredit"       # inside FLWR_HOME: PID files, logs, registered node ids
-_FEDERATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_COORDINATOR_KEYS = {"address", "port", "control_port", "ca_cert", "server_cert", "server_key", "flwr_home",
-                     "insecure", "federation", "app_signature"}
-_NODE_KEYS = {"superlink", "port", "root_certificates", "auth_key", "insecure", "flwr_home", "trusted_app_keys"}
-
-
-def _table(raw: Mapping[str, Any], name: str, source: str, allowed: set[str]) -> dict[str, Any]:
-    table = raw.get(name, {})
-    if not isinstance(table, Mapping):
-        raise InputError("must be a table", source=source, field=name)
-    unknown = set(table) - allowed
-    if unknown:
-        raise InputError(f"unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}", source=source)
-    return dict(table)
-
-
-def _str(table: Mapping[str, Any], key: str, source: str, default: str | None = None) -> str | None:
-    value = table.get(key, default)
-    if value is not None and (not isinstance(value, str) or not value.strip()):
-        raise InputError(f"must be a non-empty string (got {value!r})", source=source, field=key)
-    return value.strip() if isinstance(value, str) else None
-
-
-def _port(table: Mapping[str, Any], key: str, source: str, default: int) -> int:
-    value = table.get(key, default)
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
-        raise InputError(f"must be a port number between 1 and 65535 (got {value!r})", source=source, field=key)
-    return value
-
-
-def _bool(table: Mapping[str, Any], key: str, source: str) -> bool:
-    value = table.get(key, False)
-    if not isinstance(value, bool):
-        raise InputError(f"must be true or false (got {value!r})", source=source, field=key)
-    return value
 
 
 def _path(base: Path, value: str | None) -> Path | None:
     return (base / Path(value).expanduser()).resolve() if value else None
-
-
-def _host(value: str, source: str, field: str) -> str:
-    """A bare host name or IP address (IPv6 may be bracketed); no scheme, no port."""
-    host = value.strip()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    if "://" in host or "/" in host or ":" in host or not re.match(r"^[A-Za-z0-9.-]+$", host):
-        raise InputError(f"must be a host name or IP address without scheme or port (got {value!r})",
-                         source=source, field=field)
-    return host
-
-
-def _host_port(value: str, source: str, field: str) -> tuple[str, int]:
-    """'host:port' or '[v6]:port' → (host, port)."""
-    text = value.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise InputError(f"must be host:port, e.g. \"127.0.0.1:{DEFAULT_PORT}\" (got {value!r})",
-                         source=source, field=field)
-    return _host(host, source, field), int(port_text)
-
-
-def _join(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def dial_host(bind_host: str) -> str:
@@ -138,12 +81,12 @@ class CoordinatorSettings:
     def control_address(self) -> str:
         """The SuperLink on loopback: what the flwr CLI on this machine dials (written to
         $FLWR_HOME/config.toml), Flower's SuperExec and the Fleet gateway too."""
-        return _join(LOOPBACK, self.control_port)
+        return join_host_port(LOOPBACK, self.control_port)
 
     @property
     def public_address(self) -> str:
         """Where the Fleet gateway listens: the one port partners dial."""
-        return _join(self.address, self.port)
+        return join_host_port(self.address, self.port)
 
     @property
     def gateway_pid_file(self) -> Path:
@@ -194,34 +137,18 @@ def read_coordinator_settings(path: str | Path) -> CoordinatorSettings:
     """Only the [coordinator] table (enough to stop, inspect or address a running SuperLink)."""
     path = Path(path).expanduser().resolve()
     raw = read_toml(path, "coordinator config")
-    source = f"{path} [coordinator]"
-    table = _table(raw, "coordinator", source, _COORDINATOR_KEYS)
+    table = validated(CoordinatorTable, raw.get("coordinator", {}), locate=f"{path} [coordinator]")
+    return _coordinator_settings(table, path)
+
+
+def _coordinator_settings(table: CoordinatorTable, path: Path) -> CoordinatorSettings:
     base = path.parent
-    federation = _str(table, "federation", source, DEFAULT_FEDERATION)
-    if not _FEDERATION.match(federation or ""):
-        raise InputError(f"must be letters, digits, '-' or '_' (got {federation!r})", source=source,
-                         field="federation")
-    port = _port(table, "port", source, DEFAULT_PORT)
-    if "control_port" not in table and port == 65535:
-        raise InputError("is 65535, so the default control_port (port + 1) does not exist: set control_port",
-                         source=source, field="port")
-    control_port = _port(table, "control_port", source, port + 1)
-    if control_port == port:
-        raise InputError(f"must differ from port ({port}): the SuperLink listens on 127.0.0.1:control_port, the "
-                         "Fleet gateway on address:port", source=source, field="control_port")
     return CoordinatorSettings(
-        source=path,
-        address=_host(_str(table, "address", source, DEFAULT_ADDRESS) or DEFAULT_ADDRESS, source, "address"),
-        port=port,
-        control_port=control_port,
-        ca_cert=_path(base, _str(table, "ca_cert", source)),
-        server_cert=_path(base, _str(table, "server_cert", source)),
-        server_key=_path(base, _str(table, "server_key", source)),
-        flwr_home=_path(base, _str(table, "flwr_home", source, "flwr-home")) or base / "flwr-home",
-        insecure=_bool(table, "insecure", source),
-        federation=federation or DEFAULT_FEDERATION,
-        app_signature=_path(base, _str(table, "app_signature", source)),
-    )
+        source=path, address=table.address, port=table.port,
+        control_port=table.control_port if table.control_port is not None else table.port + 1,
+        ca_cert=_path(base, table.ca_cert), server_cert=_path(base, table.server_cert),
+        server_key=_path(base, table.server_key), flwr_home=_path(base, table.flwr_home) or base / "flwr-home",
+        insecure=table.insecure, federation=table.federation, app_signature=_path(base, table.app_signature))
 
 
 def _confirm_insecure(config_insecure: bool, flag: bool, source: str) -> bool:
@@ -236,10 +163,12 @@ def load_coordinator(path: str | Path, *, insecure: bool = False, now: datetime 
     the scenario itself, every file named, the certificates (valid now, server certificate issued
     by the CA, matching its key, naming the address the flwr CLI and Flower's SuperExec dial) and
     every partner's public key (distinct, EC on a NIST curve). `insecure` is the --insecure flag."""
-    settings = read_coordinator_settings(path)
-    path = settings.source
+    path = Path(path).expanduser().resolve()
+    raw = read_toml(path, "coordinator config")
+    file = validated(CoordinatorFile, raw, locate=file_locator(str(path), raw))
+    settings = _coordinator_settings(file.coordinator, path)
     source = f"{path} [coordinator]"
-    scenario = load_scenario(path)
+    scenario = Scenario.from_file(file, base_dir=path.parent, name=scenario_name(path), source=path)
     insecure = _confirm_insecure(settings.insecure, insecure, source)
     keys: dict[str, tuple[Path, ...]] = {}
     if not insecure:
@@ -255,7 +184,7 @@ def load_coordinator(path: str | Path, *, insecure: bool = False, now: datetime 
                                    host=dial_host(settings.address), now=now)
         from fedcredit.deployment.node_registry import configured_keys
 
-        keys = configured_keys(settings, read_toml(path, "coordinator config"))
+        keys = configured_keys(settings, raw)
     return CoordinatorConfig(settings, scenario, keys, insecure, read_app_signature(settings, insecure))
 
 
@@ -350,37 +279,26 @@ def read_node_settings(path: str | Path) -> NodeSettings:
     """Only the [node] table and the partner's name (enough to stop a running SuperNode)."""
     path = Path(path).expanduser().resolve()
     raw = read_toml(path, "partner config")
-    source = f"{path} [node]"
     if "node" not in raw:
         raise InputError("missing the [node] table (superlink, port, root_certificates, auth_key)",
                          source=str(path))
-    table = _table(raw, "node", source, _NODE_KEYS)
     partner = raw.get("partner")
     name = partner.get("name") if isinstance(partner, Mapping) else None
-    if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", name):
+    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
         raise InputError("needs a name of letters, digits, '-', '_' or '.'", source=f"{path} [partner]",
                          field="name")
-    superlink = _str(table, "superlink", source)
-    if superlink is None:
-        raise InputError(f"missing: the SuperLink's address as host:port, e.g. \"127.0.0.1:{DEFAULT_PORT}\"",
-                         source=source, field="superlink")
-    host, port = _host_port(superlink, source, "superlink")
+    return _node_settings(validated(NodeTable, raw["node"], locate=f"{path} [node]"), path, name)
+
+
+def _node_settings(table: NodeTable, path: Path, name: str) -> NodeSettings:
     base = path.parent
-    trusted = table.get("trusted_app_keys", [])
-    if isinstance(trusted, str):
-        trusted = [trusted]
-    if not isinstance(trusted, list) or not all(isinstance(t, str) and t.strip() for t in trusted):
-        raise InputError("must be a file path or a list of file paths (the consortium's app-signing .pub)",
-                         source=source, field="trusted_app_keys")
+    trusted = [table.trusted_app_keys] if isinstance(table.trusted_app_keys, str) else table.trusted_app_keys
     return NodeSettings(
-        source=path, name=name, superlink=_join(host, port),
-        port=_port(table, "port", source, DEFAULT_NODE_PORT),
-        root_certificates=_path(base, _str(table, "root_certificates", source)),
-        auth_key=_path(base, _str(table, "auth_key", source)),
-        insecure=_bool(table, "insecure", source),
-        flwr_home=_path(base, _str(table, "flwr_home", source, f"flwr-home-{name}")) or base / f"flwr-home-{name}",
-        trusted_app_keys=tuple(_path(base, t) for t in trusted),
-    )
+        source=path, name=name, superlink=table.superlink, port=table.port,
+        root_certificates=_path(base, table.root_certificates), auth_key=_path(base, table.auth_key),
+        insecure=table.insecure,
+        flwr_home=_path(base, table.flwr_home or f"flwr-home-{name}") or base / f"flwr-home-{name}",
+        trusted_app_keys=tuple(p for t in trusted if (p := _path(base, t)) is not None))
 
 
 def load_node(path: str | Path, *, insecure: bool = False, now: datetime | None = None) -> NodeConfig:
@@ -388,8 +306,11 @@ def load_node(path: str | Path, *, insecure: bool = False, now: datetime | None 
     exists, its vault key can be loaded — a key file or the environment variable the SuperNode's
     ClientApps will inherit), [node] here, the CA certificate (a CA, valid now) and the node's
     private key (OpenSSH EC, mode 0600)."""
-    partner = load_partner_file(path)
-    settings = read_node_settings(path)
+    path = Path(path).expanduser().resolve()
+    raw = read_toml(path, "partner config")
+    file = validated(DeployedPartnerFile, raw, locate=file_locator(str(path), raw))
+    partner = partner_from_file(file, path)
+    settings = _node_settings(file.node, path, partner.name)
     at = f"{settings.source} [partner]"
     if partner.data is not None and not partner.data.is_file():
         raise InputError(f"the partner's table {partner.data} does not exist", source=at, field="data")
