@@ -10,47 +10,68 @@ partner each node's key was registered for: a node may speak only under that nam
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from datetime import datetime
 from logging import ERROR
 from pathlib import Path
+from typing import Annotated
 
 from flwr.app import Context
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
+from pydantic import BeforeValidator, ConfigDict, Field
+from pydantic.dataclasses import dataclass as schema_dataclass
 
 from fedcredit.credit.errors import FederationError, InputError
 from fedcredit.credit.scenario import Scenario, load_scenario
+from fedcredit.credit.validation import STRICT, Flag, Whole, rule, validated
 
 app = ServerApp()
 
 
-@dataclass(frozen=True)
-class RunSettings:
-    """The run config, validated once."""
+def _registered_nodes(text: object) -> object:
+    """`registered-nodes`: JSON {partner name: [node ids]} as `fedcredit run` passes it (a partner has
+    two during a key rotation; a single id is read too) → {node id: name}."""
+    if isinstance(text, dict):          # built in Python (a simulation), not read from a run config
+        return text
+    if not text:
+        return {}
+    owners: dict[int, str] = {}
+    try:
+        for name, ids in json.loads(str(text)).items():
+            for node in ids if isinstance(ids, list) else [ids]:
+                if isinstance(node, bool) or owners.setdefault(int(node), str(name)) != str(name):
+                    raise ValueError(node)
+    except (ValueError, TypeError, AttributeError):
+        raise ValueError(text) from None
+    return owners
 
-    scenario: str = ""
-    out_dir: str = ""
-    rounds: int = 0
-    model: str = ""
-    strategy: str = ""
-    deployment: bool = False
-    registered_nodes: dict[int, str] = field(default_factory=dict)   # node id → the partner its key is for
+
+_NODES = 'must be JSON {"partner": [node ids]}, each node id under one partner'
+
+
+@schema_dataclass(frozen=True, config=ConfigDict(**STRICT, validate_by_name=True, validate_by_alias=True))
+class RunSettings:
+    """The run config (`[tool.flwr.app.config]` and `--run-config`; keys spelled with '-'),
+    validated once."""
+
+    scenario: str = rule("must be the path of a scenario file (\"\": the embedded consortium)", "")
+    out_dir: str = rule("must be a folder path (\"\": runs/<scenario>-<time>)", "", alias="out-dir")
+    rounds: Annotated[Whole, Field(ge=0)] = rule("must be a whole number ≥ 0", 0)
+    model: str = rule("must name a model (\"\": the scenario's)", "")
+    strategy: str = rule("must name a strategy (\"\": the scenario's)", "")
+    deployment: Flag = rule("must be true or false", False)
+    # node id → the partner its key is for
+    registered_nodes: Annotated[dict[int, str], BeforeValidator(_registered_nodes)] = rule(
+        _NODES, default_factory=dict, alias="registered-nodes")
+    app_signature: str = rule("must be the app's signature line", "", alias="app-signature")   # checked by the partners, not here
 
     @classmethod
     def from_run_config(cls, cfg: dict) -> RunSettings:
-        known = {"scenario", "out-dir", "rounds", "model", "strategy", "deployment", "app-signature",
-                 "registered-nodes"}
-        unknown = set(cfg) - known
+        known = sorted(info.alias or name for name, info in cls.__pydantic_fields__.items())
+        unknown = sorted(set(cfg) - set(known))
         if unknown:
-            raise InputError(f"unknown run-config key(s) {sorted(unknown)}; known: {sorted(known)}",
-                             source="run config")
-        rounds = cfg.get("rounds", 0)
-        if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 0:
-            raise InputError("must be a whole number ≥ 0", source="run config", field="rounds")
-        return cls(str(cfg.get("scenario", "")), str(cfg.get("out-dir", "")), rounds,
-                   str(cfg.get("model", "")), str(cfg.get("strategy", "")), bool(cfg.get("deployment", False)),
-                   _registered_nodes(cfg.get("registered-nodes", "")))
+            raise InputError(f"unknown run-config key(s) {unknown}; known: {known}", source="run config")
+        return validated(cls, cfg, locate="run config")
 
     def resolve_scenario(self) -> Scenario:
         if self.scenario:
@@ -67,23 +88,6 @@ class RunSettings:
         if self.out_dir:
             return Path(self.out_dir)
         return Path("runs") / f"{scenario.name}-{datetime.now():%Y%m%d-%H%M%S}"
-
-
-def _registered_nodes(text: object) -> dict[int, str]:
-    """`registered-nodes`: JSON {partner name: [node ids]} as `fedcredit run` passes it (a partner has
-    two during a key rotation; a single id is read too) → {node id: name}."""
-    if not text:
-        return {}
-    owners: dict[int, str] = {}
-    try:
-        for name, ids in json.loads(str(text)).items():
-            for node in ids if isinstance(ids, list) else [ids]:
-                if isinstance(node, bool) or owners.setdefault(int(node), str(name)) != str(name):
-                    raise ValueError(node)
-    except (ValueError, TypeError, AttributeError):
-        raise InputError('must be JSON {"partner": [node ids]}, each node id under one partner', source="run config",
-                         field="registered-nodes") from None
-    return owners
 
 
 @app.main()
