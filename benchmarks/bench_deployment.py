@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fedcredit.cli.main import main as cli  # noqa: E402
 from fedcredit.credit.atomic import atomic_write_json  # noqa: E402
-from fedcredit.credit.synthetic import default_consortium, write_consortium  # noqa: E402
+from fedcredit.credit.synthetic import default_consortium  # noqa: E402
+from fedcredit.credit.synthetic_files import write_consortium  # noqa: E402
 from fedcredit.protection import tls  # noqa: E402
 from fedcredit.server.app import RunSettings  # noqa: E402
 from fedcredit.simulations.runner import simulate  # noqa: E402

@@ -37,7 +37,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from fedcredit.credit.synthetic import default_consortium, scaled_consortium, write_consortium
+    from fedcredit.credit.synthetic import default_consortium, scaled_consortium
+    from fedcredit.credit.synthetic_files import write_consortium
 
     spec = (scaled_consortium(args.partners, args.rows, seed=args.seed) if args.partners
             else default_consortium(seed=args.seed))

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import tomli_w
 
-from fedcredit.credit.synthetic import GENERATOR_VERSION, ConsortiumSpec, default_consortium, write_consortium
+from fedcredit.credit.synthetic import GENERATOR_VERSION, ConsortiumSpec, default_consortium
+from fedcredit.credit.synthetic_files import write_consortium
 from fedcredit.protection.keys import new_key_file
 from fedcredit.protection.vault import encrypt_file
 

@@ -17,6 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from fedcredit.credit import synthetic as syn
+from fedcredit.credit import synthetic_files
 from fedcredit.credit.synthetic import (
     DATASET,
     ConsortiumSpec,
@@ -24,8 +25,8 @@ from fedcredit.credit.synthetic import (
     default_consortium,
     generate_partner,
     scaled_consortium,
-    write_consortium,
 )
+from fedcredit.credit.synthetic_files import write_consortium
 
 COLUMNS = DATASET["numeric"] + DATASET["categorical"] + [DATASET["label"]]
 
@@ -198,7 +199,7 @@ def test_atomic_write_replaces_and_leaves_no_temp_dirs(tmp_path, monkeypatch):
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
-    monkeypatch.setattr(syn, "_write_frame", boom)                 # fail half-way
+    monkeypatch.setattr(synthetic_files, "_write_frame", boom)                 # fail half-way
     with pytest.raises(RuntimeError):
         write_consortium(small_spec(seed=2), out, replace=True)
     assert os.listdir(tmp_path) == ["consortium"]
