@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints, model_validator
 
 from fedcredit.credit.scenario import PartnerFile, ScenarioFile
-from fedcredit.credit.validation import Flag, Rule, Schema, Whole, rule
+from fedcredit.credit.validation import Flag, Number, Rule, Schema, Whole, rule
 
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_PORT = 9092
@@ -100,6 +100,9 @@ class NodeTable(Schema):
     auth_key: FilePath | None = rule(_FILE, None)
     insecure: Flag = rule("must be true or false", False)
     flwr_home: FilePath | None = rule(_FILE, None)
+    idle_wait: Annotated[Number, Field(ge=0.05, le=3.0)] = rule(
+        "must be seconds between 0.05 and 3 (how soon the SuperNode asks again after finding no message; "
+        "Flower's own wait is 3)", 0.5)
     trusted_app_keys: FilePath | list[FilePath] = rule(
         "must be a file path or a list of file paths (the consortium's app-signing .pub)", default_factory=list)
 

@@ -18,6 +18,7 @@ from typing import TextIO
 
 import psutil
 
+from fedcredit.clients import supernode_launcher
 from fedcredit.credit.atomic import atomic_write_text
 from fedcredit.credit.errors import FederationError
 from fedcredit.deployment.config import NodeConfig, NodeSettings
@@ -35,6 +36,8 @@ from fedcredit.deployment.processes import (
     serve,
 )
 from fedcredit.protection import tls
+
+LAUNCHER = supernode_launcher.__name__   # `flower-supernode` with a shorter idle wait
 
 
 def app_check_env(s: NodeSettings) -> dict[str, str]:
@@ -55,7 +58,8 @@ def app_check_env(s: NodeSettings) -> dict[str, str]:
 
 def supernode_command(node: NodeConfig) -> list[str]:
     s = node.settings
-    cmd = [executable("flower-supernode"), "--superlink", s.superlink, "--port", str(s.port)]
+    # Flower's own flower-supernode, started through our launcher: it shortens the 3 s idle wait.
+    cmd = [executable("python"), "-m", LAUNCHER, "--superlink", s.superlink, "--port", str(s.port)]
     if node.insecure:
         cmd += ["--insecure"]
     else:
@@ -117,7 +121,7 @@ def _same_key_supernode(s: NodeSettings, own_pid: int | None = None) -> str | No
     mine = s.auth_key.read_bytes()
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = proc.info["cmdline"] or []
-        if (proc.pid == own_pid or not any(a.endswith("flower-supernode") for a in cmd[:2])
+        if (proc.pid == own_pid or not any(a.endswith("flower-supernode") or a == LAUNCHER for a in cmd[:3])
                 or "--auth-supernode-private-key" not in cmd):
             continue
         key = Path(cmd[cmd.index("--auth-supernode-private-key") + 1])
@@ -147,6 +151,7 @@ def start_supernode(node: NodeConfig, *, wait: float = DEFAULT_WAIT, out: Print 
         env = flower_env(s.flwr_home)
         out(f"warning: partner '{s.name}' has no trusted_app_keys: ANY app the SuperLink sends runs here "
             "(insecure local test only)")
+    env[supernode_launcher.ENV_IDLE_WAIT] = str(s.idle_wait)
     service = Service(f"SuperNode {s.name}", argv, env, s.log_file, s.pid_file, cwd=s.flwr_home)
     try:
         deadline = time.monotonic() + wait

@@ -107,6 +107,10 @@ def main(grid: Grid, context: Context) -> None:
         strategy = with_partner_level_dp(strategy, scenario.client_dp, len(scenario.partners))
     secure = scenario.federation.secure_aggregation
     secure = settings.deployment if secure is None else secure
+    if settings.deployment:      # Flower's deployed Grid looks for replies every 3 s
+        from fedcredit.server.grid import PromptGrid
+
+        grid = PromptGrid(grid)
     try:
         FederatedTraining(grid, scenario, run_dir, strategy, simulation=not settings.deployment,
                           context=context, secure=secure, registered=settings.registered_nodes).run()

@@ -226,7 +226,7 @@ def test_partner_config_is_resolved(partner: Path, tmp_path: Path) -> None:
     assert s.root_certificates == partner.parent / "ca.crt" and s.auth_key == tmp_path / "bank-a.key"
     assert s.flwr_home == partner.parent / "flwr-home-bank-a"
     cmd = sn.supernode_command(node)
-    assert cmd == [str(fl.BIN_DIR / "flower-supernode"), "--superlink", "127.0.0.1:9092", "--port", "9094",
+    assert cmd == [str(fl.BIN_DIR / "python"), "-m", "fedcredit.clients.supernode_launcher", "--superlink", "127.0.0.1:9092", "--port", "9094",
                    "--root-certificates", str(s.root_certificates), "--auth-supernode-private-key", str(s.auth_key),
                    "--node-config", f'partner-config="{partner}"']
     from flwr.common.config import parse_config_args
