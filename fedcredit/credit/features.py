@@ -275,24 +275,33 @@ class FeatureTransform:
     def n_features(self) -> int:
         return len(self.feature_names)
 
-    def transform(self, features: pd.DataFrame) -> np.ndarray:
-        """Rows (n, columns) → float32 design matrix (n, n_features), in `feature_names` order."""
+    def transform(self, features: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """Rows (n, columns) → float32 design matrix (n, n_features), in `feature_names` order.
+
+        `features` is a DataFrame or any mapping of column → array-like (numeric columns as float,
+        NaN missing; categorical as text, NaN/None missing). A level not among the kept ones is
+        OTHER; a missing value is MISSING when that level is kept, else OTHER."""
         blocks: list[np.ndarray] = []
+        n = len(features) if isinstance(features, pd.DataFrame) else None
         for col, rule in self.numeric.items():
-            x = features[col].to_numpy(dtype=np.float64)
+            x = np.asarray(features[col], dtype=np.float64)
+            n = len(x)
             blocks.append(rule.apply(x)[:, None])
             if rule.indicator:
                 blocks.append(np.isnan(x).astype(np.float64)[:, None])
         for col, levels in self.categorical.items():
-            series = features[col]
-            known = pd.Categorical(series.where(series.isin(levels), OTHER)
-                                   .where(series.notna(), MISSING if MISSING in levels else OTHER),
-                                   categories=list(levels))
-            onehot = np.zeros((len(series), len(levels)))
-            onehot[np.arange(len(series)), known.codes] = 1.0
+            values = np.asarray(features[col], dtype=object)
+            n = len(values)
+            index = pd.Index(list(levels), dtype=object)
+            codes = index.get_indexer(values)
+            other = levels.index(OTHER) if OTHER in levels else -1
+            codes = np.where(codes >= 0, codes, other)
+            codes[pd.isna(values)] = levels.index(MISSING) if MISSING in levels else other
+            onehot = np.zeros((len(values), len(levels)))
+            onehot[np.arange(len(values)), codes] = 1.0
             blocks.append(onehot)
         if not blocks:
-            return np.zeros((len(features), 0), dtype=np.float32)
+            return np.zeros((n or 0, 0), dtype=np.float32)
         return np.hstack(blocks).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
