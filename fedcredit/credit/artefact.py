@@ -52,12 +52,15 @@ class ScoringModel:
                 "model": {"name": self.model_name, "hidden": list(self.hidden)}, "metadata": self.metadata}
 
     def module(self) -> torch.nn.Module:
+        """The network with the stored weights, in float64: a row's score does not depend on how many
+        rows are scored with it (float32 matrix kernels round differently by batch shape)."""
         net = build_model(self.model_name, self.transform.n_features, hidden=self.hidden)
         net.load_state_dict(dict(self.state_dict))
-        return net
+        return net.double()
 
     def predict_proba(self, features: pd.DataFrame) -> np.ndarray:
-        """P(bad) for rows holding the spec's feature columns (as `fedcredit.credit.loading` prepares them)."""
+        """P(bad) for rows holding the spec's feature columns (as `fedcredit.credit.loading` prepares them),
+        computed in float64 from the float32 design matrix."""
         return predict_proba(self.module(), self.transform.transform(features))
 
     def save(self, path: str | Path) -> Path:

@@ -13,10 +13,10 @@ import gzip
 import io
 import re
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -136,7 +136,9 @@ def iter_table(path: str | Path, *, source: str | None = None, sep: str | None =
         raise InputError(f"unsupported file type; use one of {list(SUFFIXES)}", source=where)
     if path.stat().st_size == 0:
         raise InputError("the file is empty", source=where)
-    if name.endswith((".parquet", ".pq")):
+    with open(path, "rb") as f:
+        parquet = f.read(4) == b"PAR1"        # by content, as read_table_bytes does
+    if parquet or name.endswith((".parquet", ".pq")):
         return _iter_parquet(path, source=where, chunk_rows=chunk_rows)
     return _iter_csv(path, source=where, sep=sep, decimal=decimal, chunk_rows=chunk_rows)
 
@@ -213,9 +215,9 @@ def _iter_csv(path: Path, *, source: str, sep: str | None, decimal: str | None, 
         sep = sep or excel_sep
         text = body.decode("utf-8-sig", errors="replace")
         dialect = sniff_dialect(text, complete=len(head) < SNIFF_BYTES, sep=sep, decimal=decimal, source=source)
-        reader = pd.read_csv(handle, sep=dialect.sep, header=None, dtype=str, keep_default_na=False,
-                             encoding="utf-8-sig", skip_blank_lines=True, chunksize=chunk_rows,
-                             skiprows=1 if excel_sep else None)
+        reader = _csv_call(lambda: pd.read_csv(handle, sep=dialect.sep, header=None, dtype=str, keep_default_na=False,
+                                               encoding="utf-8-sig", skip_blank_lines=True, chunksize=chunk_rows,
+                                               skiprows=1 if excel_sep else None), source, dialect.sep)
         first = _csv_chunk(reader, source, dialect.sep)
     except BaseException:
         handle.close()
@@ -246,10 +248,13 @@ def _iter_csv(path: Path, *, source: str, sep: str | None, decimal: str | None, 
 
 
 def _csv_chunk(reader: Iterator[pd.DataFrame], source: str, sep: str) -> pd.DataFrame | None:
+    return _csv_call(lambda: next(reader, None), source, sep)
+
+
+def _csv_call(call: Callable[[], Any], source: str, sep: str) -> Any:
+    """`call()` with the parser's errors as one InputError each (None for no data)."""
     try:
-        return next(reader)
-    except StopIteration:
-        return None
+        return call()
     except UnicodeDecodeError as exc:
         raise InputError("is not UTF-8 text: export the table as UTF-8 CSV", source=source) from exc
     except pd.errors.EmptyDataError:

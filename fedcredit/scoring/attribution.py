@@ -55,7 +55,7 @@ class Attribution:
         delta = x.astype(np.float64) - self.baseline
         if self.linear:
             return (delta * self.weights) @ self.groups
-        xt = torch.as_tensor(x, dtype=torch.float32).requires_grad_(True)
+        xt = torch.as_tensor(x, dtype=torch.float64).requires_grad_(True)
         self.module.eval()
         with torch.enable_grad():
             self.module(xt).sum().backward()    # rows are independent: row i's gradient is its own

@@ -23,6 +23,7 @@ from pandas.api import types as ptypes
 
 from fedcredit.credit.artefact import ScoringModel
 from fedcredit.credit.columns import (
+    DERIVE_DATE,
     ColumnProblem,
     categorical_column,
     code_numbers,
@@ -96,7 +97,8 @@ class Validator:
             for i in np.flatnonzero(wrong | infinite):
                 if wrong[i]:
                     text = str(unparsed.iloc[i])
-                    reason = ColumnProblem(col, 1, text, is_date(text)).describe(decimal)
+                    reason = (f"holds a date ({text!r}), not a number: {DERIVE_DATE}" if is_date(text)
+                              else ColumnProblem(col, 1, text, False).describe(decimal))
                 else:
                     reason = f"{arr[i]} is not a finite number"
                 rejects.append((int(i), col, reason))
