@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,10 +182,27 @@ def numeric_cells(raw: pd.Series, codes: tuple[Any, ...], *, decimal: str = ".")
     if ptypes.is_numeric_dtype(raw) or ptypes.is_bool_dtype(raw):
         values = pd.Series(raw.to_numpy(dtype="float64", na_value=np.nan), index=raw.index)
         return values.mask(values.isin(nums)), pd.Series(np.nan, index=raw.index, dtype=object)
-    text = as_text(raw)
-    values = numbers_in(text, decimal)
-    is_code = text.isin({category_text(c) for c in codes}) | values.isin(nums)
-    return values.mask(is_code), text.where(text.notna() & values.isna() & ~is_code)
+
+    def rule(cells: pd.Series) -> tuple[pd.Series, pd.Series]:
+        text = as_text(cells)
+        values = numbers_in(text, decimal)
+        is_code = text.isin({category_text(c) for c in codes}) | values.isin(nums)
+        return values.mask(is_code), text.where(text.notna() & values.isna() & ~is_code).astype(object)
+    values, unparsed = per_distinct(raw, rule)
+    return values.astype("float64"), unparsed
+
+
+def per_distinct(raw: pd.Series, rule: Callable[[pd.Series], tuple[pd.Series, ...]]) -> tuple[pd.Series, ...]:
+    """`rule(raw)` for an elementwise rule, computed once per distinct cell (a credit column repeats
+    few values: '0', 'rent', '-1' …) when the column is text or numbers; the same result."""
+    if not (ptypes.is_string_dtype(raw) or (ptypes.is_numeric_dtype(raw) and not ptypes.is_bool_dtype(raw))):
+        return rule(raw)
+    codes, uniques = pd.factorize(raw, use_na_sentinel=False)
+    if len(uniques) * 4 > len(raw):       # mostly distinct: nothing to gain
+        return rule(raw)
+    results = rule(pd.Series(uniques))
+    return tuple(pd.Series(r.to_numpy(dtype=r.dtype if r.dtype == np.float64 else object)[codes], index=raw.index,
+                           dtype=r.dtype if r.dtype == np.float64 else object) for r in results)
 
 
 def is_date(text: str) -> bool:
@@ -209,8 +226,10 @@ def refuse_numeric(problems: list[ColumnProblem], *, source: str, decimal: str) 
 
 def categorical_column(raw: pd.Series, codes: tuple[Any, ...]) -> pd.Series:
     """A declared categorical column as its exact (stripped) text, declared missing codes masked."""
-    text = as_text(raw)
-    return text.mask(text.isin({category_text(c) for c in codes})).astype(object)
+    def rule(cells: pd.Series) -> tuple[pd.Series]:
+        text = as_text(cells)
+        return (text.mask(text.isin({category_text(c) for c in codes})).astype(object),)
+    return per_distinct(raw, rule)[0]
 
 
 def check_spellings(text: pd.Series, declared: tuple[str, ...], *, column: str, source: str) -> None:

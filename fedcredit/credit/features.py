@@ -281,28 +281,27 @@ class FeatureTransform:
         `features` is a DataFrame or any mapping of column → array-like (numeric columns as float,
         NaN missing; categorical as text, NaN/None missing). A level not among the kept ones is
         OTHER; a missing value is MISSING when that level is kept, else OTHER."""
-        blocks: list[np.ndarray] = []
         n = len(features) if isinstance(features, pd.DataFrame) else None
+        if n is None:
+            first = next(iter({**self.numeric, **self.categorical}), None)
+            n = len(features[first]) if first is not None else 0
+        out = np.zeros((n, self.n_features), dtype=np.float32)
+        rows = np.arange(n)
+        j = 0
         for col, rule in self.numeric.items():
             x = np.asarray(features[col], dtype=np.float64)
-            n = len(x)
-            blocks.append(rule.apply(x)[:, None])
+            out[:, j] = rule.apply(x)                 # computed in float64, stored as float32
+            j += 1
             if rule.indicator:
-                blocks.append(np.isnan(x).astype(np.float64)[:, None])
+                out[:, j] = np.isnan(x)
+                j += 1
         for col, levels in self.categorical.items():
-            values = np.asarray(features[col], dtype=object)
-            n = len(values)
-            index = pd.Index(list(levels), dtype=object)
-            codes = index.get_indexer(values)
-            other = levels.index(OTHER) if OTHER in levels else -1
-            codes = np.where(codes >= 0, codes, other)
-            codes[pd.isna(values)] = levels.index(MISSING) if MISSING in levels else other
-            onehot = np.zeros((len(values), len(levels)))
-            onehot[np.arange(len(values)), codes] = 1.0
-            blocks.append(onehot)
-        if not blocks:
-            return np.zeros((n or 0, 0), dtype=np.float32)
-        return np.hstack(blocks).astype(np.float32)
+            other = levels.index(OTHER) if OTHER in levels else len(levels) - 1
+            missing = levels.index(MISSING) if MISSING in levels else other
+            codes = level_codes(np.asarray(features[col], dtype=object), levels, other, missing)
+            out[rows, j + codes] = 1.0
+            j += len(levels)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"numeric": {c: vars(r).copy() for c, r in self.numeric.items()},
@@ -314,6 +313,22 @@ class FeatureTransform:
         return cls(numeric={c: NumericRule(**r) for c, r in raw["numeric"].items()},
                    categorical={c: tuple(v) for c, v in raw["categorical"].items()},
                    dropped=dict(raw.get("dropped", {})))
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def level_codes(values: np.ndarray, levels: tuple[str, ...], unknown: int, missing: int) -> np.ndarray:
+    """Each value's position in `levels` (exact text), `unknown` for any other value, `missing` for a
+    missing one (None or NaN); looked up once per distinct value."""
+    lookup = {lvl: i for i, lvl in enumerate(levels)}
+    if len(values) <= 64:
+        return np.fromiter((missing if _is_missing(v) else lookup.get(v, unknown) for v in values),
+                           dtype=np.int64, count=len(values))
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    mapped = np.fromiter((lookup.get(u, unknown) for u in uniques), dtype=np.int64, count=len(uniques))
+    return np.where(codes >= 0, mapped[np.maximum(codes, 0)], missing) if len(uniques) else np.full(len(values), missing)
 
 
 def _private_rule(col: str, grid: NumericGrid, raw: np.ndarray, sums: np.ndarray, spec: DatasetSpec, *,

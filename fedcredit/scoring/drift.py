@@ -19,9 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from fedcredit.credit.features import MISSING, OTHER, FeatureTransform
+from fedcredit.credit.features import MISSING, OTHER, FeatureTransform, level_codes
 
 FLOOR = 1e-4
 STABLE, SHIFT = 0.10, 0.25
@@ -77,9 +76,10 @@ class DriftCounter:
                 continue
             if col in self.levels:
                 levels = self.levels[col]
-                series = pd.Series(features[col], dtype=object)
-                mapped = series.where(series.isin(levels), OTHER).where(series.notna(), MISSING if MISSING in levels else OTHER)
-                counts += pd.Categorical(mapped, categories=list(levels)).value_counts().to_numpy()[:len(levels)]
+                other = levels.index(OTHER) if OTHER in levels else len(levels) - 1
+                codes = level_codes(np.asarray(features[col], dtype=object), levels, other,
+                                    levels.index(MISSING) if MISSING in levels else other)
+                counts += np.bincount(codes, minlength=len(levels))
             else:
                 x = np.asarray(features[col], dtype=np.float64)
                 inner = np.asarray(self.features[col]["edges"])[1:-1]

@@ -32,7 +32,7 @@ from fedcredit.credit.columns import (
     respellings,
 )
 from fedcredit.credit.errors import InputError
-from fedcredit.credit.features import MISSING, OTHER
+from fedcredit.credit.features import MISSING, OTHER, level_codes
 from fedcredit.credit.reading import NA_MARKERS, check_headers
 from fedcredit.credit.schema import category_text
 
@@ -60,7 +60,7 @@ class Validator:
         self.required = self.numeric + self.categorical
         self._codes = {c: code_numbers(self.spec.missing.get(c, ())) for c in self.numeric}
         self._missing_text = {c: {category_text(v) for v in self.spec.missing.get(c, ())} for c in self.categorical}
-        self._known = {c: pd.Index([lvl for lvl in levels if lvl not in (OTHER, MISSING)], dtype=object)
+        self._known = {c: tuple(lvl for lvl in levels if lvl not in (OTHER, MISSING))
                        for c, levels in model.transform.categorical.items()}
 
     def columns(self, names: Sequence[str], *, source: str, key: str | None = None) -> list[str]:
@@ -165,7 +165,7 @@ class Validator:
                         rejects.append((int(i), col, f"{v!r} respells the declared code {respelled[v]!r}: write "
                                         "it exactly as declared"))
                     bad = bad | hit
-            mapped = present & (self._known[col].get_indexer(text) < 0)
+            mapped = level_codes(text, self._known[col], -1, 0) < 0      # present, and not a level the model knows
             if mapped.any():
                 unseen[mapped] = np.where(unseen[mapped] == "", col, unseen[mapped] + ";" + col)
                 masks[col] = mapped
