@@ -298,7 +298,7 @@ class FeatureTransform:
         for col, levels in self.categorical.items():
             other = levels.index(OTHER) if OTHER in levels else len(levels) - 1
             missing = levels.index(MISSING) if MISSING in levels else other
-            codes = level_codes(np.asarray(features[col], dtype=object), levels, other, missing)
+            codes = level_codes(features[col], levels, other, missing)
             out[rows, j + codes] = 1.0
             j += len(levels)
         return out
@@ -319,10 +319,19 @@ def _is_missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and value != value)
 
 
-def level_codes(values: np.ndarray, levels: tuple[str, ...], unknown: int, missing: int) -> np.ndarray:
+def level_codes(values: Any, levels: tuple[str, ...], unknown: int, missing: int) -> np.ndarray:
     """Each value's position in `levels` (exact text), `unknown` for any other value, `missing` for a
-    missing one (None or NaN); looked up once per distinct value."""
+    missing one (None or NaN); looked up once per distinct value. `values`: any array-like of text, or
+    a pandas Categorical (a Series of one) of text."""
     lookup = {lvl: i for i, lvl in enumerate(levels)}
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.array
+    if isinstance(values, pd.Categorical):
+        mapped = np.fromiter((lookup.get(c, unknown) for c in values.categories), dtype=np.int64,
+                             count=len(values.categories))
+        codes = np.asarray(values.codes, dtype=np.int64)
+        return np.where(codes >= 0, mapped[np.maximum(codes, 0)] if len(mapped) else unknown, missing)
+    values = np.asarray(values, dtype=object)
     if len(values) <= 64:
         return np.fromiter((missing if _is_missing(v) else lookup.get(v, unknown) for v in values),
                            dtype=np.int64, count=len(values))

@@ -14,9 +14,9 @@ applicant `b` (the training population's mean design row, `fedcredit.credit.refe
   attribution methods", ICLR). It is exact for a linear model and an approximation otherwise.
 
 Design columns are summed back to the applicant's columns (a one-hot block and a missing indicator
-belong to their column; for the logistic model the products w_j·x_j are taken in float32, like the
-design matrix, and summed in float64: about 1e-7 of a logit). The reason codes are the (at most) four columns with the largest positive
-contribution, largest first (comment 9(b)(2)-1: more than four is not likely to be helpful; FCRA
+belong to their column; for the logistic model the sums Σ w_j·x_j are one float32 matrix product, like
+the design matrix: about 1e-6 of a logit). The reason codes are the (at most) four columns with the
+largest positive contribution, largest first (comment 9(b)(2)-1: more than four is not likely to be helpful; FCRA
 § 615(a) asks for up to four key factors); a column whose contribution is ≤ 0 is never a reason.
 """
 
@@ -48,17 +48,15 @@ class Attribution:
             owner += [len(self.columns) - 1] * len(levels)
         self.groups = np.zeros((len(owner), len(self.columns)))
         self.groups[np.arange(len(owner)), owner] = 1.0
-        self.starts = np.flatnonzero(np.diff([-1, *owner]))   # each column's design block is contiguous
         if self.linear:
             self.weights = module.linear.weight.detach().double().numpy().ravel()
-            self.weights32 = self.weights.astype(np.float32)
-            self.offset = np.add.reduceat(self.weights * self.baseline, self.starts)
+            self.weighted_groups = (self.weights[:, None] * self.groups).astype(np.float32)
+            self.offset = (self.weights * self.baseline) @ self.groups
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """(n, columns) contributions to the logit, in `self.columns` order."""
-        if self.linear:   # Σ_d w_d·x_d per column (float32, as the design matrix), minus Σ_d w_d·b_d (float64)
-            return (np.add.reduceat(x * self.weights32, self.starts, axis=1, dtype=np.float64)
-                    - self.offset)
+        if self.linear:   # Σ_d w_d·x_d per column as one float32 product, minus Σ_d w_d·b_d (float64)
+            return (x @ self.weighted_groups).astype(np.float64) - self.offset
         delta = x.astype(np.float64) - self.baseline
         xt = torch.as_tensor(x, dtype=torch.float64).requires_grad_(True)
         self.module.eval()
@@ -68,15 +66,20 @@ class Attribution:
 
     def reasons(self, x: np.ndarray, k: int = MAX_REASONS) -> np.ndarray:
         """(n, k) column names, the largest positive contribution first; "" where fewer apply."""
+        codes = self.reason_codes(x, k)
+        names = np.asarray([*self.columns, ""], dtype=object)
+        return names[codes]                      # code -1: the last entry, ""
+
+    def reason_codes(self, x: np.ndarray, k: int = MAX_REASONS) -> np.ndarray:
+        """(n, k) positions in `self.columns`, the largest positive contribution first; -1 where fewer apply."""
         contrib = self.contributions(x)
         k = min(k, contrib.shape[1])
-        if k < contrib.shape[1]:     # the k largest, then those in order
-            part = np.argpartition(-contrib, k - 1, axis=1)[:, :k]
-            inner = np.argsort(-np.take_along_axis(contrib, part, axis=1), axis=1, kind="stable")
-            order = np.take_along_axis(part, inner, axis=1)
-        else:
-            order = np.argsort(-contrib, axis=1, kind="stable")
-        top = np.take_along_axis(contrib, order, axis=1)
-        names = np.asarray(self.columns, dtype=object)[order]
-        names[top <= 0] = ""
-        return names
+        rows = np.arange(len(contrib))
+        order = np.empty((len(contrib), k), dtype=np.int64)
+        top = np.empty((len(contrib), k))
+        for i in range(k):           # k ≤ 4 passes of argmax: the largest first, ties to the first column
+            order[:, i] = np.argmax(contrib, axis=1)
+            top[:, i] = contrib[rows, order[:, i]]
+            contrib[rows, order[:, i]] = -np.inf
+        order[top <= 0] = -1
+        return order

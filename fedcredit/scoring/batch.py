@@ -127,6 +127,8 @@ class _Writer:
 
     def write(self, frame: pd.DataFrame) -> None:
         if self.kind == "parquet":
+            if self.parquet is None and not len(frame):    # the column types come from the first rows
+                return
             table = pa.Table.from_pandas(frame, schema=self.schema, preserve_index=False)
             if self.parquet is None:
                 self.schema = table.schema
@@ -139,8 +141,9 @@ class _Writer:
 
     def close(self, empty: pd.DataFrame) -> None:
         if self.kind == "parquet":
-            if self.parquet is None:
-                self.write(empty)
+            if self.parquet is None:                     # no row scored: the columns, no rows
+                self.schema = pa.Table.from_pandas(empty, preserve_index=False).schema
+                self.parquet = pq.ParquetWriter(self.f, self.schema)
             self.parquet.close()
         elif self.header:                       # nothing written yet: the header alone
             self.write(empty)
@@ -220,8 +223,8 @@ def score_file(scorer: Scorer, input: str | Path, output: str | Path, *, key: st
                 frame["decision"] = scored.decision
                 declined = int(np.count_nonzero(scored.pd >= scorer.options.cutoff))
                 decisions.update({"decline": declined, "approve": len(scored.pd) - declined})
-            for j in range(scored.reasons.shape[1]):
-                frame[f"reason_{j + 1}"] = scored.reasons[:, j]
+            for j in range(scored.reason_codes.shape[1]):     # categorical: a dictionary column in Parquet
+                frame[f"reason_{j + 1}"] = pd.Categorical.from_codes(scored.reason_codes[:, j], scored.columns)
             frame["unseen_levels"] = checked.unseen
             writer.write(pd.DataFrame(frame, columns=columns))
             drift.add(checked.features, scored.logit)

@@ -77,7 +77,7 @@ class DriftCounter:
             if col in self.levels:
                 levels = self.levels[col]
                 other = levels.index(OTHER) if OTHER in levels else len(levels) - 1
-                codes = level_codes(np.asarray(features[col], dtype=object), levels, other,
+                codes = level_codes(features[col], levels, other,
                                     levels.index(MISSING) if MISSING in levels else other)
                 counts += np.bincount(codes, minlength=len(levels))
             else:

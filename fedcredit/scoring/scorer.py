@@ -85,7 +85,13 @@ class Scored:
     logit: np.ndarray
     points: np.ndarray | None
     decision: np.ndarray | None
-    reasons: np.ndarray          # (n, k) column names ("" = none)
+    reason_codes: np.ndarray     # (n, k) positions in `columns` (-1 = none)
+    columns: list[str]           # the columns reason codes name
+
+    @property
+    def reasons(self) -> np.ndarray:
+        """(n, k) column names ("" = none)."""
+        return np.asarray([*self.columns, ""], dtype=object)[self.reason_codes]
 
 
 class Scorer:
@@ -120,9 +126,9 @@ class Scorer:
         points = opts.scaling.points(p) if opts.scaling else None
         decision = (np.where(p >= opts.cutoff, "decline", "approve").astype(object)
                     if opts.cutoff is not None else None)
-        reasons = (self.attribution.reasons(x, opts.reasons) if opts.reasons and len(x)
-                   else np.empty((len(x), 0), dtype=object))
-        return Scored(checked, p, logit, points, decision, reasons)
+        codes = (self.attribution.reason_codes(x, opts.reasons) if opts.reasons and len(x)
+                 else np.empty((len(x), opts.reasons), dtype=np.int64))
+        return Scored(checked, p, logit, points, decision, codes, self.attribution.columns)
 
     def describe(self) -> dict[str, Any]:
         """What a result holds, for `GET /model` and the batch report."""

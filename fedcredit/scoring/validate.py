@@ -104,9 +104,20 @@ class Validator:
                 rejects.append((int(i), col, reason))
             bad |= wrong | infinite
             typed[col] = arr
-        texts = {col: categorical_column(frame[col], self.spec.missing.get(col, ())).to_numpy(dtype=object)
-                 for col in self.categorical}
+        texts = {col: self._categorical(frame[col], col) for col in self.categorical}
         return self._finish(typed, texts, bad, rejects)
+
+    def _categorical(self, raw: pd.Series, col: str) -> pd.Categorical:
+        """`categorical_column` (the reading rule), applied once per distinct cell, as a Categorical
+        of the resulting texts (a chunk of a credit file repeats few codes)."""
+        codes = self.spec.missing.get(col, ())
+        if not (ptypes.is_string_dtype(raw) or (ptypes.is_numeric_dtype(raw) and not ptypes.is_bool_dtype(raw))):
+            return pd.Categorical(categorical_column(raw, codes).to_numpy(dtype=object))
+        cells, uniques = pd.factorize(raw, use_na_sentinel=False)
+        texts = categorical_column(pd.Series(uniques), codes).to_numpy(dtype=object)
+        tcodes, categories = pd.factorize(texts, use_na_sentinel=True)
+        return pd.Categorical.from_codes(tcodes[cells] if len(tcodes) else cells,
+                                         categories=pd.Index(categories, dtype=object))
 
     def check_records(self, records: Sequence[Mapping[str, Any]]) -> Checked | None:
         """The same checks for applicants given as JSON values, without pandas (a request of a few
@@ -154,14 +165,21 @@ class Validator:
         masks: dict[str, np.ndarray] = {}
         unseen = np.full(n, "", dtype=object)
         for col, text in texts.items():
-            present = pd.notna(text)
+            if isinstance(text, pd.Categorical):     # a file's chunk: the distinct texts and a code per row
+                distinct = np.asarray(text.categories, dtype=object)
+                row_codes = np.asarray(text.codes)
+            else:                                    # a request's few applicants
+                present = pd.notna(text)
+                distinct = np.asarray(sorted(set(text[present])), dtype=object)
+                where = {v: i for i, v in enumerate(distinct)}
+                row_codes = np.array([where[v] if ok else -1 for v, ok in zip(text, present)], dtype=np.int64)
             declared = self.spec.levels.get(col)
             if declared:
-                respelled = respellings(set(text[present]), declared)
+                respelled = respellings(distinct, declared)
                 if respelled:
-                    hit = np.array([v in respelled for v in text], dtype=bool) & present
+                    hit = np.isin(row_codes, [i for i, v in enumerate(distinct) if v in respelled])
                     for i in np.flatnonzero(hit):
-                        v = text[i]
+                        v = distinct[row_codes[i]]
                         rejects.append((int(i), col, f"{v!r} respells the declared code {respelled[v]!r}: write "
                                         "it exactly as declared"))
                     bad = bad | hit
@@ -172,7 +190,7 @@ class Validator:
             typed[col] = text
         keep = np.flatnonzero(~bad)
         if bad.any():
-            typed = {c: np.asarray(v)[keep] for c, v in typed.items()}
+            typed = {c: v[keep] for c, v in typed.items()}
         for col, mapped in masks.items():
             if mapped[keep].any():
                 other[col] += int(mapped[keep].sum())

@@ -148,3 +148,19 @@ def test_psi_is_small_for_the_training_population_and_large_after_a_shift(model_
     assert moved["score"]["psi"] > 0.25 and moved["score"]["reading"] == "major shift"
     assert all(v["psi"] < 0.1 for v in same["features"].values())
     assert moved["features"]["age"]["psi"] > 0.25 and moved["features"]["housing"]["psi"] < 0.1
+
+
+def test_a_first_chunk_of_only_bad_rows_and_an_all_bad_file(model_path: Path, tmp_path: Path) -> None:
+    scorer = Scorer(ScoringModel.load(model_path))
+    frame = make_partner_frame(300, 13).astype({"age": str})     # Parquet text: "40.0", …
+    frame.loc[:99, "age"] = "x"                   # the whole first chunk is rejected
+    frame.to_parquet(tmp_path / "in.parquet")
+    result = score_file(scorer, tmp_path / "in.parquet", tmp_path / "out.parquet", chunk_rows=100)
+    scores = pd.read_parquet(tmp_path / "out.parquet")
+    assert result.rejected == 100 and scores["row"].tolist() == list(range(101, 301))
+    assert set(scores["reason_1"].dropna()) <= {"age", "income", "late", "housing"}
+    frame.loc[:, "age"] = "x"
+    frame.to_parquet(tmp_path / "all-bad.parquet")
+    result = score_file(scorer, tmp_path / "all-bad.parquet", tmp_path / "none.parquet", chunk_rows=100)
+    none = pd.read_parquet(tmp_path / "none.parquet")
+    assert result.scored == 0 and result.rejected == 300 and len(none) == 0 and "pd" in none.columns
