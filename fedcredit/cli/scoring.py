@@ -63,9 +63,9 @@ def _score(args: argparse.Namespace) -> int:
     drift = result.drift
     score = drift.get("score", {})
     if score.get("psi") is not None or drift.get("features"):
-        noised = " (reference noised under DP)" if drift.get("noised") else ""
-        print(f"drift (PSI vs the training populations{noised}): score {_psi(score.get('psi'))} "
-              f"{score.get('reading', '')}")
+        noised = ", references noised under DP" if drift.get("noised") else ""
+        print(f"drift, PSI against the training populations{noised} (< 0.10 stable, > 0.25 a major shift): "
+              f"score {_psi(score.get('psi'))} {score.get('reading', '')}")
         moved = sorted(((v["psi"], c) for c, v in drift["features"].items() if v["psi"] is not None), reverse=True)
         if moved:
             print("  columns: " + ", ".join(f"{c} {_psi(p)}" for p, c in moved[:8])

@@ -19,7 +19,7 @@ def test_score_prints_a_summary_and_writes_the_report(model_path: Path, tmp_path
                          "--cutoff", "0.25", "--points", "600:50:20", "--report", tmp_path / "report.json")
     assert code == 0, err
     assert "scored 1,999 of 2,000 rows" in out and "rejected 1 row(s)" in out and "s.rejects.csv" in out
-    assert "drift (PSI vs the training populations): score" in out
+    assert "drift, PSI against the training populations (< 0.10 stable, > 0.25 a major shift): score" in out
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["rejected"] == 1 and report["drift"]["score"]["psi"] is not None
     scores = pd.read_parquet(tmp_path / "s.parquet")
