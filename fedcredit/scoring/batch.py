@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import queue
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -102,6 +105,50 @@ def open_input(path: Path, *, vault: VaultAccess | None, sep: str | None = None,
         frame = read_table_bytes(plaintext, source=str(path), sep=sep, decimal=decimal)
         return chunk_frame(frame, chunk_rows)
     return iter_table(path, source=str(path), sep=sep, decimal=decimal, chunk_rows=chunk_rows)
+
+
+def _prefetched(chunks: Iterator[pd.DataFrame], depth: int = 2) -> Iterator[pd.DataFrame]:
+    """The chunks, the next one read in a thread while this one is scored (pyarrow and the CSV parser
+    release the GIL). An error while reading is raised here; stopping early stops the reader."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for chunk in chunks:
+                if not put(chunk):
+                    return
+            put(done)
+        except BaseException as exc:        # handed to the scoring thread, which raises it
+            put(exc)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    reader = threading.Thread(target=read, name="fedcredit-score-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=10)
 
 
 def guess_key(columns: list[str], used: tuple[str, ...]) -> str | None:
@@ -199,7 +246,7 @@ def score_file(scorer: Scorer, input: str | Path, output: str | Path, *, key: st
 
     def write_all(f: IO[bytes]) -> None:
         writer = _Writer(f, out.name)
-        for chunk in table.chunks:
+        for chunk in _prefetched(table.chunks):
             offset = counts["rows"]
             scored = scorer.score(chunk, source=str(src), decimal=chunk.attrs.get("decimal", table.decimal))
             checked = scored.checked

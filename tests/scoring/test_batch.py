@@ -164,3 +164,19 @@ def test_a_first_chunk_of_only_bad_rows_and_an_all_bad_file(model_path: Path, tm
     result = score_file(scorer, tmp_path / "all-bad.parquet", tmp_path / "none.parquet", chunk_rows=100)
     none = pd.read_parquet(tmp_path / "none.parquet")
     assert result.scored == 0 and result.rejected == 300 and len(none) == 0 and "pd" in none.columns
+
+
+def test_a_read_error_in_a_later_chunk_is_one_error_and_stops_the_reader(model_path: Path, tmp_path: Path) -> None:
+    import threading
+
+    scorer = Scorer(ScoringModel.load(model_path))
+    lines = make_partner_frame(300, 14).to_csv(index=False).splitlines()
+    lines[251] += ",1,2"                          # a row with more cells than the header, in the third chunk
+    (tmp_path / "in.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="in.csv: .*(cells|split into columns)"):
+        score_file(scorer, tmp_path / "in.csv", tmp_path / "out.csv", chunk_rows=100)
+    make_partner_frame(300, 14).astype({"age": object}).assign(age="x").to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(InputError, match="row 1: non-numeric value 'x'"):
+        score_file(scorer, tmp_path / "bad.csv", tmp_path / "out.csv", chunk_rows=100, strict=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "in.csv"]
+    assert not [t for t in threading.enumerate() if t.name == "fedcredit-score-reader"]
