@@ -11,6 +11,7 @@ from fedcredit.cli.deploy import register as register_deploy
 from fedcredit.cli.privacy import register as register_privacy
 from fedcredit.cli.progress import ProgressView
 from fedcredit.cli.protection import register as register_security
+from fedcredit.cli.scoring import register as register_scoring
 from fedcredit.credit.errors import FederationError, InputError
 
 
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_privacy(sub)
     register_security(sub)
     register_deploy(sub)
+    register_scoring(sub)
     return parser
 
 

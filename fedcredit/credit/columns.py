@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,8 +103,8 @@ class ColumnProblem:
     def describe(self, decimal: str) -> str:
         if self.dates:
             return f"holds dates ({self.rows} row(s) such as {self.example!r}), not numbers: {DERIVE_DATE}"
-        return (f"non-numeric value {self.example!r} in a numeric column ({self.rows} row(s)): "
-                f"{_fix_hint(self.example, decimal)}")
+        rows = f" ({self.rows} row(s))" if self.rows != 1 else ""
+        return f"non-numeric value {self.example!r} in a numeric column{rows}: {_fix_hint(self.example, decimal)}"
 
 
 def _fix_hint(example: str, decimal: str) -> str:
@@ -167,18 +167,47 @@ def numeric_column(raw: pd.Series, codes: tuple[Any, ...], *, column: str,
         present = raw.dropna()
         example = _date_text(present.iloc[0]) if len(present) else ""
         return raw, ColumnProblem(column, len(present), example, True)
-    nums = code_numbers(codes)
-    if ptypes.is_numeric_dtype(raw) or ptypes.is_bool_dtype(raw):
-        values = pd.Series(raw.to_numpy(dtype="float64", na_value=np.nan), index=raw.index)
-        return values.mask(values.isin(nums)), None
-    text = as_text(raw)
-    values = numbers_in(text, decimal)
-    is_code = text.isin({category_text(c) for c in codes}) | values.isin(nums)
-    unparsed = text[text.notna() & values.isna() & ~is_code]
+    values, unparsed = numeric_cells(raw, codes, decimal=decimal)
+    unparsed = unparsed.dropna()
     if len(unparsed):
         dates = bool(unparsed.str.fullmatch(_DATE.pattern).all())
         return values, ColumnProblem(column, len(unparsed), str(unparsed.iloc[0]), dates)
-    return values.mask(is_code), None
+    return values, None
+
+
+def numeric_cells(raw: pd.Series, codes: tuple[Any, ...], *, decimal: str = ".") -> tuple[pd.Series, pd.Series]:
+    """Cell by cell: (float64 values with missing codes masked, NaN where missing or not a number;
+    the text of each cell that is not a number, NaN elsewhere). Dates are not checked here."""
+    nums = code_numbers(codes)
+    if ptypes.is_numeric_dtype(raw) or ptypes.is_bool_dtype(raw):
+        values = pd.Series(raw.to_numpy(dtype="float64", na_value=np.nan), index=raw.index)
+        return values.mask(values.isin(nums)), pd.Series(np.nan, index=raw.index, dtype=object)
+
+    def rule(cells: pd.Series) -> tuple[pd.Series, pd.Series]:
+        text = as_text(cells)
+        values = numbers_in(text, decimal)
+        is_code = text.isin({category_text(c) for c in codes}) | values.isin(nums)
+        return values.mask(is_code), text.where(text.notna() & values.isna() & ~is_code).astype(object)
+    values, unparsed = per_distinct(raw, rule)
+    return values.astype("float64"), unparsed
+
+
+def per_distinct(raw: pd.Series, rule: Callable[[pd.Series], tuple[pd.Series, ...]]) -> tuple[pd.Series, ...]:
+    """`rule(raw)` for an elementwise rule, computed once per distinct cell (a credit column repeats
+    few values: '0', 'rent', '-1' …) when the column is text or numbers; the same result."""
+    if not (ptypes.is_string_dtype(raw) or (ptypes.is_numeric_dtype(raw) and not ptypes.is_bool_dtype(raw))):
+        return rule(raw)
+    codes, uniques = pd.factorize(raw, use_na_sentinel=False)
+    if len(uniques) * 4 > len(raw):       # mostly distinct: nothing to gain
+        return rule(raw)
+    results = rule(pd.Series(uniques))
+    return tuple(pd.Series(r.to_numpy(dtype=r.dtype if r.dtype == np.float64 else object)[codes], index=raw.index,
+                           dtype=r.dtype if r.dtype == np.float64 else object) for r in results)
+
+
+def is_date(text: str) -> bool:
+    """A cell written as a date (2015-03-01, 01/03/2015, 1-Mar-2015 …)."""
+    return bool(_DATE.fullmatch(text.strip()))
 
 
 def refuse_numeric(problems: list[ColumnProblem], *, source: str, decimal: str) -> None:
@@ -197,14 +226,16 @@ def refuse_numeric(problems: list[ColumnProblem], *, source: str, decimal: str) 
 
 def categorical_column(raw: pd.Series, codes: tuple[Any, ...]) -> pd.Series:
     """A declared categorical column as its exact (stripped) text, declared missing codes masked."""
-    text = as_text(raw)
-    return text.mask(text.isin({category_text(c) for c in codes})).astype(object)
+    def rule(cells: pd.Series) -> tuple[pd.Series]:
+        text = as_text(cells)
+        return (text.mask(text.isin({category_text(c) for c in codes})).astype(object),)
+    return per_distinct(raw, rule)[0]
 
 
 def check_spellings(text: pd.Series, declared: tuple[str, ...], *, column: str, source: str) -> None:
     """Refuse a value that is a respelling of a declared code ('1' for '01', 'a' for 'A')."""
     present = sorted(set(text.dropna().unique()))
-    respelled = {v: d for v in present if v not in declared for d in declared if same_code(v, d)}
+    respelled = respellings(present, declared)
     if not respelled:
         return
     pairs = ", ".join(f"{v!r} for {d!r}" for v, d in respelled.items())
@@ -212,6 +243,11 @@ def check_spellings(text: pd.Series, declared: tuple[str, ...], *, column: str, 
     raise InputError(f"spells declared codes differently: {pairs} (the file has {shown}; [dataset].levels "
                      f"declares {list(declared)}): write the codes exactly as declared, or declare the file's "
                      f"spelling; otherwise these rows would count as {OTHER}", source=source, field=column)
+
+
+def respellings(values: Iterable[str], declared: tuple[str, ...]) -> dict[str, str]:
+    """Each value that respells a declared code (not declared itself) → the code it respells."""
+    return {v: d for v in values if v not in declared for d in declared if same_code(v, d)}
 
 
 def label_codes(raw: pd.Series) -> pd.Series:

@@ -275,25 +275,33 @@ class FeatureTransform:
     def n_features(self) -> int:
         return len(self.feature_names)
 
-    def transform(self, features: pd.DataFrame) -> np.ndarray:
-        """Rows (n, columns) → float32 design matrix (n, n_features), in `feature_names` order."""
-        blocks: list[np.ndarray] = []
+    def transform(self, features: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """Rows (n, columns) → float32 design matrix (n, n_features), in `feature_names` order.
+
+        `features` is a DataFrame or any mapping of column → array-like (numeric columns as float,
+        NaN missing; categorical as text, NaN/None missing). A level not among the kept ones is
+        OTHER; a missing value is MISSING when that level is kept, else OTHER."""
+        n = len(features) if isinstance(features, pd.DataFrame) else None
+        if n is None:
+            first = next(iter({**self.numeric, **self.categorical}), None)
+            n = len(features[first]) if first is not None else 0
+        out = np.zeros((n, self.n_features), dtype=np.float32)
+        rows = np.arange(n)
+        j = 0
         for col, rule in self.numeric.items():
-            x = features[col].to_numpy(dtype=np.float64)
-            blocks.append(rule.apply(x)[:, None])
+            x = np.asarray(features[col], dtype=np.float64)
+            out[:, j] = rule.apply(x)                 # computed in float64, stored as float32
+            j += 1
             if rule.indicator:
-                blocks.append(np.isnan(x).astype(np.float64)[:, None])
+                out[:, j] = np.isnan(x)
+                j += 1
         for col, levels in self.categorical.items():
-            series = features[col]
-            known = pd.Categorical(series.where(series.isin(levels), OTHER)
-                                   .where(series.notna(), MISSING if MISSING in levels else OTHER),
-                                   categories=list(levels))
-            onehot = np.zeros((len(series), len(levels)))
-            onehot[np.arange(len(series)), known.codes] = 1.0
-            blocks.append(onehot)
-        if not blocks:
-            return np.zeros((len(features), 0), dtype=np.float32)
-        return np.hstack(blocks).astype(np.float32)
+            other = levels.index(OTHER) if OTHER in levels else len(levels) - 1
+            missing = levels.index(MISSING) if MISSING in levels else other
+            codes = level_codes(features[col], levels, other, missing)
+            out[rows, j + codes] = 1.0
+            j += len(levels)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"numeric": {c: vars(r).copy() for c, r in self.numeric.items()},
@@ -305,6 +313,31 @@ class FeatureTransform:
         return cls(numeric={c: NumericRule(**r) for c, r in raw["numeric"].items()},
                    categorical={c: tuple(v) for c, v in raw["categorical"].items()},
                    dropped=dict(raw.get("dropped", {})))
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def level_codes(values: Any, levels: tuple[str, ...], unknown: int, missing: int) -> np.ndarray:
+    """Each value's position in `levels` (exact text), `unknown` for any other value, `missing` for a
+    missing one (None or NaN); looked up once per distinct value. `values`: any array-like of text, or
+    a pandas Categorical (a Series of one) of text."""
+    lookup = {lvl: i for i, lvl in enumerate(levels)}
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.array
+    if isinstance(values, pd.Categorical):
+        mapped = np.fromiter((lookup.get(c, unknown) for c in values.categories), dtype=np.int64,
+                             count=len(values.categories))
+        codes = np.asarray(values.codes, dtype=np.int64)
+        return np.where(codes >= 0, mapped[np.maximum(codes, 0)] if len(mapped) else unknown, missing)
+    values = np.asarray(values, dtype=object)
+    if len(values) <= 64:
+        return np.fromiter((missing if _is_missing(v) else lookup.get(v, unknown) for v in values),
+                           dtype=np.int64, count=len(values))
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    mapped = np.fromiter((lookup.get(u, unknown) for u in uniques), dtype=np.int64, count=len(uniques))
+    return np.where(codes >= 0, mapped[np.maximum(codes, 0)], missing) if len(uniques) else np.full(len(values), missing)
 
 
 def _private_rule(col: str, grid: NumericGrid, raw: np.ndarray, sums: np.ndarray, spec: DatasetSpec, *,

@@ -110,9 +110,10 @@ def _named_trainable(model: nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
 
 @torch.no_grad()
 def predict_proba(model: nn.Module, x: np.ndarray, *, batch_size: int = 65536) -> np.ndarray:
-    """P(bad) for every row of a design matrix."""
+    """P(bad) for every row of a design matrix, in the model's own precision (float32, or float64)."""
     model.eval()
-    out = [torch.sigmoid(model(torch.as_tensor(x[i:i + batch_size], dtype=torch.float32))).numpy()
+    dtype = next(model.parameters()).dtype
+    out = [torch.sigmoid(model(torch.as_tensor(x[i:i + batch_size], dtype=dtype))).numpy()
            for i in range(0, len(x), batch_size)]
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 

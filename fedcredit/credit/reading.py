@@ -13,9 +13,10 @@ import gzip
 import io
 import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 import pandas as pd
 import pyarrow as pa
@@ -105,6 +106,164 @@ def _describe_clash(name: str, raw: list[str], idx: list[int]) -> str:
     both = "both" if len(cols) == 2 else "all"
     trimmed = " after trimming spaces" if len(set(raw)) > 1 else ""
     return f"columns {listed} are {both} '{name}'{trimmed}"
+
+
+# ---- streaming: the same rules, a chunk of rows at a time ------------------------------
+
+@dataclass
+class TableChunks:
+    """A table read in chunks: its (checked) column names, its row count (`exact` False: an estimate
+    from the file's line count, for progress only), the CSV decimal mark, and the chunks themselves,
+    each a frame as `read_table` would return that slice of rows."""
+
+    columns: list[str]
+    rows: int
+    decimal: str
+    chunks: Iterator[pd.DataFrame]
+    exact: bool = True
+
+
+def iter_table(path: str | Path, *, source: str | None = None, sep: str | None = None,
+               decimal: str | None = None, chunk_rows: int = 65536) -> TableChunks:
+    """`read_table` for files too large to hold twice: CSV / CSV.gz / Parquet read `chunk_rows` rows
+    at a time, with the same checks (headers, dialect sniffing, NA markers, stripped text)."""
+    path = Path(path)
+    where = source or str(path)
+    if not path.is_file():
+        raise InputError("data file not found", source=where)
+    name = path.name.lower()
+    if not name.endswith((".parquet", ".pq", *CSV_SUFFIXES)):
+        raise InputError(f"unsupported file type; use one of {list(SUFFIXES)}", source=where)
+    if path.stat().st_size == 0:
+        raise InputError("the file is empty", source=where)
+    with open(path, "rb") as f:
+        parquet = f.read(4) == b"PAR1"        # by content, as read_table_bytes does
+    if parquet or name.endswith((".parquet", ".pq")):
+        return _iter_parquet(path, source=where, chunk_rows=chunk_rows)
+    return _iter_csv(path, source=where, sep=sep, decimal=decimal, chunk_rows=chunk_rows)
+
+
+def chunk_frame(frame: pd.DataFrame, chunk_rows: int = 65536) -> TableChunks:
+    """A frame already in memory (e.g. a decrypted vault) as chunks."""
+    def chunks() -> Iterator[pd.DataFrame]:
+        for start in range(0, len(frame), chunk_rows):
+            part = frame.iloc[start:start + chunk_rows].reset_index(drop=True)
+            part.attrs.update(frame.attrs)
+            yield part
+    return TableChunks(list(frame.columns), len(frame), frame.attrs.get("decimal", "."), chunks())
+
+
+def _iter_parquet(path: Path, *, source: str, chunk_rows: int) -> TableChunks:
+    try:
+        handle = pq.ParquetFile(path)
+        names = check_headers(handle.schema_arrow.names, source=source)
+        rows = handle.metadata.num_rows
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"cannot be read as Parquet: {exc}", source=source) from exc
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        try:
+            for batch in handle.iter_batches(batch_size=chunk_rows):
+                frame = batch.to_pandas()
+                frame.columns = names
+                yield frame
+        except Exception as exc:
+            raise InputError(f"cannot be read as Parquet: {exc}", source=source) from exc
+    return TableChunks(names, rows, ".", chunks())
+
+
+def _open_stream(path: Path) -> IO[bytes]:
+    """The file's bytes, gunzipped when it is gzip (the stream owns the file)."""
+    with open(path, "rb") as raw:
+        gz = raw.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gz else open(path, "rb")
+
+
+def _head(path: Path, source: str) -> bytes:
+    """The first SNIFF_BYTES of the (gunzipped) file."""
+    try:
+        with _open_stream(path) as stream:
+            return stream.read(SNIFF_BYTES)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"is not a valid gzip file: {exc}", source=source) from exc
+
+
+def _count_lines(path: Path) -> int:
+    """Newlines in the (gunzipped) file: the row count for progress (a quoted newline counts too)."""
+    n = 0
+    try:
+        with _open_stream(path) as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                n += block.count(b"\n")
+    except (OSError, EOFError, zlib.error):
+        pass
+    return n
+
+
+def _iter_csv(path: Path, *, source: str, sep: str | None, decimal: str | None, chunk_rows: int) -> TableChunks:
+    head = _head(path, source)
+    handle = _open_stream(path)
+    try:
+        if not head.strip():
+            raise InputError("the file is empty", source=source)
+        if head[:4] == b"PK\x03\x04":
+            raise InputError("is a zip archive (an Excel workbook?), not CSV text: export the sheet as CSV",
+                             source=source)
+        body, excel_sep = _strip_excel_sep_line(head)
+        sep = sep or excel_sep
+        text = body.decode("utf-8-sig", errors="replace")
+        dialect = sniff_dialect(text, complete=len(head) < SNIFF_BYTES, sep=sep, decimal=decimal, source=source)
+        reader = _csv_call(lambda: pd.read_csv(handle, sep=dialect.sep, header=None, dtype=str, keep_default_na=False,
+                                               encoding="utf-8-sig", skip_blank_lines=True, chunksize=chunk_rows,
+                                               skiprows=1 if excel_sep else None), source, dialect.sep)
+        first = _csv_chunk(reader, source, dialect.sep)
+    except BaseException:
+        handle.close()
+        raise
+    if first is None:
+        handle.close()
+        raise InputError("the file is empty", source=source)
+    names = check_headers(first.iloc[0].tolist(), source=source)
+
+    def frame_of(raw: pd.DataFrame) -> pd.DataFrame:
+        raw = raw.reset_index(drop=True)
+        if raw.shape[1] != len(names):
+            raise InputError(f"a line has {raw.shape[1]} cells where the header has {len(names)}: check for "
+                             f"unquoted separators inside values (sep {sep_name(dialect.sep)})", source=source)
+        frame = pd.DataFrame({n: clean_text(raw.iloc[:, i]) for i, n in enumerate(names)})
+        frame.attrs["decimal"] = dialect.decimal
+        return frame
+
+    def chunks() -> Iterator[pd.DataFrame]:
+        try:
+            if len(first) > 1:
+                yield frame_of(first.iloc[1:])
+            while (raw := _csv_chunk(reader, source, dialect.sep)) is not None:
+                yield frame_of(raw)
+        finally:
+            handle.close()
+    return TableChunks(names, max(_count_lines(path) - 1, 0), dialect.decimal, chunks(), exact=False)
+
+
+def _csv_chunk(reader: Iterator[pd.DataFrame], source: str, sep: str) -> pd.DataFrame | None:
+    return _csv_call(lambda: next(reader, None), source, sep)
+
+
+def _csv_call(call: Callable[[], Any], source: str, sep: str) -> Any:
+    """`call()` with the parser's errors as one InputError each (None for no data)."""
+    try:
+        return call()
+    except UnicodeDecodeError as exc:
+        raise InputError("is not UTF-8 text: export the table as UTF-8 CSV", source=source) from exc
+    except pd.errors.EmptyDataError:
+        return None
+    except pd.errors.ParserError as exc:
+        raise InputError(f"cannot be split into columns with sep {sep_name(sep)}: {str(exc).strip()}; "
+                         "check for unquoted separators inside values, or set the separator", source=source) from exc
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"cannot be read: {exc}", source=source) from exc
 
 
 # ---- Parquet ----------------------------------------------------------------------

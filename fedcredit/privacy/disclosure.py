@@ -6,7 +6,10 @@ Every field a partner sends reaches the coordinator (the SuperLink operator, who
 ServerApp). Under SecAgg+ only the model update is masked: the coordinator learns the weighted
 sum of all partners' updates, while reports, counts and evaluation histograms travel in clear
 beside it. The other partners receive only what the coordinator sends back: the global model,
-the shared transform fitted from everyone's statistics, and every partner's FedAvg weight.
+the shared transform fitted from everyone's statistics, and every partner's FedAvg weight; and, to
+score applicants, the run's model artefact (`model.pt`), which also keeps for drift the statistics
+and the final model's evaluation histograms summed over every partner (`fedcredit.credit.reference`:
+counts already released, noised under DP; no partner's own).
 
 `statement()` gives the rows; `markdown()` renders them for the deployment guide (a test keeps
 the guide's copy equal to it) and the privacy report embeds the rows.
@@ -18,13 +21,19 @@ import fnmatch
 
 from fedcredit.privacy.inventory import INVENTORY, NOISED, WITHHELD
 
+_FINAL_SUM = ("only the final model's, summed over every partner and both labels on the coarse score grid, in "
+              "the model artefact's drift reference; never a partner's own")
 # Which fields reach the other partners, and in what form (everything else reaches no partner).
 _TO_PARTNERS = (
     ("report.partner", "yes: the names key the FedAvg weights every partner receives"),
     ("arrays.*", "only inside the global model (the weighted mean of every partner's update)"),
     ("metrics.num-examples", "yes: every partner's FedAvg weight is in the task each partner receives"),
     ("report.rows_train", "yes: as that FedAvg weight"),
-    ("report.stats.*", "only inside the shared transform fitted from every partner's statistics"),
+    ("report.stats.*", "only inside the shared transform fitted from every partner's statistics, and summed over "
+                       "every partner (at most 10 bins a column, level counts) in the model artefact's drift "
+                       "references"),
+    ("report.evaluation.bad", _FINAL_SUM),
+    ("report.evaluation.good", _FINAL_SUM),
 )
 _SECURE = ("arrays.*",)          # masked by SecAgg+: the coordinator sees only the sum
 _SUM = "only the weighted sum with the other partners' updates"

@@ -9,6 +9,7 @@ written, the data is not returned.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 from fedcredit.credit.errors import InputError
 from fedcredit.protection.audit import AuditLog
 from fedcredit.protection.keys import KeySource
-from fedcredit.protection.vault import VaultError, decrypt_bytes, inspect
+from fedcredit.protection.vault import VaultError, decrypt_bytes, inspect, is_vault
 
 DEFAULT_PURPOSES = frozenset({"train", "evaluate", "stats"})
 
@@ -85,6 +86,19 @@ def _checked(path: Path, *, purpose: str, policy: AccessPolicy, audit: AuditLog 
         raise AccessDenied(f"purpose {purpose!r} is not allowed by {partner}'s access policy (allowed: "
                            f"{', '.join(sorted(policy.purposes))})", source=str(path))
     return event
+
+
+def dataset_fingerprint(path: str | Path) -> str:
+    """The fingerprint a partner's ledger uses for its dataset: SHA-256 of the plaintext (a vault's
+    header holds it, no key needed), hex."""
+    path = Path(path)
+    if is_vault(path):
+        return inspect(path).fingerprint
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _fingerprint(path: Path) -> str:

@@ -25,9 +25,11 @@ def test_secure_aggregation_hides_only_the_update() -> None:
     rows = {r["field"]: r for r in statement()}
     assert rows["arrays.*"]["secagg"].startswith("only the weighted sum")
     assert all(r["secagg"].startswith("same") for f, r in rows.items() if f != "arrays.*")
-    # what other partners see: the model, the shared transform, the FedAvg weights; never an evaluation
+    # what other partners see: the model, the shared transform, the FedAvg weights; never a partner's own
+    # evaluation (the model artefact keeps the final model's, summed over every partner, for drift)
     assert rows["report.rows_train"]["other_partners"].startswith("yes")
-    assert rows["report.evaluation.bad"]["other_partners"] == "no"
+    assert rows["report.evaluation.bad"]["other_partners"].startswith("only the final model's, summed over every")
+    assert rows["report.evaluation.bins"]["other_partners"] == "no"
 
 
 def test_the_guide_carries_the_generated_statement() -> None:

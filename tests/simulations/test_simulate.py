@@ -76,6 +76,17 @@ def test_three_partner_simulation_writes_a_complete_run(three_partners: Path, tm
     assert summary["federated"]["auc"] == pytest.approx(pooled_auc, abs=1e-3)
     assert summary["federated"]["auc"] > 0.7
 
+    # the artefact says where it comes from (scoring: fedcredit model inspect, drift)
+    assert summary["model_id"] == model.id and model.sealed
+    meta = model.metadata
+    assert meta["run"] == summary["run"] and meta["scenario"] == summary["scenario"] and meta["rounds"] == 3
+    assert [p["name"] for p in meta["partners"]] == ["bank-a", "insurer-b", "platform-c"]
+    assert all(len(p["dataset"]) == 64 for p in meta["partners"])          # a simulation knows the fingerprints
+    assert meta["privacy"].startswith("no differential privacy")
+    ref = meta["reference"]
+    assert sum(ref["score"]["counts"]) == pytest.approx(sum(len(x) for x in labels))   # the final evaluation
+    assert set(ref["features"]) == set(model.transform.numeric) | set(model.transform.categorical)
+
 
 def test_cli_stops_bad_input_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     frames = {"bank-a": make_partner_frame(600, 1), "insurer-b": make_partner_frame(600, 2).rename(
