@@ -83,10 +83,29 @@ def feature_reference(plan: ColumnPlan | None, ranges: RangeStats, bins: BinStat
     return out
 
 
+MIN_EXACT_PARTNERS = 3   # below this, a pooled EXACT count tells a partner the others' (subtract its own)
+
+
+def withheld_because(contributors: int, exact: list[str]) -> str | None:
+    """Why the reference must not travel with the model to the partners, or None.
+
+    Every partner receives the artefact. A pooled count minus a partner's own is what the others
+    released: harmless under DP (post-processing of noised, charged counts), but without DP and with
+    only two contributors it is the other partner's exact distribution."""
+    if exact and contributors < MIN_EXACT_PARTNERS:
+        return (f"not kept: {', '.join(exact)} released exact counts (no DP) and only {contributors} partner(s) "
+                f"contributed; a partner could subtract its own from the pooled counts and read the other's "
+                f"(kept from {MIN_EXACT_PARTNERS} partners, or when every partner's releases are noised)")
+    return None
+
+
 def reference(plan: ColumnPlan | None, ranges: RangeStats | None, bins: BinStats | None,
               transform: FeatureTransform, evaluations: Iterable[ScoreHistogram],
-              *, noised: bool) -> dict[str, Any]:
-    """The artefact's `metadata["reference"]`: score and feature distributions, and where they come from."""
+              *, noised: bool, withheld: str | None = None) -> dict[str, Any]:
+    """The artefact's `metadata["reference"]`: score and feature distributions, and where they come
+    from; `withheld` (a reason, `withheld_because`) keeps neither."""
+    if withheld:
+        return {"score": None, "features": {}, "noised": noised, "source": SOURCE, "withheld": withheld}
     features = (feature_reference(plan, ranges, bins, transform)
                 if ranges is not None and bins is not None else {})
     return {"score": score_reference(evaluations), "features": features, "noised": noised, "source": SOURCE}

@@ -9,7 +9,8 @@ beside it. The other partners receive only what the coordinator sends back: the 
 the shared transform fitted from everyone's statistics, and every partner's FedAvg weight; and, to
 score applicants, the run's model artefact (`model.pt`), which also keeps for drift the statistics
 and the final model's evaluation histograms summed over every partner (`fedcredit.credit.reference`:
-counts already released, noised under DP; no partner's own).
+counts already released, noised under DP; no partner's own; not kept when a partner released exact
+counts and fewer than 3 partners contributed, since subtracting its own would give the other's).
 
 `statement()` gives the rows; `markdown()` renders them for the deployment guide (a test keeps
 the guide's copy equal to it) and the privacy report embeds the rows.
@@ -21,8 +22,9 @@ import fnmatch
 
 from fedcredit.privacy.inventory import INVENTORY, NOISED, WITHHELD
 
+_KEPT = "not kept with exact counts from fewer than 3 partners"
 _FINAL_SUM = ("only the final model's, summed over every partner and both labels on the coarse score grid, in "
-              "the model artefact's drift reference; never a partner's own")
+              f"the model artefact's drift reference ({_KEPT}); never a partner's own")
 # Which fields reach the other partners, and in what form (everything else reaches no partner).
 _TO_PARTNERS = (
     ("report.partner", "yes: the names key the FedAvg weights every partner receives"),
@@ -31,7 +33,7 @@ _TO_PARTNERS = (
     ("report.rows_train", "yes: as that FedAvg weight"),
     ("report.stats.*", "only inside the shared transform fitted from every partner's statistics, and summed over "
                        "every partner (at most 10 bins a column, level counts) in the model artefact's drift "
-                       "references"),
+                       f"references ({_KEPT})"),
     ("report.evaluation.bad", _FINAL_SUM),
     ("report.evaluation.good", _FINAL_SUM),
 )

@@ -97,7 +97,8 @@ class DriftCounter:
             out["score"] = {"psi": value, "reading": reading(value), "reference": self.score_ref.get("rows", "")}
         else:
             out["score"] = {"psi": None, "reading": "n/a",
-                            "why": "the model holds no released score distribution (no final evaluation)"}
+                            "why": self.ref.get("withheld") or
+                            "the model holds no released score distribution (no final evaluation)"}
         feats: dict[str, Any] = {}
         for col, counts in self.counts.items():
             item = self.features[col]
@@ -107,6 +108,7 @@ class DriftCounter:
             feats[col] = {"psi": value, "reading": reading(value)}
         out["features"] = feats
         if not self.available:
-            out["why"] = ("this model artefact holds no reference distributions (saved before they were kept): "
-                          "no PSI can be computed")
+            out["why"] = (f"this model's reference distributions were {self.ref['withheld']}" if self.ref.get("withheld")
+                          else "this model artefact holds no reference distributions (saved before they were kept): "
+                               "no PSI can be computed")
         return out
