@@ -71,11 +71,8 @@ _CACHE: dict[tuple, PartnerData] = {}  # a simulation actor serves many messages
 
 
 def file_fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def privacy_folder(partner: Partner, task: TaskConfig) -> Path:

@@ -53,16 +53,22 @@ class Dialect:
     decimal: str
 
 
-def read_table(path: str | Path, *, source: str | None = None, sep: str | None = None,
-               decimal: str | None = None) -> pd.DataFrame:
-    """Read CSV / CSV.gz / Parquet. CSV cells come back as stripped text (NA markers → missing)."""
+def _table_file(path: str | Path, source: str | None) -> tuple[Path, str, str]:
+    """(path, where to say it is, its lower-case name) of an existing file of a table type we read."""
     path = Path(path)
     where = source or str(path)
     if not path.is_file():
-        raise InputError("data file not found: check the partner's `data` path", source=where)
+        raise InputError("data file not found: check the path", source=where)
     name = path.name.lower()
     if not name.endswith((".parquet", ".pq", *CSV_SUFFIXES)):
         raise InputError(f"unsupported file type; use one of {list(SUFFIXES)}", source=where)
+    return path, where, name
+
+
+def read_table(path: str | Path, *, source: str | None = None, sep: str | None = None,
+               decimal: str | None = None) -> pd.DataFrame:
+    """Read CSV / CSV.gz / Parquet. CSV cells come back as stripped text (NA markers → missing)."""
+    path, where, name = _table_file(path, source)
     data = path.read_bytes()
     if not data:
         raise InputError("the file is empty", source=where)
@@ -127,13 +133,7 @@ def iter_table(path: str | Path, *, source: str | None = None, sep: str | None =
                decimal: str | None = None, chunk_rows: int = 65536) -> TableChunks:
     """`read_table` for files too large to hold twice: CSV / CSV.gz / Parquet read `chunk_rows` rows
     at a time, with the same checks (headers, dialect sniffing, NA markers, stripped text)."""
-    path = Path(path)
-    where = source or str(path)
-    if not path.is_file():
-        raise InputError("data file not found", source=where)
-    name = path.name.lower()
-    if not name.endswith((".parquet", ".pq", *CSV_SUFFIXES)):
-        raise InputError(f"unsupported file type; use one of {list(SUFFIXES)}", source=where)
+    path, where, name = _table_file(path, source)
     if path.stat().st_size == 0:
         raise InputError("the file is empty", source=where)
     with open(path, "rb") as f:
@@ -206,13 +206,8 @@ def _iter_csv(path: Path, *, source: str, sep: str | None, decimal: str | None, 
     head = _head(path, source)
     handle = _open_stream(path)
     try:
-        if not head.strip():
-            raise InputError("the file is empty", source=source)
-        if head[:4] == b"PK\x03\x04":
-            raise InputError("is a zip archive (an Excel workbook?), not CSV text: export the sheet as CSV",
-                             source=source)
-        body, excel_sep = _strip_excel_sep_line(head)
-        sep = sep or excel_sep
+        body, sep = _csv_start(head, sep, source)
+        excel_sep = body is not head          # Excel's "sep=" line was dropped: skip it in the stream too
         text = body.decode("utf-8-sig", errors="replace")
         dialect = sniff_dialect(text, complete=len(head) < SNIFF_BYTES, sep=sep, decimal=decimal, source=source)
         reader = _csv_call(lambda: pd.read_csv(handle, sep=dialect.sep, header=None, dtype=str, keep_default_na=False,
@@ -285,19 +280,25 @@ def _read_parquet(data: bytes, *, source: str) -> pd.DataFrame:
 
 # ---- CSV --------------------------------------------------------------------------
 
+def _csv_start(data: bytes, sep: str | None, source: str) -> tuple[bytes, str | None]:
+    """A CSV file's (first) bytes checked — not empty, not a zip archive — without Excel's "sep=" line,
+    and the separator: `sep`, else the one that line names (None: sniff it)."""
+    if not data.strip():
+        raise InputError("the file is empty", source=source)
+    if data[:4] == b"PK\x03\x04":
+        raise InputError("is a zip archive (an Excel workbook?), not CSV text: export the sheet as CSV",
+                         source=source)
+    body, excel_sep = _strip_excel_sep_line(data)
+    return body, sep or excel_sep
+
+
 def _read_csv(data: bytes, *, source: str, sep: str | None, decimal: str | None) -> pd.DataFrame:
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise InputError(f"is not a valid gzip file: {exc}", source=source) from exc
-    if not data.strip():
-        raise InputError("the file is empty", source=source)
-    if data[:4] == b"PK\x03\x04":
-        raise InputError("is a zip archive (an Excel workbook?), not CSV text: export the sheet as CSV",
-                         source=source)
-    data, excel_sep = _strip_excel_sep_line(data)
-    sep = sep or excel_sep
+    data, sep = _csv_start(data, sep, source)
     head = data[:SNIFF_BYTES].decode("utf-8-sig", errors="replace")
     dialect = sniff_dialect(head, complete=len(data) <= SNIFF_BYTES, sep=sep, decimal=decimal, source=source)
     try:

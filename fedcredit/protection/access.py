@@ -94,11 +94,8 @@ def dataset_fingerprint(path: str | Path) -> str:
     path = Path(path)
     if is_vault(path):
         return inspect(path).fingerprint
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _fingerprint(path: Path) -> str:

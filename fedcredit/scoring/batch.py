@@ -314,11 +314,8 @@ def score_file(scorer: Scorer, input: str | Path, output: str | Path, *, key: st
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 __all__ = ["BatchResult", "VaultAccess", "open_input", "rejects_path", "score_file"]
