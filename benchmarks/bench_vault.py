@@ -87,7 +87,7 @@ def main() -> int:
         del plain
         raw_t, vault_t = interleaved(lambda: aes.decrypt(nonce, sealed, None),
                                      lambda: decrypt_bytes(vault, key), args.repeat)
-        del sealed
+        sealed = b""   # free the copy before the next measurement
         csv_t, load_t = interleaved(lambda: pd.read_csv(csv),
                                     lambda: pd.read_csv(io.BytesIO(decrypt_bytes(vault, key))), args.repeat)
         frame_shape = pd.read_csv(io.BytesIO(decrypt_bytes(vault, key))).shape
