@@ -26,7 +26,8 @@ def _simulate(args: argparse.Namespace) -> int:
     with ProgressView(bar=False if args.verbose else None) as view:
         result = simulate(settings, verbose=args.verbose, yardsticks=not args.no_yardsticks,
                           on_round=view.steps("federated rounds", "rounds"),
-                          on_yardstick=view.steps("yardsticks", "models"), log_stream=view.log_stream)
+                          on_yardstick=view.steps("yardsticks", "models"), log_stream=view.log_stream,
+                          ray_address=args.ray_address or "", cpus_per_actor=args.ray_cpus_per_actor)
     from fedcredit.privacy.report import render_text
 
     print()
@@ -65,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--strategy", choices=["fedavg", "fedprox", "fedadam"], help="override [federation].strategy")
     sim.add_argument("--no-yardsticks", action="store_true", help="skip the centralised and local-only models")
     sim.add_argument("--verbose", action="store_true", help="show Flower's own log lines")
+    sim.add_argument("--ray-address", metavar="HOST:PORT",
+                     help="run the partners on an existing Ray cluster (its head, as `ray start --head` prints; "
+                          "or auto); default: a private Ray on this machine")
+    sim.add_argument("--ray-cpus-per-actor", type=int, default=1, metavar="N",
+                     help="with --ray-address: CPUs each partner actor takes (default 1: one actor per CPU)")
     sim.set_defaults(func=_simulate)
 
     syn = sub.add_parser("synth", help="write a synthetic consortium (partner tables + scenario.toml)")

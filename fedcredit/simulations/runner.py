@@ -35,6 +35,7 @@ from fedcredit.server.app import RunSettings
 from fedcredit.server.progress import MARK, PROGRESS_KEY
 from fedcredit.simulations.membership_audit import membership_audit
 from fedcredit.simulations.planning import plan_scenario
+from fedcredit.simulations.ray_cluster import cluster_info
 from fedcredit.simulations.yardsticks import centralised, federation_gain, local_only, local_private
 
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
@@ -96,13 +97,21 @@ def check_partners(scenario: Scenario, run_dir: Path | None = None, *, purpose: 
     return data
 
 
-def backend_config(num_cpus: int | None = None) -> dict[str, Any]:
-    """One Ray actor using every CPU (fastest and leanest on small machines)."""
+def backend_config(num_cpus: int | None = None, *, ray_address: str = "", client_cpus: int = 1) -> dict[str, Any]:
+    """Flower's Ray backend settings.
+
+    Without `ray_address`: a private Ray on this machine with one actor using every CPU (fastest and
+    leanest on small machines). With it (`host:port` of a running cluster's head, or "auto"): join
+    that cluster — Ray refuses CPU counts and memory sizes when connecting, the cluster has them —
+    with one actor per `client_cpus` CPUs of the whole cluster, so partners train on every node."""
+    logging_args = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+    if ray_address:
+        return {"client_resources": {"num_cpus": client_cpus, "num_gpus": 0.0},
+                "init_args": {"address": ray_address, **logging_args}}
     cpus = num_cpus or os.cpu_count() or 1
     return {
         "client_resources": {"num_cpus": cpus, "num_gpus": 0.0},
-        "init_args": {"num_cpus": cpus, "num_gpus": 0, "object_store_memory": OBJECT_STORE_BYTES,
-                      "include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"},
+        "init_args": {"num_cpus": cpus, "num_gpus": 0, "object_store_memory": OBJECT_STORE_BYTES, **logging_args},
     }
 
 
@@ -175,9 +184,10 @@ def flower_console(*, verbose: bool = False, on_round: Progress | None = None,
 
 
 def run_flower_simulation(settings: RunSettings, num_partners: int, *, verbose: bool = False,
-                          on_round: Progress | None = None, log_stream: TextIO | None = None) -> None:
+                          on_round: Progress | None = None, log_stream: TextIO | None = None,
+                          ray_address: str = "", cpus_per_actor: int = 1) -> None:
     """Run fedcredit.server.app + fedcredit.clients.app in-process on the Simulation Engine with this run
-    config; `on_round` and `log_stream` as in `flower_console`."""
+    config; `on_round` and `log_stream` as in `flower_console`; `ray_address` as in `backend_config`."""
     from flwr.app import Context, RecordDict
     from flwr.simulation.run_simulation import _run_simulation
     from flwr.supercore.telemetry import EventType
@@ -190,7 +200,8 @@ def run_flower_simulation(settings: RunSettings, num_partners: int, *, verbose: 
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=run_config)
     with flower_console(verbose=verbose, on_round=on_round, log_stream=log_stream):
         _run_simulation(num_supernodes=num_partners, client_app=client_app, server_app=server_app,
-                        backend_config=backend_config(), server_app_context=context,
+                        backend_config=backend_config(ray_address=ray_address, client_cpus=cpus_per_actor),
+                        server_app_context=context,
                         exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE)
 
 
@@ -254,12 +265,17 @@ def _add_yardsticks(summary: dict[str, Any], scenario: Scenario, staging: Path, 
 
 def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool = True,
              on_round: Progress | None = None, on_yardstick: Progress | None = None,
-             log_stream: TextIO | None = None) -> SimulationResult:
+             log_stream: TextIO | None = None, ray_address: str = "", cpus_per_actor: int = 1) -> SimulationResult:
     """Validate, simulate, add yardsticks; return the finished run directory and summary.
 
     `on_round` / `on_yardstick` hear of each round / yardstick as `(done, total, what)`;
-    `log_stream` is where Flower's console writes during the simulation (None: unchanged)."""
+    `log_stream` is where Flower's console writes during the simulation (None: unchanged);
+    `ray_address` runs the partners on an existing Ray cluster (`ray_cluster`), one actor per
+    `cpus_per_actor` of its CPUs; the summary's `simulation_engine` says where it ran."""
     started = time.monotonic()
+    engine = (cluster_info(ray_address, cpus_per_actor=cpus_per_actor).to_dict() if ray_address
+              else {"ray_address": None, "ray_nodes": 1, "ray_cpus": float(os.cpu_count() or 1),
+                    "cpus_per_actor": os.cpu_count() or 1})
     scenario = settings.resolve_scenario()
     final = settings.resolve_out_dir(scenario).resolve()
     if final.exists() and any(final.iterdir()):
@@ -273,7 +289,8 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
         raise
     staged = RunSettings(str(scenario.source), str(staging), settings.rounds, settings.model,
                          settings.strategy)
-    run_flower_simulation(staged, len(scenario.partners), verbose=verbose, on_round=on_round, log_stream=log_stream)
+    run_flower_simulation(staged, len(scenario.partners), verbose=verbose, on_round=on_round, log_stream=log_stream,
+                          ray_address=ray_address, cpus_per_actor=cpus_per_actor)
     run_dir = RunDirectory(staging)
     if not run_dir.file("summary.json").exists():
         reason = run_dir.failure()
@@ -281,6 +298,7 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
             raise FederationError(f"{reason} (the unfinished run is in {staging})")
         raise RuntimeError(f"the simulation ended without a summary; see {staging}")
     summary = run_dir.summary()
+    summary["simulation_engine"] = engine
     fed_seconds = time.monotonic() - started
     if yardsticks:
         summary["timing"]["seconds_yardsticks"] = round(_add_yardsticks(summary, scenario, staging, run_dir,
