@@ -155,6 +155,8 @@ class FederationSettings:
         "must be a whole number ≥ 0 (0: only the final model)", None)
     # SecAgg+; None = on in deployment, off in simulation
     secure_aggregation: Flag | None = rule("must be true or false", None)
+    # share of the partners still training that a round asks (seeded sample; at least 1, 2 under SecAgg+)
+    fraction_train: Annotated[Number, Field(gt=0, le=1)] = rule("must be a share in (0, 1]", 1.0)
 
     @model_validator(mode="after")
     def _secure_aggregation_averages(self) -> FederationSettings:
@@ -249,6 +251,9 @@ class Scenario:
         if "client" in modes and federation.secure_aggregation:
             raise InputError("partner-level DP (mode 'client') adds its noise after a plain aggregation: turn "
                              "secure_aggregation off, or use mode 'sample'", source=where, field="secure_aggregation")
+        if "client" in modes and federation.fraction_train < 1:
+            raise InputError("partner-level DP (mode 'client') accounts for every partner in every round: "
+                             "use fraction_train = 1, or mode 'sample'", source=where, field="fraction_train")
         if "client" in modes and federation.strategy == "fedadam":
             raise InputError("partner-level DP accounting needs strategy 'fedavg' or 'fedprox'",
                              source=where, field="strategy")

@@ -55,6 +55,7 @@ from fedcredit.privacy.report import write_privacy_report
 from fedcredit.privacy.statistics import bins_noise_sd, summed_sd, too_few_rows
 from fedcredit.server.model_record import model_metadata
 from fedcredit.server.progress import MARK, Exchange, exchange_line, progress_extra, start_line, statistics_line
+from fedcredit.server.sampling import round_sample
 from fedcredit.server.strategy import partner_level_dp_statement
 
 PROGRESS = {MARK: True}  # marks our log lines so a quiet console can keep just these
@@ -99,6 +100,9 @@ class FederatedTraining:
         self.statistics_from: tuple[int, list[str], list[str]] = (0, [], [])   # round 0: asked, used, declined
         self.released_stats: tuple[ColumnPlan | None, RangeStats | None, BinStats | None] = (None, None, None)
         self.stats_contributors = 0
+        self.asked_to_train: list[int] = []                # node ids the current round asks ([federation] fraction_train)
+        self.sampled: dict[int, list[str]] = {}            # round → partners asked, when fraction_train < 1
+        self.rounds_trained: dict[str, int] = {}           # partner → rounds its update was applied in
 
     # -- messaging -----------------------------------------------------------------------
     def _wait_for_nodes(self) -> list[int]:
@@ -271,6 +275,8 @@ class FederatedTraining:
         record = {"round": rnd, "pooled": pooled, "partners": per_partner, "train_loss": train_loss,
                   "train_steps": train_steps, "seconds": round(time.monotonic() - started, 3),
                   "failures": failures}
+        if rnd in self.sampled:
+            record["asked_to_train"] = self.sampled[rnd]
         if not evaluated:
             record["not_evaluated"] = ("under record-level DP each evaluation is a charged release: only the "
                                        "scheduled models are evaluated ([federation] evaluate_every)")
@@ -313,7 +319,7 @@ class FederatedTraining:
     def _train_messages(self, rnd: int, arrays: ArrayRecord) -> list[Message]:
         config = self._config(**{EVALUATE_KEY: (rnd - 1) in self.evaluated})
         messages = self.strategy.configure_train(rnd, arrays, config, self.grid)
-        return [m for m in messages if self._active(m.metadata.dst_node_id)]
+        return [m for m in messages if m.metadata.dst_node_id in self.asked_to_train]
 
     def _plain_round(self, rnd: int, arrays: ArrayRecord
                      ) -> tuple[ArrayRecord | None, list[PartnerReport], list[str], float | None]:
@@ -339,7 +345,7 @@ class FederatedTraining:
         if self._aggregator is None:
             self._aggregator = SecureAggregator(self.grid, self.context, timeout=self.fed.round_timeout,
                                                 max_weight=max(max(self.task.weights.values(), default=1), 1))
-        nodes = [n for n in self.node_partner if self._active(n)]
+        nodes = list(self.asked_to_train)
         self.asked = len(nodes)
         config: dict[str, Any] = {TASK_KEY: self.task.to_json(), "server-round": rnd,
                                   EVALUATE_KEY: (rnd - 1) in self.evaluated}
@@ -393,6 +399,10 @@ class FederatedTraining:
                 ended = (f"only partner '{self.node_partner[active[0]]}' is left to train from round {rnd}: a secure "
                          "sum of one update would be that update, so the run ends")
                 break
+            self.asked_to_train = round_sample({n: self.node_partner[n] for n in active}, self.fed.fraction_train,
+                                               seed=self.fed.seed, server_round=rnd, minimum=2 if self.secure else 1)
+            if self.fed.fraction_train < 1:
+                self.sampled[rnd] = sorted(self.node_partner[n] for n in self.asked_to_train)
             new_arrays, reports, failures, loss = (self._secure_round if self.secure else self._plain_round)(rnd, arrays)
             # A reply evaluates (when scheduled) the model it received: the previous round's result.
             record = self._record(rnd - 1, reports, round_started, failures, last_loss, last_steps)
@@ -415,6 +425,9 @@ class FederatedTraining:
                 ended = f"no partner can train from round {rnd}"
                 break
             arrays, trained_rounds, last_loss = new_arrays, rnd, loss
+            for rep in reports:
+                if not rep.declined:
+                    self.rounds_trained[rep.partner] = self.rounds_trained.get(rep.partner, 0) + 1
             last_steps = sum(rep.steps for rep in reports)
         if ended:
             log(WARNING, "%s: ending the run after %d trained round(s)", ended, trained_rounds, extra=PROGRESS)
@@ -465,10 +478,11 @@ class FederatedTraining:
             partners.append({"name": r.partner, "kind": r.kind,
                              "rows_train": r.rows_train if r.rows_train is not None else self._rows(r.partner),
                              "rows_test": r.rows_test, "federated": final["partners"].get(r.partner),
-                             "privacy": privacy})
+                             "rounds_trained": self.rounds_trained.get(r.partner, 0), "privacy": privacy})
         for name, rnd in self.dropped.items():   # no final evaluation from a partner that is gone
             partners.append({"name": name, "kind": self.partners[name].kind, "rows_train": self.partners[name].rows_train,
                              "rows_test": self.partners[name].rows_test, "federated": None,
+                             "rounds_trained": self.rounds_trained.get(name, 0),
                              "privacy": dict(self.partners[name].privacy or {"mode": "off"}), "dropped_round": rnd})
         return {
             "scenario": self.scenario.name,
@@ -477,6 +491,7 @@ class FederatedTraining:
             "strategy": self.fed.strategy,
             "rounds": trained_rounds,
             "rounds_planned": self.fed.rounds,
+            "fraction_train": self.fed.fraction_train,
             "ended_early": ended or None,
             "secure_aggregation": self.secure,
             "dropped": [{"partner": n, "round": r} for n, r in self.dropped.items()],
