@@ -29,7 +29,7 @@ from fedcredit.credit.loading import (
     split_train_test,
 )
 from fedcredit.credit.metrics import ScoreHistogram
-from fedcredit.credit.model import build_model, make_loader, make_optimizer, predict_proba, train_epochs
+from fedcredit.credit.model import Rows, build_model, make_loader, make_optimizer, predict_proba, train_epochs
 from fedcredit.credit.protocol import BINS, RANGE, PartnerReport, TaskConfig
 from fedcredit.credit.scenario import FederationSettings, Partner
 from fedcredit.credit.statistics import EXACT_PER_DECADE, PRIVATE_PER_DECADE, RangeStats
@@ -322,7 +322,7 @@ def train_round(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.T
         if not plan.train:
             return None, report(data, task, gate, evaluation=evaluation, declined=plan.reason, **evaluated,
                                 privacy=privacy_statement(gate, data, status="declined", history=True))
-        dataset = torch.utils.data.TensorDataset(torch.as_tensor(x_train), torch.as_tensor(y_train))
+        dataset = Rows(x_train, y_train)
         private = make_private(model, optimizer, dataset, noise_multiplier=plan.noise_multiplier,
                                max_grad_norm=data.partner.privacy.max_grad_norm, public_rows=shape.rows,
                                batch_size=fed.batch_size, seed=seed)

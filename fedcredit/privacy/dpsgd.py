@@ -18,6 +18,8 @@ from opacus import PrivacyEngine
 from opacus.data_loader import DPDataLoader
 from torch.utils.data import Dataset
 
+from fedcredit.credit.model import Rows, as_batch
+
 
 @dataclass(frozen=True)
 class PrivateTraining:
@@ -42,7 +44,8 @@ def make_private(model: torch.nn.Module, optimizer: torch.optim.Optimizer, datas
     """Wrap model/optimizer for DP-SGD over `dataset` with Poisson sampling at rate
     1 / batches_per_epoch(public_rows, batch_size); the model's own parameters are trained in place."""
     batches = batches_per_epoch(public_rows, batch_size)
-    loader = DPDataLoader(dataset, sample_rate=1.0 / batches, generator=torch.Generator().manual_seed(seed))
+    loader = DPDataLoader(dataset, sample_rate=1.0 / batches, generator=torch.Generator().manual_seed(seed),
+                          collate_fn=as_batch if isinstance(dataset, Rows) else None)
     loader.batch_sampler.steps = batches   # int(1 / (1 / k)) is k - 1 for some k
     engine = PrivacyEngine(accountant="prv")
     with warnings.catch_warnings():

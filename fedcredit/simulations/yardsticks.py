@@ -60,9 +60,8 @@ def local_private(d: PartnerData, spec: DatasetSpec, fed: FederationSettings, po
     """The partner alone under its own DP policy: the federation's rounds × epochs of DP-SGD on its
     rows, the noise calibrated to its per-run cap (preprocessing fitted exactly — generous to it);
     (metrics, P(bad)) on its test rows."""
-    import torch
 
-    from fedcredit.credit.model import build_model, make_optimizer, predict_proba, train_epochs
+    from fedcredit.credit.model import Rows, build_model, make_optimizer, predict_proba, train_epochs
     from fedcredit.privacy.accountant import calibrate_noise
     from fedcredit.privacy.dpsgd import batches_per_epoch, make_private
 
@@ -74,7 +73,7 @@ def local_private(d: PartnerData, spec: DatasetSpec, fed: FederationSettings, po
                                                        steps=batches_per_epoch(len(y), fed.batch_size) * epochs)
     model = build_model(fed.model, x.shape[1], hidden=fed.hidden, seed=fed.seed)
     optimizer = make_optimizer(model, fed.optimizer, lr=fed.learning_rate, weight_decay=fed.weight_decay)
-    private = make_private(model, optimizer, torch.utils.data.TensorDataset(torch.as_tensor(x), torch.as_tensor(y)),
+    private = make_private(model, optimizer, Rows(x, y),
                            noise_multiplier=sigma, max_grad_norm=policy.max_grad_norm, public_rows=len(y),
                            batch_size=fed.batch_size, seed=fed.seed)
     train_epochs(private.model, private.loader, private.optimizer, epochs=epochs)

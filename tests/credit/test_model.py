@@ -77,3 +77,40 @@ def test_artefact_round_trip_scores_raw_rows(tmp_path: Path) -> None:
     torch.save({"format": "other"}, tmp_path / "other.pt")
     with pytest.raises(InputError, match="not a fedcredit-model/1 file"):
         ScoringModel.load(tmp_path / "other.pt")
+
+
+def test_batched_rows_train_exactly_as_row_by_row_fetching_plain_and_under_dp() -> None:
+    import torch
+
+    from fedcredit.credit.model import Rows, build_model, make_optimizer, train_epochs
+    from fedcredit.privacy.dpsgd import make_private
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(700, 5)).astype(np.float32)
+    y = (rng.random(700) < 0.2).astype(np.float32)
+
+    def trained(dataset, private: bool) -> list[np.ndarray]:
+        model = build_model("logistic", 5, seed=0)
+        opt = make_optimizer(model, "adam", lr=0.05)
+        if private:
+            p = make_private(model, opt, dataset, noise_multiplier=1.0, max_grad_norm=1.0, public_rows=700,
+                             batch_size=64, seed=3)
+            train_epochs(p.model, p.loader, p.optimizer, epochs=2)
+        else:
+            loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True,
+                                                 generator=torch.Generator().manual_seed(3),
+                                                 **({"collate_fn": lambda b: b} if isinstance(dataset, Rows) else {}))
+            train_epochs(model, loader, opt, epochs=2)
+        return [v.detach().numpy().copy() for v in model.state_dict().values()]
+
+    threads = torch.get_num_threads()
+    for private in (False, True):
+        torch.manual_seed(11)
+        rowwise = trained(torch.utils.data.TensorDataset(torch.as_tensor(x), torch.as_tensor(y)), private)
+        torch.manual_seed(11)
+        batched = trained(Rows(x, y), private)
+        for a, b in zip(rowwise, batched):
+            np.testing.assert_array_equal(a, b)
+    assert torch.get_num_threads() == threads          # training ran on one thread, then gave them back
+    empty = Rows(x, y).__getitems__([])           # a Poisson batch may be empty: (0, d) and (0,)
+    assert empty[0].shape == (0, 5) and empty[1].shape == (0,)

@@ -91,3 +91,12 @@ def test_prv_failure_falls_back_to_rdp_and_says_so(monkeypatch: pytest.MonkeyPat
     assert spent.accountant == "rdp" and spent.epsilon_prv is None
     assert spent.epsilon == spent.epsilon_rdp == pytest.approx(1.214, abs=1e-3)
     assert "PRV accountant failed" in spent.note and "RDP bound reported" in spent.note
+
+
+@pytest.mark.parametrize("prior, q, steps, budget", [([Release(20.0, 1.0, 1)] * 2, 1 / 30, 300, 2.95),
+                                                     ([], 0.25, 40, 0.7), ([Release(2.0, 0.02, 500)], 0.01, 200, 3.0)])
+def test_calibration_finds_the_smallest_fitting_noise_at_the_accounting_precision(prior, q, steps, budget) -> None:
+    # the search runs on a coarse PRV; the answer must still be the fine PRV's smallest sigma within rel_tol
+    sigma = calibrate_noise(prior, budget=budget, delta=1e-6, sample_rate=q, steps=steps, rel_tol=0.01)
+    assert compose([*prior, Release(sigma, q, steps)], 1e-6).epsilon <= budget
+    assert compose([*prior, Release(sigma / 1.0101, q, steps)], 1e-6).epsilon > budget
