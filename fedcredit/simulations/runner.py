@@ -39,6 +39,7 @@ from fedcredit.simulations.ray_cluster import cluster_info
 from fedcredit.simulations.yardsticks import centralised, federation_gain, local_only, local_private
 
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
+PARTNERS_PER_ACTOR = 5      # from this many partners per CPU, one Ray actor per CPU
 # what a run writes into its staging folder (ledgers/: privacy ledger_dir = "run")
 RUN_FILES = {CONFIG, ROUNDS, MODEL, SUMMARY, FAILED, JSON_NAME, HTML_NAME, "ledgers"}
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silence a Ray FutureWarning (no GPUs here)
@@ -97,11 +98,13 @@ def check_partners(scenario: Scenario, run_dir: Path | None = None, *, purpose: 
     return data
 
 
-def backend_config(num_cpus: int | None = None, *, ray_address: str = "", client_cpus: int = 1) -> dict[str, Any]:
+def backend_config(num_cpus: int | None = None, *, partners: int = 1, ray_address: str = "",
+                   client_cpus: int = 1) -> dict[str, Any]:
     """Flower's Ray backend settings.
 
-    Without `ray_address`: a private Ray on this machine with one actor using every CPU (fastest and
-    leanest on small machines). With it (`host:port` of a running cluster's head, or "auto"): join
+    Without `ray_address`: a private Ray on this machine — one actor using every CPU (fastest and
+    leanest for a few partners: ≈ 430 MB an actor), or one actor per CPU once there are at least
+    PARTNERS_PER_ACTOR partners per CPU, so partners train side by side. With it (`host:port` of a running cluster's head, or "auto"): join
     that cluster — Ray refuses CPU counts and memory sizes when connecting, the cluster has them —
     with one actor per `client_cpus` CPUs of the whole cluster, so partners train on every node."""
     logging_args = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
@@ -109,8 +112,9 @@ def backend_config(num_cpus: int | None = None, *, ray_address: str = "", client
         return {"client_resources": {"num_cpus": client_cpus, "num_gpus": 0.0},
                 "init_args": {"address": ray_address, **logging_args}}
     cpus = num_cpus or os.cpu_count() or 1
+    per_actor = 1 if partners >= PARTNERS_PER_ACTOR * cpus else cpus
     return {
-        "client_resources": {"num_cpus": cpus, "num_gpus": 0.0},
+        "client_resources": {"num_cpus": per_actor, "num_gpus": 0.0},
         "init_args": {"num_cpus": cpus, "num_gpus": 0, "object_store_memory": OBJECT_STORE_BYTES, **logging_args},
     }
 
@@ -200,7 +204,8 @@ def run_flower_simulation(settings: RunSettings, num_partners: int, *, verbose: 
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=run_config)
     with flower_console(verbose=verbose, on_round=on_round, log_stream=log_stream):
         _run_simulation(num_supernodes=num_partners, client_app=client_app, server_app=server_app,
-                        backend_config=backend_config(ray_address=ray_address, client_cpus=cpus_per_actor),
+                        backend_config=backend_config(partners=num_partners, ray_address=ray_address,
+                                                      client_cpus=cpus_per_actor),
                         server_app_context=context,
                         exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE)
 
@@ -273,10 +278,10 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
     `ray_address` runs the partners on an existing Ray cluster (`ray_cluster`), one actor per
     `cpus_per_actor` of its CPUs; the summary's `simulation_engine` says where it ran."""
     started = time.monotonic()
+    scenario = settings.resolve_scenario()
     engine = (cluster_info(ray_address, cpus_per_actor=cpus_per_actor).to_dict() if ray_address
               else {"ray_address": None, "ray_nodes": 1, "ray_cpus": float(os.cpu_count() or 1),
-                    "cpus_per_actor": os.cpu_count() or 1})
-    scenario = settings.resolve_scenario()
+                    "cpus_per_actor": backend_config(partners=len(scenario.partners))["client_resources"]["num_cpus"]})
     final = settings.resolve_out_dir(scenario).resolve()
     if final.exists() and any(final.iterdir()):
         raise InputError("already exists and is not empty; choose another --out", source=str(final))

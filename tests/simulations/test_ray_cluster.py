@@ -132,3 +132,8 @@ def test_the_command_line_refuses_a_bad_address_before_reading_anything(capsys: 
     assert main(["simulate", "--ray-address", "ray://head:10001", "--no-yardsticks"]) == 2
     err = capsys.readouterr().err
     assert "field '--ray-address': must be HOST:PORT" in err and "Traceback" not in err
+
+
+def test_a_large_consortium_gets_one_actor_per_cpu_a_small_one_a_single_actor() -> None:
+    assert backend_config(num_cpus=2, partners=3)["client_resources"]["num_cpus"] == 2      # one actor
+    assert backend_config(num_cpus=2, partners=100)["client_resources"]["num_cpus"] == 1    # two side by side
