@@ -20,6 +20,7 @@ from typing import Any
 
 PINNED = "1.42."
 ENV_IDLE_WAIT = "FEDCREDIT_SUPERNODE_IDLE_WAIT"
+ENV_WARM_START = "FEDCREDIT_WARM_START"       # "1": start the ClientApp fork server (`warm_start`)
 FLOWER_IDLE_WAIT = 3.0     # seconds, hard-coded in the pinned version's loop
 
 
@@ -57,6 +58,10 @@ def main() -> int:
     idle = os.environ.get(ENV_IDLE_WAIT)
     if idle:
         install(float(idle))
+    if os.environ.get(ENV_WARM_START) == "1":   # Flower's SuperExec, and the ClientApps it starts, inherit it
+        from fedcredit.clients import warm_start
+
+        os.environ[warm_start.ENV_SOCKET] = warm_start.start_server()
     sys.argv[0] = "flower-supernode"
     return flower_supernode() or 0
 

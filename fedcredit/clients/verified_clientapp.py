@@ -95,7 +95,7 @@ def main() -> None:
 
 def launcher_script() -> str:
     """The `flwr-clientapp` script text for this interpreter."""
-    return f"#!{sys.executable}\nfrom fedcredit.clients.verified_clientapp import main\nmain()\n"
+    return f"#!{sys.executable}\nfrom fedcredit.clients.warm_start import launch\nraise SystemExit(launch())\n"
 
 
 if __name__ == "__main__":

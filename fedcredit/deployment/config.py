@@ -232,6 +232,7 @@ class NodeSettings:
     flwr_home: Path = Path("flwr-home")
     trusted_app_keys: tuple[Path, ...] = ()
     idle_wait: float = 0.5     # seconds before the SuperNode asks again after finding no message
+    warm_start: bool = True    # ClientApp processes fork from a process with torch & co imported
 
     @property
     def app_log(self) -> Path:
@@ -299,7 +300,8 @@ def _node_settings(table: NodeTable, path: Path, name: str) -> NodeSettings:
         root_certificates=_path(base, table.root_certificates), auth_key=_path(base, table.auth_key),
         insecure=table.insecure,
         flwr_home=_path(base, table.flwr_home or f"flwr-home-{name}") or base / f"flwr-home-{name}",
-        trusted_app_keys=tuple(p for t in trusted if (p := _path(base, t)) is not None), idle_wait=table.idle_wait)
+        trusted_app_keys=tuple(p for t in trusted if (p := _path(base, t)) is not None), idle_wait=table.idle_wait,
+        warm_start=table.warm_start)
 
 
 def load_node(path: str | Path, *, insecure: bool = False, now: datetime | None = None) -> NodeConfig:

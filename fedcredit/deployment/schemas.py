@@ -103,6 +103,7 @@ class NodeTable(Schema):
     idle_wait: Annotated[Number, Field(ge=0.05, le=3.0)] = rule(
         "must be seconds between 0.05 and 3 (how soon the SuperNode asks again after finding no message; "
         "Flower's own wait is 3)", 0.5)
+    warm_start: Flag = rule("must be true or false (true: ClientApp processes fork from a warm process)", True)
     trusted_app_keys: FilePath | list[FilePath] = rule(
         "must be a file path or a list of file paths (the consortium's app-signing .pub)", default_factory=list)
 

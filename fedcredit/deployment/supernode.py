@@ -152,6 +152,7 @@ def start_supernode(node: NodeConfig, *, wait: float = DEFAULT_WAIT, out: Print 
         out(f"warning: partner '{s.name}' has no trusted_app_keys: ANY app the SuperLink sends runs here "
             "(insecure local test only)")
     env[supernode_launcher.ENV_IDLE_WAIT] = str(s.idle_wait)
+    env[supernode_launcher.ENV_WARM_START] = "1" if s.warm_start else "0"
     service = Service(f"SuperNode {s.name}", argv, env, s.log_file, s.pid_file, cwd=s.flwr_home)
     try:
         deadline = time.monotonic() + wait

@@ -72,4 +72,4 @@ def test_launcher_runs_this_interpreter() -> None:
     import sys
 
     text = v.launcher_script()
-    assert text.splitlines()[0] == f"#!{sys.executable}" and "fedcredit.clients.verified_clientapp" in text
+    assert text.splitlines()[0] == f"#!{sys.executable}" and "from fedcredit.clients.warm_start import launch" in text
