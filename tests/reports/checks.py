@@ -1,0 +1,65 @@
+"""Checks shared by the report tests and the end-to-end run: every number on the page is in the JSON."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from typing import Any
+
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[-+]\d+)?(?![\w.])")
+
+
+class _Text(HTMLParser):
+    """The page's visible text (no <style>, no attributes: the plots are base64 in `src`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        self._skip += tag in ("style", "script")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._skip -= tag in ("style", "script")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def page_numbers(page: str) -> list[str]:
+    parser = _Text()
+    parser.feed(page)
+    return NUMBER.findall(" ".join(parser.parts))
+
+
+def _walk(value: Any, numbers: list[float], words: set[str]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            words.update(NUMBER.findall(str(k)))
+            _walk(v, numbers, words)
+    elif isinstance(value, list):
+        for v in value:
+            _walk(v, numbers, words)
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int | float):
+        numbers.append(float(value))
+    else:
+        words.update(NUMBER.findall(str(value)))
+
+
+def numbers_missing_from_json(page: str, report: Any) -> list[str]:
+    """The numbers on `page` that no JSON value formats to (same decimals; or in a JSON text)."""
+    numbers: list[float] = []
+    words: set[str] = set()
+    _walk(report, numbers, words)
+    formatted: set[str] = set()
+    for token in set(page_numbers(page)):
+        if "e" in token:
+            formatted |= {f"{v:.2e}" for v in numbers}
+        else:
+            decimals = len(token.split(".")[1]) if "." in token else 0
+            formatted |= {f"{v:.{decimals}f}" for v in numbers}
+    return sorted({t for t in page_numbers(page) if t not in words and t not in formatted})
