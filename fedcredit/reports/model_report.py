@@ -136,7 +136,7 @@ def _privacy(summary: Mapping[str, Any], model: ScoringModel | None) -> dict[str
         "partners": [{"name": p["name"], "mode": (p.get("privacy") or {}).get("mode", "off"),
                       "epsilon": (p.get("privacy") or {}).get("epsilon"), "delta": (p.get("privacy") or {}).get("delta"),
                       "run_epsilon": (p.get("privacy") or {}).get("run_epsilon")} for p in summary.get("partners", [])],
-        "this_report": "built from what the partners released to the coordinator (final evaluation histograms; "
+        "this_report": "Built from what the partners released to the coordinator (final evaluation histograms; "
                        "round-0 statistics), noised and charged to their ledgers under DP; no row was read. It "
                        "shows each partner's own distributions and is for the coordinator and the validator: "
                        "other partners see only what the disclosure statement lists",

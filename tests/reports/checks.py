@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[-+]\d+)?(?![\w.])")
@@ -63,3 +65,21 @@ def numbers_missing_from_json(page: str, report: Any) -> list[str]:
             decimals = len(token.split(".")[1]) if "." in token else 0
             formatted |= {f"{v:.{decimals}f}" for v in numbers}
     return sorted({t for t in page_numbers(page) if t not in words and t not in formatted})
+
+
+def assert_model_report(run_dir: Path, summary: dict[str, Any]) -> None:
+    """A real run's model-risk report: pooled metrics equal the summary's, every partner is in it, the
+    summary's calibration is the report's pooled one, and every number on the page is in the JSON."""
+    report = json.loads((run_dir / "model_report.json").read_text())
+    pooled = report["discrimination"]["pooled"]
+    assert pooled["auc"] == summary["federated"]["auc"] and pooled["ks"] == summary["federated"]["ks"]
+    assert pooled["auc_low"] < pooled["auc"] < pooled["auc_high"]
+    names = [p["name"] for p in summary["partners"]]
+    assert list(report["discrimination"]["partners"]) == names == list(report["score_distribution"]["partners"])
+    assert summary["calibration"]["deciles"] == report["calibration"]["pooled"]["deciles"]
+    assert sum(d["rows"] for d in summary["calibration"]["deciles"]) == pooled["rows"]
+    assert all(set(f["partners"]) == set(names) for f in report["feature_psi"].values()) and report["feature_psi"]
+    assert report["yardsticks"]["centralized_auc"] == summary["centralized"]["auc"]
+    page = (run_dir / "model_report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2
+    assert numbers_missing_from_json(page, report) == []
