@@ -96,8 +96,8 @@ def _yardsticks(summary: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _model_terms(model: ScoringModel | None, run_dir: Path) -> dict[str, Any]:
-    """The points table and IV (scorecard.json, summary `scorecard`) or else the LR coefficients."""
+def _model_terms(model: ScoringModel | None) -> dict[str, Any]:
+    """The logistic regression's coefficients (intercept first, then `transform.feature_names`'s order)."""
     if model is None:
         return {"coefficients": None, "note": f"no {MODEL} in the run directory"}
     if model.model_name != "logistic":
@@ -115,7 +115,10 @@ def _model_terms(model: ScoringModel | None, run_dir: Path) -> dict[str, Any]:
 def _scorecard(run_dir: Path, summary: Mapping[str, Any]) -> dict[str, Any] | None:
     """scorecard.json's points table (rows: feature, bin, count share, bad rate, WOE, points) and IV."""
     path = run_dir / SCORECARD
-    raw: Any = strict_json.loads_old(path.read_text()) if path.is_file() else None
+    try:
+        raw: Any = strict_json.loads_old(path.read_text()) if path.is_file() else None
+    except ValueError as exc:
+        raise InputError(f"not JSON ({exc}): rewrite it from the run's scorecard step", source=str(path)) from None
     rows = raw if isinstance(raw, list) else next(
         (v for k in ("points", "table", "rows", "bins") if isinstance(v := (raw or {}).get(k), list)), None)
     iv = (summary.get("scorecard") or {}).get("iv")
@@ -183,7 +186,7 @@ def build_report(summary: Mapping[str, Any], evaluations: Mapping[str, ScoreHist
         "score_distribution": _distribution(evaluations, pooled),
         "feature_psi": dict(features),
         "scorecard": scorecard,
-        "model_terms": _model_terms(model, run_dir) if scorecard is None else None,
+        "model_terms": _model_terms(model) if scorecard is None else None,
         "fairness": fairness if isinstance(fairness, list) and fairness else None,
         "fairness_note": None if fairness else "no protected columns declared",
         "privacy": _privacy(summary, model),

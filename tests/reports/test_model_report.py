@@ -141,3 +141,24 @@ def test_report_on_a_bad_path_is_one_clear_error(tmp_path: Path, capsys, setup: 
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"fedcredit: error: {run}: {message}") and "\n" not in err and "Traceback" not in err
     assert not (run / JSON_NAME).exists()
+
+
+def test_noised_coarse_histograms_give_a_standard_json_report(tmp_path: Path, released: Released) -> None:
+    """Under DP partners release coarse histograms with Gaussian noise on each count (some negative)."""
+    rng = np.random.default_rng(5)
+    noised = {}
+    for name, hist in released.evaluations.items():
+        coarse = hist.coarsen(PRIVATE_SCORE_EDGES)
+        noised[name] = ScoreHistogram(coarse.bad + rng.normal(0, 3, coarse.bad.shape),
+                                      coarse.good + rng.normal(0, 3, coarse.good.shape), None, None, 0.0,
+                                      coarse.edges, noise_sd=3.0)
+    assert any((h.bad < 0).any() for h in noised.values())
+    run = _run_dir(tmp_path, released)
+    write_model_report(run, released.summary, noised, released.stats)
+    saved = strict((run / JSON_NAME).read_text())
+    pooled = saved["discrimination"]["pooled"]
+    assert pooled["noised"] and pooled["auc_se"] > 0 and pooled["auc_low"] < pooled["auc"] < pooled["auc_high"]
+    deciles = saved["calibration"]["pooled"]["deciles"]
+    assert 3 <= len(deciles) <= 10 and all(d["rows"] > 0 and d["bads"] >= 0 for d in deciles)
+    assert all(p["psi"] is not None and p["psi"] >= 0 for p in saved["score_distribution"]["partners"].values())
+    assert numbers_missing_from_json((run / HTML_NAME).read_text(), saved) == []
