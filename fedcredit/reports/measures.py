@@ -43,11 +43,13 @@ def hanley_mcneil_se(auc: float, n_bad: float, n_good: float) -> float:
 
 
 def discrimination(hist: ScoreHistogram) -> dict[str, Any]:
-    """AUC with its 95 % interval (clipped to [0, 1]), KS, Gini, rows, bads, good rows, bad rate.
+    """AUC with its 95 % interval (clipped to [0, 1]), KS, Gini, rows, bads, good rows, bad rate; `noised`:
+    the counts carry DP noise (then bads and goods are noisy sums, not whole rows).
     Metrics the rows cannot define are None with `undefined` saying why (as `ScoreHistogram.metrics`)."""
     m = hist.metrics()
-    n_bad = max(float(np.clip(hist.bad, 0, None).sum()), 0.0)
-    n_good = max(float(np.clip(hist.good, 0, None).sum()), 0.0)
+    # as `ScoreHistogram.metrics`: noised counts are summed as released (their noise averages out)
+    bad, good = (hist.bad, hist.good) if hist.private else (np.clip(hist.bad, 0, None), np.clip(hist.good, 0, None))
+    n_bad, n_good = max(float(bad.sum()), 0.0), max(float(good.sum()), 0.0)
     out = {"auc": m["auc"], "auc_se": None, "auc_low": None, "auc_high": None, "ks": m["ks"], "gini": m["gini"],
            "rows": m["n"], "bads": n_bad, "goods": n_good, "bad_rate": m["bad_rate"], "noised": hist.private}
     if m["auc"] is not None and n_bad > 0 and n_good > 0:

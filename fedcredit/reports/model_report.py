@@ -65,11 +65,16 @@ def released_evaluations(reports: Mapping[str, ScoreHistogram | None]) -> dict[s
     return {name: hist for name, hist in reports.items() if hist is not None}
 
 
+def pooled_histogram(evaluations: Mapping[str, ScoreHistogram]) -> ScoreHistogram | None:
+    """The sum of the partners' histograms, in partner-name order (noised counts are floats: one order
+    gives the same bits in summary.json and in every rewrite of the report); None if there are none."""
+    return ScoreHistogram.combine([evaluations[n] for n in sorted(evaluations)]) if evaluations else None
+
+
 def pooled_calibration(evaluations: Mapping[str, ScoreHistogram]) -> dict[str, Any] | None:
     """summary.json's `calibration`: the pooled final evaluation by score decile (None: none released)."""
-    if not evaluations:
-        return None
-    return {**calibration(ScoreHistogram.combine(evaluations.values())), "method": METHODS["calibration"]}
+    pooled = pooled_histogram(evaluations)
+    return None if pooled is None else {**calibration(pooled), "method": METHODS["calibration"]}
 
 
 def _distribution(evaluations: Mapping[str, ScoreHistogram], pooled: ScoreHistogram | None) -> dict[str, Any]:
@@ -119,16 +124,34 @@ def _scorecard(run_dir: Path, summary: Mapping[str, Any]) -> dict[str, Any] | No
         raw: Any = strict_json.loads_old(path.read_text()) if path.is_file() else None
     except ValueError as exc:
         raise InputError(f"not JSON ({exc}): rewrite it from the run's scorecard step", source=str(path)) from None
-    rows = raw if isinstance(raw, list) else next(
-        (v for k in ("points", "table", "rows", "bins") if isinstance(v := (raw or {}).get(k), list)), None)
+    rows = _points_rows(raw)
     iv = (summary.get("scorecard") or {}).get("iv")
     if iv is None and isinstance(raw, dict):
         iv = raw.get("iv")
     if rows is None and not iv:
         return None
-    extra = {k: v for k, v in raw.items() if not isinstance(v, list | dict)} if isinstance(raw, dict) else {}
+    settings: dict[str, Any] = {}
+    for part in (summary.get("scorecard") or {}, raw if isinstance(raw, dict) else {},
+                 (raw or {}).get("scaling") if isinstance(raw, dict) else {}):
+        settings.update({k: v for k, v in (part or {}).items() if not isinstance(v, list | dict)})
     return {"iv": dict(sorted((iv or {}).items(), key=lambda kv: -(kv[1] or 0))), "points": rows or [],
-            "settings": extra}
+            "settings": settings}
+
+
+def _points_rows(raw: Any) -> list[dict[str, Any]] | None:
+    """The points table's rows: a list itself, under "points" / "table" / "rows", or per feature
+    ({"features": [{"feature", "bins": [rows]}]})."""
+    if isinstance(raw, list):
+        return raw
+    if not isinstance(raw, dict):
+        return None
+    for key in ("points", "table", "rows"):
+        if isinstance(raw.get(key), list):
+            return raw[key]
+    features = raw.get("features")
+    if isinstance(features, list) and all(isinstance(f, dict) and isinstance(f.get("bins"), list) for f in features):
+        return [{"feature": f.get("feature"), **row} for f in features for row in f["bins"]]
+    return None
 
 
 def _privacy(summary: Mapping[str, Any], model: ScoringModel | None) -> dict[str, Any]:
@@ -170,7 +193,7 @@ def build_report(summary: Mapping[str, Any], evaluations: Mapping[str, ScoreHist
     """The report as data (see the module docstring); `features`: `feature_psi`'s result."""
     order = [p["name"] for p in summary.get("partners", []) if p["name"] in evaluations]
     evaluations = {n: evaluations[n] for n in order + sorted(set(evaluations) - set(order))}
-    pooled = ScoreHistogram.combine(evaluations.values()) if evaluations else None
+    pooled = pooled_histogram(evaluations)
     scorecard = _scorecard(run_dir, summary)
     fairness = summary.get("fairness")
     return {

@@ -83,7 +83,8 @@ def test_refresh_keeps_the_released_inputs_and_renders_scorecard_and_fairness(tm
     points = [{"feature": "income", "bin": "[0, 2500)", "count_share": 0.31, "bad_rate": 0.27, "woe": -0.6123,
                "points": 12.5}, {"feature": "income", "bin": "[2500, inf)", "count_share": 0.69, "bad_rate": 0.11,
                                  "woe": 0.4471, "points": 41.0}]
-    (run / "scorecard.json").write_text(json.dumps({"pdo": 20, "base_points": 600, "points": points}))
+    (run / "scorecard.json").write_text(json.dumps({"scaling": {"pdo": 20, "base_score": 600}, "intercept": -1.25,
+                                                    "features": [{"feature": "income", "iv": 0.2311, "bins": points}]}))
     summary = {**released.summary, "scorecard": {"iv": {"income": 0.2311, "late": 0.4178}},
                "fairness": [{"column": "age_band", "group": "under 25", "rows": 130, "approval_rate": 0.61,
                              "adverse_impact_ratio": 0.83}]}
@@ -95,7 +96,8 @@ def test_refresh_keeps_the_released_inputs_and_renders_scorecard_and_fairness(tm
     assert list(again["scorecard"]["iv"]) == ["late", "income"] and again["scorecard"]["points"] == points
     assert again["model_terms"] is None and again["fairness"][0]["adverse_impact_ratio"] == 0.83
     page = (run / HTML_NAME).read_text()
-    assert "0.4178" in page and "-0.6123" in page and "age_band" in page and "0.83" in page
+    assert again["scorecard"]["settings"] == {"pdo": 20, "base_score": 600, "intercept": -1.25}
+    assert "0.4178" in page and "-0.6123" in page and "age_band" in page and "0.83" in page and "-1.25" in page
     assert numbers_missing_from_json(page, strict((run / JSON_NAME).read_text())) == []
 
 
