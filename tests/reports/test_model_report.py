@@ -14,7 +14,13 @@ import pytest
 from fedcredit.cli.main import main
 from fedcredit.credit.metrics import PRIVATE_SCORE_EDGES, ScoreHistogram
 from fedcredit.reports.measures import calibration, discrimination, psi
-from fedcredit.reports.model_report import HTML_NAME, JSON_NAME, pooled_calibration, write_model_report
+from fedcredit.reports.model_report import (
+    HTML_NAME,
+    JSON_NAME,
+    pooled_calibration,
+    render_text,
+    write_model_report,
+)
 from tests.privacy.test_report import CHROMIUM_FLAGS
 from tests.reports.checks import numbers_missing_from_json, page_numbers
 from tests.reports.conftest import Released
@@ -69,6 +75,10 @@ def test_report_json_holds_every_section_from_the_released_histograms(tmp_path: 
     assert saved["fairness_note"] == "no protected columns declared"
     assert saved["yardsticks"]["centralized_auc"] == 0.8
     assert saved["privacy"]["statement"] == "no differential privacy (test model)"
+
+    text = render_text(report)
+    assert text.startswith(f"model report: pooled AUC {auc:.4f} (95 % {low:.4f}-{high:.4f})")
+    assert "largest score PSI against the pool" in text and "(platform-c: stable)" in text
 
     page = (run / HTML_NAME).read_text()
     assert "no protected columns declared" in page and page.count("data:image/png;base64,") == 2
