@@ -213,7 +213,8 @@ def _privacy(report: Mapping[str, Any]) -> str:
 
 def _settings(report: Mapping[str, Any]) -> str:
     s = report["settings"]
-    run = _table(["setting", "value"], [[_n(k), _n(v)] for k, v in {**s["run"], **s["federation"]}.items()])
+    run = (_table(["run", "value"], [[_n(k), _n(v)] for k, v in s["run"].items()])
+           + _table(["[federation] setting", "value"], [[_n(k), _n(v)] for k, v in s["federation"].items()]))
     partners = _generic(s["partners"], ("name", "kind", "rows_train", "rows_test"))
     dropped = "".join(f"<li>feature <b>{_n(c)}</b> not used: {_n(w)}</li>" for c, w in s["features_dropped"].items())
     notices = "".join(f"<li>{_n(n)}</li>" for n in s["notices"])
