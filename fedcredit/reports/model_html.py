@@ -124,6 +124,8 @@ def _discrimination(report: Mapping[str, Any]) -> str:
             notes.append(f"<p class=\"note\">— {_n(name)}: {_n(d['undefined'])}</p>")
     missing = "".join(f"<p class=\"note\">{_n(n)}: released no evaluation of the final model</p>"
                       for n in report["not_evaluated"])
+    if not rows:
+        return "<p>No partner's evaluation of the final model is in this report: no discrimination.</p>" + missing
     return (_table(["", "rows", "bads", "bad rate", "AUC", "AUC 95 % interval", "KS", "Gini", "noised (DP)",
                     "local-only AUC (yardstick)", "centralised AUC (yardstick)"], rows)
             + "".join(notes) + missing + f"<p class=\"note\">{_n(report['methods']['auc_interval'])}. Yardsticks: "
@@ -233,11 +235,12 @@ body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width:
 table {{ border-collapse: collapse; margin: 0.8em 0; font-size: 13px; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 7px; text-align: right; }}
 th {{ background: #f2f2f2; }} td:first-child, th:first-child {{ text-align: left; }}
-.note {{ color: #555; font-size: 13px; }} img.plot {{ display: block; margin: 0.5em 0; }}
+.note {{ color: #555; font-size: 13px; }} .warn {{ color: #a40000; font-weight: bold; }} img.plot {{ display: block; margin: 0.5em 0; }}
 </style></head><body>
 <h1>Model-risk report</h1>
 <p>Run <b>{_n(report['run'])}</b> of scenario <b>{_n(report['scenario'])}</b>; model <code>{_n(report['model_id'])}</code>;
 generated {_n(report['generated'])}.</p>
+{f'<p class="warn">{_n(report["missing_inputs"])}.</p>' if report.get("missing_inputs") else ""}
 <h2>Discrimination</h2>{_discrimination(report)}
 <h2>Calibration by score decile (pooled)</h2>{_calibration(report)}
 <h2>Score distribution</h2>{_distribution(report)}

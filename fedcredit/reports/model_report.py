@@ -189,8 +189,10 @@ def _settings(summary: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
 
 
 def build_report(summary: Mapping[str, Any], evaluations: Mapping[str, ScoreHistogram],
-                 features: Mapping[str, Any], model: ScoringModel | None, run_dir: Path) -> dict[str, Any]:
-    """The report as data (see the module docstring); `features`: `feature_psi`'s result."""
+                 features: Mapping[str, Any], model: ScoringModel | None, run_dir: Path,
+                 missing: str | None = None) -> dict[str, Any]:
+    """The report as data (see the module docstring); `features`: `feature_psi`'s result; `missing`:
+    why the released inputs are not there (a run older than model reports)."""
     order = [p["name"] for p in summary.get("partners", []) if p["name"] in evaluations]
     evaluations = {n: evaluations[n] for n in order + sorted(set(evaluations) - set(order))}
     pooled = pooled_histogram(evaluations)
@@ -199,6 +201,7 @@ def build_report(summary: Mapping[str, Any], evaluations: Mapping[str, ScoreHist
     return {
         "run": summary.get("run"), "scenario": summary.get("scenario"), "model_id": summary.get("model_id"),
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "missing_inputs": missing,
         "methods": METHODS, "psi_bands": PSI_BANDS,
         "discrimination": {"pooled": discrimination(pooled) if pooled is not None else None,
                            "partners": {n: discrimination(h) for n, h in evaluations.items()}},
@@ -238,13 +241,19 @@ def write_model_report(run_dir: str | Path, summary: Mapping[str, Any],
     run_dir = Path(run_dir)
     model = ScoringModel.load(run_dir / MODEL) if (run_dir / MODEL).is_file() else None
     old: dict[str, Any] = {}
-    if (evaluations is None or partner_stats is None) and (run_dir / JSON_NAME).is_file():
-        old = strict_json.loads_old((run_dir / JSON_NAME).read_text())
+    missing = None
+    if evaluations is None or partner_stats is None:
+        if (run_dir / JSON_NAME).is_file():
+            old = strict_json.loads_old((run_dir / JSON_NAME).read_text())
+        else:
+            missing = (f"no earlier {JSON_NAME}: this run predates model reports, so the partners' released "
+                       "evaluation histograms and round-0 statistics were not kept; the sections built from them "
+                       "are empty (the summary's pooled metrics are in summary.json)")
     if evaluations is None:
         evaluations = {n: ScoreHistogram.from_dict(h) for n, h in ((old.get("released") or {}).get("evaluations")
                                                                   or {}).items()}
     features = partner_feature_psi(partner_stats, model) if partner_stats is not None else old.get("feature_psi") or {}
-    report = build_report(summary, evaluations, features, model, run_dir)
+    report = build_report(summary, evaluations, features, model, run_dir, missing)
     atomic_write_json(run_dir / JSON_NAME, report)
     atomic_write_text(run_dir / HTML_NAME, render_html(report))
     return report

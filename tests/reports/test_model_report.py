@@ -100,6 +100,7 @@ def test_refresh_keeps_the_released_inputs_and_renders_scorecard_and_fairness(tm
                              "adverse_impact_ratio": 0.83}]}
     (run / "summary.json").write_text(json.dumps(summary))
     assert main(["report", str(run)]) == 2          # no privacy report in this folder: one clear error
+    assert first["missing_inputs"] is None
     again = write_model_report(run, summary)
     assert again["released"] == first["released"] and again["feature_psi"] == first["feature_psi"]
     assert again["discrimination"] == first["discrimination"]
@@ -174,3 +175,13 @@ def test_noised_coarse_histograms_give_a_standard_json_report(tmp_path: Path, re
     assert 3 <= len(deciles) <= 10 and all(d["rows"] > 0 and d["bads"] >= 0 for d in deciles)
     assert all(p["psi"] is not None and p["psi"] >= 0 for p in saved["score_distribution"]["partners"].values())
     assert numbers_missing_from_json((run / HTML_NAME).read_text(), saved) == []
+
+
+def test_a_run_older_than_model_reports_says_what_is_missing(tmp_path: Path, released: Released) -> None:
+    run = _run_dir(tmp_path, released)
+    report = write_model_report(run, released.summary)
+    assert "predates model reports" in report["missing_inputs"]
+    assert report["discrimination"]["pooled"] is None and report["feature_psi"] == {}
+    assert report["model_terms"]["coefficients"]                     # what the artefact holds is still there
+    page = (run / HTML_NAME).read_text()
+    assert "predates model reports" in page and numbers_missing_from_json(page, report) == []
