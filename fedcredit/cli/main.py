@@ -34,6 +34,9 @@ def _simulate(args: argparse.Namespace) -> int:
     print(comparison_table(result.summary))
     report = json.loads((result.run_dir / "privacy_report.json").read_text())
     print("\n" + render_text(report))
+    from fedcredit.reports import model_report
+
+    print(model_report.render_text(json.loads((result.run_dir / model_report.JSON_NAME).read_text())))
     print(f"\nrun directory: {result.run_dir}")
     return 0
 

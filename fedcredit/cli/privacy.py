@@ -1,4 +1,4 @@
-"""`fedcredit report RUN_DIR`, `fedcredit plan` and `fedcredit ledger show LEDGER`: for privacy officers."""
+"""`fedcredit report RUN_DIR` (privacy and model-risk reports), `fedcredit plan` and `fedcredit ledger show LEDGER`."""
 
 from __future__ import annotations
 
@@ -12,16 +12,19 @@ from fedcredit.credit.errors import InputError
 
 def _report(args: argparse.Namespace) -> int:
     from fedcredit.privacy.report import HTML_NAME, JSON_NAME, render_text, write_privacy_report
+    from fedcredit.reports import model_report
 
     run_dir = Path(args.run_dir)
-    summary_path = run_dir / "summary.json"
-    if not summary_path.is_file():
-        raise InputError("no summary.json: not a finished run directory", source=str(run_dir))
+    model_report.check_finished(run_dir)
     if not (run_dir / JSON_NAME).is_file():
         raise InputError(f"no {JSON_NAME}: the run predates privacy reports", source=str(run_dir))
-    report = write_privacy_report(run_dir, strict_json.loads_old(summary_path.read_text()))
+    summary = strict_json.loads_old((run_dir / "summary.json").read_text())
+    report = write_privacy_report(run_dir, summary)
+    model = model_report.write_model_report(run_dir, summary)
     print(render_text(report))
-    print(f"written: {run_dir / JSON_NAME}, {run_dir / HTML_NAME}")
+    print(model_report.render_text(model))
+    print(f"written: {run_dir / JSON_NAME}, {run_dir / HTML_NAME}, {run_dir / model_report.JSON_NAME}, "
+          f"{run_dir / model_report.HTML_NAME}")
     return 0
 
 
@@ -81,7 +84,8 @@ def _disclosure(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    rep = sub.add_parser("report", help="write privacy_report.{json,html} for a run and print a summary")
+    rep = sub.add_parser("report", help="(re)write a run's privacy_report.{json,html} and model_report.{json,html} "
+                         "and print a summary")
     rep.add_argument("run_dir", help="a finished run directory")
     rep.set_defaults(func=_report)
 

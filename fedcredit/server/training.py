@@ -53,6 +53,7 @@ from fedcredit.credit.scenario import Scenario
 from fedcredit.credit.statistics import BinStats, RangeStats
 from fedcredit.privacy.report import write_privacy_report
 from fedcredit.privacy.statistics import bins_noise_sd, summed_sd, too_few_rows
+from fedcredit.reports.model_report import pooled_calibration, released_evaluations, write_model_report
 from fedcredit.server.model_record import model_metadata
 from fedcredit.server.progress import MARK, Exchange, exchange_line, progress_extra, start_line, statistics_line
 from fedcredit.server.sampling import round_sample
@@ -452,8 +453,12 @@ class FederatedTraining:
                                                self.stats_contributors, read_data=bool(self.task.roster)))
         artefact.save(self.run_dir.file(MODEL))
         summary["model_id"] = artefact.id
+        evaluations = released_evaluations({r.partner: r.evaluation for r in final_reports})
+        summary["calibration"] = pooled_calibration(evaluations)
         self.run_dir.write_summary(summary)
         write_privacy_report(self.run_dir.path, summary, self.privacy_rounds, self.releases)
+        write_model_report(self.run_dir.path, summary, evaluations,
+                           {n: r.stats for n, r in self.partners.items() if isinstance(r.stats, RangeStats)})
         log(INFO, "run directory: %s", self.run_dir.path, extra=PROGRESS)
         return summary
 

@@ -31,6 +31,8 @@ from fedcredit.credit.protocol import TaskConfig
 from fedcredit.credit.rundir import CONFIG, FAILED, MODEL, ROUNDS, STAGING_SUFFIX, SUMMARY, RunDirectory
 from fedcredit.credit.scenario import Scenario
 from fedcredit.privacy.report import HTML_NAME, JSON_NAME, write_privacy_report
+from fedcredit.reports import model_report
+from fedcredit.reports.model_report import write_model_report
 from fedcredit.server.app import RunSettings
 from fedcredit.server.progress import MARK, PROGRESS_KEY
 from fedcredit.simulations.membership_audit import membership_audit
@@ -41,7 +43,8 @@ from fedcredit.simulations.yardsticks import centralised, federation_gain, local
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
 PARTNERS_PER_ACTOR = 5      # from this many partners per CPU, one Ray actor per CPU
 # what a run writes into its staging folder (ledgers/: privacy ledger_dir = "run")
-RUN_FILES = {CONFIG, ROUNDS, MODEL, SUMMARY, FAILED, JSON_NAME, HTML_NAME, "ledgers"}
+RUN_FILES = {CONFIG, ROUNDS, MODEL, SUMMARY, FAILED, JSON_NAME, HTML_NAME, model_report.JSON_NAME,
+             model_report.HTML_NAME, "ledgers"}
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silence a Ray FutureWarning (no GPUs here)
 # Ray starts its workers at niceness 15: the one actor that does every partner's work would then
 # starve beside any other busy process (a round, or round 0's start-up, outlasting its timeout).
@@ -313,6 +316,7 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
     summary["timing"]["peak_rss_mb_driver"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     run_dir.write_summary(summary)
     write_privacy_report(staging, summary)
+    write_model_report(staging, summary)      # now with the yardsticks
     if final.exists():
         final.rmdir()
     staging.rename(final)

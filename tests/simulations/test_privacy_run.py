@@ -14,6 +14,7 @@ from fedcredit.server.app import RunSettings
 from fedcredit.simulations.runner import simulate
 from tests.conftest import SPEC, make_partner_frame, write_scenario
 from tests.independent_accountant import pld_epsilon
+from tests.reports.checks import assert_model_report
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +61,11 @@ def test_budgets_are_enforced_and_the_ledger_outlives_the_run(tmp_path: Path) ->
     for p in summary["partners"]:   # the alternative under each partner's own policy, and the gain over it
         gain = p["gain_private"]
         assert 0.5 < p["local_private"]["auc"] < 1 and gain["low"] <= gain["auc"] <= gain["high"]
+
+    # the model-risk report: from the noised, coarse evaluation histograms the partners released
+    assert_model_report(first.run_dir, summary)
+    model_report = json.loads((first.run_dir / "model_report.json").read_text())
+    assert model_report["discrimination"]["pooled"]["noised"] and summary["calibration"]["noised"]
 
     # the report lists every release; an independent accountant recomputes each lifetime epsilon from it
     report = json.loads((first.run_dir / "privacy_report.json").read_text())

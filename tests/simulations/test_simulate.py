@@ -17,6 +17,7 @@ from fedcredit.credit.scenario import load_scenario
 from fedcredit.server.app import RunSettings
 from fedcredit.simulations.runner import simulate
 from tests.conftest import make_partner_frame, write_scenario
+from tests.reports.checks import assert_model_report
 
 pytestmark = pytest.mark.e2e
 
@@ -29,8 +30,9 @@ def test_three_partner_simulation_writes_a_complete_run(three_partners: Path, tm
                       on_yardstick=lambda *step: yardsticks_heard.append(step))
     assert result.run_dir == out.resolve()
     assert not out.with_name("run.incomplete").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.pt", "privacy_report.html",
-                                                     "privacy_report.json", "rounds.jsonl", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.pt", "model_report.html", "model_report.json",
+                                                     "privacy_report.html", "privacy_report.json", "rounds.jsonl",
+                                                     "summary.json"]
 
     summary = json.loads((out / "summary.json").read_text())
     # the contract other tools rely on
@@ -86,6 +88,11 @@ def test_three_partner_simulation_writes_a_complete_run(three_partners: Path, tm
     ref = meta["reference"]
     assert sum(ref["score"]["counts"]) == pytest.approx(sum(len(x) for x in labels))   # the final evaluation
     assert set(ref["features"]) == set(model.transform.numeric) | set(model.transform.categorical)
+
+    # the model-risk report (issue 12, part 6): from the partners' released histograms, refreshed by the CLI
+    assert_model_report(out, summary)
+    assert main(["report", str(out)]) == 0
+    assert_model_report(out, json.loads((out / "summary.json").read_text()))
 
 
 def test_cli_stops_bad_input_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
