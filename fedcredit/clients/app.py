@@ -133,7 +133,7 @@ def train(msg: Message, context: Context) -> Message:
     """Evaluate the received global model when asked, train it locally (through the privacy
     gate), return the update — or a reply that declines the round with the reason."""
     from fedcredit.clients.partner import train_round
-    from fedcredit.credit.protocol import EVALUATE_KEY
+    from fedcredit.credit.protocol import EVALUATE_KEY, VALIDATE_KEY
 
     task, data = _data(msg, context, "train")
     config = msg.content["config"]
@@ -141,7 +141,8 @@ def train(msg: Message, context: Context) -> Message:
     state, report = train_round(data, task, msg.content["arrays"].to_torch_state_dict(),
                                 server_round=int(config.get("server-round", 0)),
                                 proximal_mu=float(config.get("proximal-mu", 0.0)), planned=planned,
-                                evaluate=bool(config.get(EVALUATE_KEY, True)))
+                                evaluate=bool(config.get(EVALUATE_KEY, True)),
+                                validate=bool(config.get(VALIDATE_KEY, False)))
     if report.privacy and report.privacy.get("noise_multiplier") and (
             planned.get("dp-sgd") != report.privacy["noise_multiplier"]
             or planned.get("sample_rate") != report.privacy.get("sample_rate")):   # re-planned this round
@@ -156,8 +157,10 @@ def evaluate(msg: Message, context: Context) -> Message:
     """Score the partner's test rows with the received model (a noised, charged histogram under
     DP); send it and the partner's lifetime privacy statement."""
     from fedcredit.clients.partner import evaluation_report
+    from fedcredit.credit.protocol import VALIDATE_KEY
 
     task, data = _data(msg, context, "evaluate")
+    config = msg.content["config"]
     return _reply(msg, evaluation_report(data, task, msg.content["arrays"].to_torch_state_dict(),
-                                         round=int(msg.content["config"].get("server-round", 0)),
-                                         planned=_planned(context, task)))
+                                         round=int(config.get("server-round", 0)), planned=_planned(context, task),
+                                         validate=bool(config.get(VALIDATE_KEY, False))))

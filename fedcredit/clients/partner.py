@@ -66,6 +66,16 @@ class PartnerData:
     def label_values(self) -> tuple[str, ...]:
         return self.train.label_values
 
+    def validation_split(self, share: float) -> tuple[PartnerTable, PartnerTable]:
+        """(rows to fit, validation rows) of the training rows: the validation rows are those whose
+        content-keyed fraction lies in [test_fraction, test_fraction + share × (1 − test_fraction)), so
+        they are the same in every run on the same data and never test rows."""
+        train = self.train
+        fractions = train.fractions if train.fractions is not None else np.linspace(
+            self.test_fraction, 1, len(train), endpoint=False)
+        held = fractions < self.test_fraction + share * (1 - self.test_fraction)
+        return train.take(np.flatnonzero(~held)), train.take(np.flatnonzero(held))
+
 
 _CACHE: dict[tuple, PartnerData] = {}  # a simulation actor serves many messages; keyed by file state
 
@@ -272,6 +282,20 @@ def evaluate_model(data: PartnerData, task: TaskConfig, state: Mapping[str, torc
     return private, ""
 
 
+def validation_loss(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """The report fields of the received model's mean log loss on the partner's validation rows
+    (no record-level DP only: the caller never asks a DP partner; empty when there is no such row)."""
+    from sklearn.metrics import log_loss
+
+    _, held = data.validation_split(task.federation.validation_fraction)
+    if not len(held):
+        return {}
+    p = predict_proba(_model(task, state), task.transform.transform(held.features))
+    if not np.isfinite(p).all():
+        return {}
+    return {"validation_loss": float(log_loss(held.label, p, labels=[0, 1])), "rows_validation": len(held)}
+
+
 def _public_test_rows(histogram: ScoreHistogram | None, gate: PrivacyGate | None) -> dict[str, int]:
     """Under DP the held-out count a reply states is the noised histogram's total (post-processing)."""
     if histogram is None or gate is None:
@@ -280,21 +304,28 @@ def _public_test_rows(histogram: ScoreHistogram | None, gate: PrivacyGate | None
 
 
 def evaluation_report(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor], *,
-                      round: int, planned: Mapping[str, float | None] | None = None) -> PartnerReport:
-    """The reply to an evaluate message: the histogram (or why none) and the privacy statement."""
+                      round: int, planned: Mapping[str, float | None] | None = None,
+                      validate: bool = False) -> PartnerReport:
+    """The reply to an evaluate message: the histogram (or why none) and the privacy statement;
+    `validate` (ignored under record-level DP): also the model's loss on the validation rows."""
     gate = privacy_gate(data, task)
     histogram, reason = evaluate_model(data, task, state, gate=gate, round=round,
                                        noise=(planned or {}).get("evaluation"))
+    validation = validation_loss(data, task, state) if validate and gate is None else {}
     return report(data, task, gate, evaluation=histogram, declined=reason, **_public_test_rows(histogram, gate),
-                  privacy=privacy_statement(gate, data, status="declined" if reason else "ok", history=True))
+                  privacy=privacy_statement(gate, data, status="declined" if reason else "ok", history=True),
+                  **validation)
 
 
 def train_round(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor], *, server_round: int,
-                proximal_mu: float = 0.0, planned: Mapping[str, float | None] | None = None, evaluate: bool = True
-                ) -> tuple[dict[str, torch.Tensor] | None, PartnerReport]:
+                proximal_mu: float = 0.0, planned: Mapping[str, float | None] | None = None, evaluate: bool = True,
+                validate: bool = False) -> tuple[dict[str, torch.Tensor] | None, PartnerReport]:
     """Evaluate the received global model (if asked), then train it locally — through the privacy gate.
 
     `planned`: the noise the partner chose for this run at round 0 ("dp-sgd", "evaluation").
+    `validate` (the coordinator's stopping rule; ignored under record-level DP): hold the validation
+    rows out of training and report the received model's loss on them. Without DP a small partner
+    trains more epochs, at least `min_local_steps` steps (`FederationSettings.local_epochs_for`).
     Returns (new state, report); the state is None when the partner declines the round.
     """
     planned = planned or {}
@@ -305,14 +336,19 @@ def train_round(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.T
     evaluation, _ = (evaluate_model(data, task, state, gate=gate, round=server_round, noise=planned.get("evaluation"))
                      if evaluate else (None, ""))
     evaluated = _public_test_rows(evaluation, gate)
+    fit, validation = data.train, {}
+    if validate and gate is None:
+        fit = data.validation_split(fed.validation_fraction)[0]
+        validation = validation_loss(data, task, state)
     model = _model(task, state)
-    x_train = task.transform.transform(data.train.features)
-    y_train = data.train.label.astype(np.float32)
+    x_train = task.transform.transform(fit.features)
+    y_train = fit.label.astype(np.float32)
     seed = partner_seed(fed.seed + server_round, data.partner.name)
     optimizer = make_optimizer(model, fed.optimizer, lr=fed.learning_rate, weight_decay=fed.weight_decay)
     if gate is None:
         loader = make_loader(x_train, y_train, batch_size=fed.batch_size, seed=seed)
-        result = train_epochs(model, loader, optimizer, epochs=fed.local_epochs, proximal_mu=proximal_mu, anchor=state)
+        result = train_epochs(model, loader, optimizer, epochs=fed.local_epochs_for(len(y_train)),
+                              proximal_mu=proximal_mu, anchor=state)
         privacy, loss = privacy_statement(None, data), result.loss
     else:
         shape = run_shape(data, task)
@@ -335,7 +371,7 @@ def train_round(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.T
         privacy, loss = privacy_statement(gate, data, spent=spent, release=release), None   # the loss is withheld
     new_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return new_state, report(data, task, gate, evaluation=evaluation, train_loss=loss, steps=result.steps,
-                             privacy=privacy, **evaluated)
+                             privacy=privacy, **evaluated, **validation)
 
 
 def _model(task: TaskConfig, state: Mapping[str, torch.Tensor]) -> torch.nn.Module:

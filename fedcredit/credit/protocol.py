@@ -22,6 +22,7 @@ TASK_KEY = "task"               # ConfigRecord entry with the TaskConfig JSON
 REPORT_KEY = "report"           # reply ConfigRecord holding the PartnerReport JSON
 PHASE_KEY = "stats-phase"       # "range" (release 1) or "bins" (release 2) in a stats message
 EVALUATE_KEY = "evaluate"       # a train message: also evaluate the received model (a release under DP)
+VALIDATE_KEY = "validate"       # train/evaluate message: hold validation rows out of training, score the model on them
 RANGE, BINS = "range", "bins"
 
 
@@ -83,6 +84,8 @@ class PartnerReport:
     privacy: dict[str, Any] | None = None   # the partner's privacy statement after this message
     declined: str = ""                # why the partner did not train this round
     warnings: tuple[str, ...] = ()    # for the coordinator's console (budget warnings)
+    validation_loss: float | None = None   # the received model's mean log loss on the validation rows (no DP only)
+    rows_validation: int | None = None   # how many validation rows that loss is over (no DP only)
 
     def to_dict(self) -> dict[str, Any]:
         stats = None
@@ -95,6 +98,7 @@ class PartnerReport:
             "evaluation": self.evaluation.to_dict() if self.evaluation else None,
             "train_loss": self.train_loss, "steps": self.steps, "stats_noise_sd": self.stats_noise_sd,
             "privacy": self.privacy, "declined": self.declined, "warnings": list(self.warnings),
+            "validation_loss": self.validation_loss, "rows_validation": self.rows_validation,
         }
 
     def to_json(self) -> str:
@@ -115,4 +119,6 @@ class PartnerReport:
             train_loss=raw["train_loss"], steps=int(raw["steps"]),
             stats_noise_sd=float(raw["stats_noise_sd"]), privacy=raw["privacy"], declined=raw["declined"],
             warnings=tuple(raw.get("warnings", ())),
+            validation_loss=raw.get("validation_loss"),
+            rows_validation=None if raw.get("rows_validation") is None else int(raw["rows_validation"]),
         )

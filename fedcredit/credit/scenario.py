@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ MODELS = ("logistic", "mlp")
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 OPTIMIZERS = ("sgd", "adam")
 PRIVACY_MODES = ("sample", "client", "off")
+STOP_RULES = ("converged", "rounds")
 RUN_SHARE = 0.25   # default per-run cap: this share of the lifetime budget
 # What a partner's data may be opened for. A simulation also checks tables before the run
 # ("check") and trains the yardsticks ("yardstick"); a deployed partner allows only the first three.
@@ -131,9 +133,19 @@ _AT_LEAST_1 = Annotated[Whole, Field(ge=1)]
 
 @schema_dataclass(frozen=True, config=STRICT)
 class FederationSettings:
-    """How the federation trains (the [federation] table). Every field has a validated default."""
+    """How the federation trains (the [federation] table). Every field has a validated default.
 
-    rounds: _AT_LEAST_1 = rule("must be a whole number ≥ 1", 20)
+    `rounds` is the most rounds a run trains (the cap). `stop = "converged"` (default) ends the run
+    earlier when the pooled validation loss has not improved by more than `min_delta` for `patience`
+    evaluated models, and keeps the best model; the partners then hold `validation_fraction` of their
+    training rows out of local training to score each model on (without record-level DP only: under
+    DP the run trains to the cap, see `fedcredit.server.stopping`). `stop = "rounds"` trains exactly
+    `rounds` rounds on every training row and keeps the last model. Without record-level DP a partner
+    trains at least `min_local_steps` optimizer steps a round (more epochs on a small partner; 0: exactly
+    `local_epochs`).
+    """
+
+    rounds: _AT_LEAST_1 = rule("must be a whole number ≥ 1 (the most rounds a run trains)", 20)
     model: Literal[MODELS] = rule(f"unknown model; choose one of {list(MODELS)}", "logistic")
     strategy: Literal[STRATEGIES] = rule(f"unknown strategy; choose one of {list(STRATEGIES)}", "fedavg")
     local_epochs: _AT_LEAST_1 = rule("must be ≥ 1", 1)
@@ -157,6 +169,13 @@ class FederationSettings:
     secure_aggregation: Flag | None = rule("must be true or false", None)
     # share of the partners still training that a round asks (seeded sample; at least 1, 2 under SecAgg+)
     fraction_train: Annotated[Number, Field(gt=0, le=1)] = rule("must be a share in (0, 1]", 1.0)
+    stop: Literal[STOP_RULES] = rule(f"choose one of {list(STOP_RULES)} (\"rounds\": train exactly `rounds` rounds)",
+                                     "converged")
+    patience: _AT_LEAST_1 = rule("must be a whole number ≥ 1 (evaluated models without improvement)", 5)
+    min_delta: Annotated[Number, Field(ge=0, lt=1)] = rule("must be ≥ 0 and < 1 (a drop of the log loss)", 1e-4)
+    validation_fraction: Annotated[Number, Field(ge=0.05, le=0.5)] = rule(
+        "must be between 0.05 and 0.5 (the share of each partner's training rows held out)", 0.15)
+    min_local_steps: Annotated[Whole, Field(ge=0)] = rule("must be a whole number ≥ 0 (0: exactly local_epochs)", 10)
 
     @model_validator(mode="after")
     def _secure_aggregation_averages(self) -> FederationSettings:
@@ -164,6 +183,12 @@ class FederationSettings:
             raise Rule("secure aggregation averages updates: use strategy 'fedavg' or 'fedprox' "
                        f"(got {self.secure_aggregation!r})", "secure_aggregation")
         return self
+
+    def local_epochs_for(self, rows: int) -> int:
+        """Epochs a round for a partner training on `rows` rows without record-level DP: `local_epochs`,
+        or more so that it takes at least `min_local_steps` optimizer steps (batches of `batch_size`)."""
+        batches = max(math.ceil(rows / self.batch_size), 1)
+        return max(self.local_epochs, math.ceil(self.min_local_steps / batches))
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, source: str) -> FederationSettings:

@@ -88,7 +88,8 @@ INVENTORY: tuple[Item, ...] = (
 
 # Under a DP policy these are never sent (the reply carries null or omits them).
 WITHHELD = ("report.train_loss", "metrics.train-loss", "report.stats.extremes.*",
-            "report.evaluation.brier_sum", "report.evaluation.logloss_sum")
+            "report.evaluation.brier_sum", "report.evaluation.logloss_sum", "report.validation_loss",
+            "report.rows_validation")
 
 
 def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -9,7 +9,9 @@ for local training; a reply also evaluates the model it received when the schedu
 only the final model is evaluated). The strategy object (FedAvg/FedProx/FedAdam,
 possibly wrapped for client-level DP) chooses nodes and aggregates; this loop keeps the
 records. A partner may decline a round (its privacy budget): the others go on, and the
-run ends cleanly when no partner can train.
+run ends cleanly when no partner can train. R is a cap: `fedcredit.server.stopping` ends the run
+when the pooled validation loss the partners report beside their updates stops improving (never
+under record-level DP), and the best model is the one saved.
 
 About 490 lines, over the ~400 guideline: round 0's statistics, the plain and the SecAgg+ rounds
 and the final evaluation share one state (nodes, partners, who stopped, records); what the model
@@ -45,6 +47,7 @@ from fedcredit.credit.protocol import (
     REPORT_KEY,
     STATS_ACTION,
     TASK_KEY,
+    VALIDATE_KEY,
     PartnerReport,
     TaskConfig,
 )
@@ -57,6 +60,7 @@ from fedcredit.reports.model_report import pooled_calibration, released_evaluati
 from fedcredit.server.model_record import model_metadata
 from fedcredit.server.progress import MARK, Exchange, exchange_line, progress_extra, start_line, statistics_line
 from fedcredit.server.sampling import round_sample
+from fedcredit.server.stopping import StoppingRule, pooled_validation_loss
 from fedcredit.server.strategy import partner_level_dp_statement
 
 PROGRESS = {MARK: True}  # marks our log lines so a quiet console can keep just these
@@ -104,6 +108,7 @@ class FederatedTraining:
         self.asked_to_train: list[int] = []                # node ids the current round asks ([federation] fraction_train)
         self.sampled: dict[int, list[str]] = {}            # round → partners asked, when fraction_train < 1
         self.rounds_trained: dict[str, int] = {}           # partner → rounds its update was applied in
+        self.validate = False                              # partners hold validation rows out (the stopping rule)
 
     # -- messaging -----------------------------------------------------------------------
     def _wait_for_nodes(self) -> list[int]:
@@ -318,7 +323,7 @@ class FederatedTraining:
                     extra=PROGRESS)
 
     def _train_messages(self, rnd: int, arrays: ArrayRecord) -> list[Message]:
-        config = self._config(**{EVALUATE_KEY: (rnd - 1) in self.evaluated})
+        config = self._config(**{EVALUATE_KEY: (rnd - 1) in self.evaluated, VALIDATE_KEY: self.validate})
         messages = self.strategy.configure_train(rnd, arrays, config, self.grid)
         return [m for m in messages if m.metadata.dst_node_id in self.asked_to_train]
 
@@ -349,7 +354,7 @@ class FederatedTraining:
         nodes = list(self.asked_to_train)
         self.asked = len(nodes)
         config: dict[str, Any] = {TASK_KEY: self.task.to_json(), "server-round": rnd,
-                                  EVALUATE_KEY: (rnd - 1) in self.evaluated}
+                                  EVALUATE_KEY: (rnd - 1) in self.evaluated, VALIDATE_KEY: self.validate}
         if self.fed.strategy == "fedprox":
             config["proximal-mu"] = self.fed.proximal_mu
         try:
@@ -390,6 +395,12 @@ class FederatedTraining:
         model = build_model(self.fed.model, transform.n_features, hidden=self.fed.hidden, seed=self.fed.seed)
         arrays = ArrayRecord(model.state_dict())
         last_loss, last_steps, trained_rounds, ended = None, 0, 0, ""
+        # any record-level DP policy (round 0's statements): the rule reads no value and asks for none
+        private = any((r.privacy or {}).get("mode") == "sample" for r in self.partners.values())
+        rule = StoppingRule.from_settings(self.fed.stop, self.fed.rounds, self.fed.patience, self.fed.min_delta,
+                                          private=private)
+        self.validate = rule.monitors
+        best: tuple[ArrayRecord, dict[str, Any], list[PartnerReport]] | None = None   # model, its test record, replies
         round_started = time.monotonic()
         for rnd in range(1, self.fed.rounds + 1):
             active = [n for n in self.node_partner if self._active(n)]
@@ -411,6 +422,8 @@ class FederatedTraining:
             self._log_exchange(record, reports, trained_round=rnd, contributed=contributed, train_loss=loss,
                                done=rnd if new_arrays is not None else trained_rounds,
                                notes=("secure aggregation halted: no update applied",) if self.halted else ())
+            if record["pooled"] is not None and rule.observe(rnd - 1, pooled_validation_loss(reports)[0]):
+                best = (arrays, record, reports)
             if self.halted:     # what was sent before the halt was released (and charged): it is recorded
                 ended = self.halted
                 self._stop_declined(rnd, reports)
@@ -430,10 +443,13 @@ class FederatedTraining:
                 if not rep.declined:
                     self.rounds_trained[rep.partner] = self.rounds_trained.get(rep.partner, 0) + 1
             last_steps = sum(rep.steps for rep in reports)
+            if rule.stop(trained_rounds):
+                break
         if ended:
             log(WARNING, "%s: ending the run after %d trained round(s)", ended, trained_rounds, extra=PROGRESS)
         final_started = time.monotonic()
-        messages = [m for m in self.strategy.configure_evaluate(trained_rounds, arrays, self._config(), self.grid)
+        messages = [m for m in self.strategy.configure_evaluate(trained_rounds, arrays,
+                                                                self._config(**{VALIDATE_KEY: self.validate}), self.grid)
                     if m.metadata.dst_node_id in self.node_partner
                     and self.node_partner[m.metadata.dst_node_id] not in self.dropped]
         self.asked = len(messages)
@@ -445,8 +461,21 @@ class FederatedTraining:
         self._log_exchange(final, final_reports, trained_round=None, contributed=0, train_loss=None,
                            done=trained_rounds)
         self._privacy_record(trained_rounds, final_reports)
+        observed = rule.history and rule.history[-1][0] == trained_rounds   # the loop already saw this model
+        if not observed and final["pooled"] is not None and rule.observe(
+                trained_rounds, pooled_validation_loss(final_reports)[0]):
+            best = (arrays, final, final_reports)
+        saved_round = trained_rounds
+        if best is not None and rule.best_round != trained_rounds:   # keep the best model, scored when it was sent
+            arrays, final = best[0], best[1]
+            final_reports = [r for r in best[2] if r.partner not in self.dropped]
+            saved_round = rule.best_round
+            log(INFO, "kept the model of round %d: the lowest pooled validation loss (%.4f); its metrics are "
+                "those of round %d's evaluation on the test rows", saved_round, rule.best_loss, saved_round + 1,
+                extra=PROGRESS)
 
         summary = self._summary(final, final_reports, transform, trained_rounds, ended, started, stats_seconds)
+        summary["stopping"] = rule.summary(saved_round=saved_round, ended=ended)
         artefact = ScoringModel(self.scenario.dataset, transform, self.fed.model, self.fed.hidden,
                                 arrays.to_torch_state_dict(),
                                 model_metadata(summary, final_reports, transform, self.scenario, self.released_stats,

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import tomli_w
 
 from fedcredit.credit.errors import InputError
@@ -18,6 +19,7 @@ from fedcredit.credit.loading import read_table
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 TAIWAN = SHARED_DATA / "taiwan-default-credit-card" / "UCI_Credit_Card.csv.gz"
+GERMAN = SHARED_DATA / "german-credit" / "german.data.gz"
 
 TAIWAN_DATASET = {
     "label": "next_payment",
@@ -63,3 +65,40 @@ def write_taiwan_partners(out_dir: str | Path, *, rounds: int = 20, extra_federa
     tmp.rename(out_dir)
     return out_dir / "scenario.toml"
 
+
+
+# Statlog German credit (UCI #144): 20 attributes and the class, space-separated, no header
+# (names after german.doc). Codes like A11 are the codebook's; class 2 = bad.
+GERMAN_COLUMNS = ("checking", "duration", "history", "purpose", "amount", "savings", "employment",
+                  "installment_rate", "personal_status", "other_debtors", "residence_since", "property", "age",
+                  "other_plans", "housing", "existing_credits", "job", "dependents", "telephone", "foreign_worker",
+                  "class")
+GERMAN_NUMERIC = ("duration", "amount", "installment_rate", "residence_since", "age", "existing_credits", "dependents")
+GERMAN_DATASET = {
+    "label": "class", "bad": 2, "numeric": list(GERMAN_NUMERIC),
+    "categorical": [c for c in GERMAN_COLUMNS[:-1] if c not in GERMAN_NUMERIC],
+}
+# Three partners of unequal size, split by attribute 12 (most valuable property):
+# real estate (282 rows), savings / life insurance (232), car or other / none known (486).
+GERMAN_PARTNERS = (("estate-bank", "bank", ("A121",)), ("insurance-insurer", "insurer", ("A122",)),
+                   ("car-platform", "platform", ("A123", "A124")))
+
+
+def write_german_partners(out_dir: str | Path, *, rounds: int = 20, extra_federation: dict | None = None) -> Path:
+    """Split German credit (1,000 rows) into three partners by property; return the scenario path.
+
+    The space-separated, headerless file is written as one CSV per partner with german.doc's names."""
+    frame = pd.read_csv(require(GERMAN), sep=r"\s+", header=None, names=list(GERMAN_COLUMNS), dtype=str)
+    out_dir = Path(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    partners = []
+    for name, kind, codes in GERMAN_PARTNERS:
+        frame[frame["property"].isin(codes)].to_csv(tmp / f"{name}.csv", index=False)
+        partners.append({"name": name, "kind": kind, "data": f"{name}.csv"})
+    scenario = {"dataset": GERMAN_DATASET, "partners": partners,
+                "federation": {"rounds": rounds, "model": "logistic", **(extra_federation or {})}}
+    (tmp / "scenario.toml").write_text(tomli_w.dumps(scenario))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return out_dir / "scenario.toml"
