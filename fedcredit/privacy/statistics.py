@@ -38,9 +38,10 @@ def range_noise_sd(noise_multiplier: float, columns: int) -> float:
     return noise_multiplier * math.sqrt(columns + 2)
 
 
-def bins_noise_sd(noise_multiplier: float, numeric_columns: int) -> float:
-    """Noise sd on each count and sum of release 2 for `numeric_columns` planned columns."""
-    return noise_multiplier * math.sqrt(3 * max(numeric_columns, 1))
+def bins_noise_sd(noise_multiplier: float, numeric_columns: int, categorical_columns: int = 0) -> float:
+    """Noise sd on each count and sum of release 2 for `numeric_columns` planned columns (and, in a
+    scorecard run, `categorical_columns` labelled level counts: see `noisy_bins`)."""
+    return noise_multiplier * math.sqrt(max(3 * numeric_columns + categorical_columns, 1))
 
 
 def noisy_range(stats: RangeStats, noise_multiplier: float, *, public_levels: frozenset[str] = frozenset(),
@@ -67,8 +68,21 @@ def noisy_range(stats: RangeStats, noise_multiplier: float, *, public_levels: fr
 
 def noisy_bins(stats: BinStats, noise_multiplier: float, *, rng: np.random.Generator | None = None
                ) -> tuple[BinStats, Release, float]:
-    """(noised release 2, the release to charge, the noise standard deviation per count)."""
+    """(noised release 2, the release to charge, the noise standard deviation per count).
+
+    Split by label (a scorecard run, `BinStats.by_label`): a row still adds one count per column —
+    to its (label, bin) cell, a numeric column's missing cell included — and at most 1 to each of
+    Σu and Σu² of a numeric column, so the L2 sensitivity is sqrt(3 · numeric + categorical) and the
+    release is charged exactly like the plain one (one Gaussian mechanism at z). The good and bad
+    cells are noised; the histograms are their sums (post-processing, noise sd · √2 per count)."""
     rng = _rng(rng)
+    if stats.by_label:
+        categorical = len(set(stats.by_label) - set(stats.histograms))
+        sd = bins_noise_sd(noise_multiplier, len(stats.histograms), categorical)
+        cells = {c: v + rng.normal(0.0, sd, np.shape(v)) for c, v in stats.by_label.items()}
+        return (BinStats({c: cells[c][:, :-1].sum(axis=0) for c in stats.histograms},
+                         {c: m + rng.normal(0.0, sd, len(m)) for c, m in stats.sums.items()}, cells),
+                Release(noise_multiplier, 1.0, 1), sd)
     sd = bins_noise_sd(noise_multiplier, len(stats.histograms))
     return (BinStats({c: h + rng.normal(0.0, sd, len(h)) for c, h in stats.histograms.items()},
                      {c: m + rng.normal(0.0, sd, len(m)) for c, m in stats.sums.items()}),

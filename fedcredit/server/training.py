@@ -50,11 +50,13 @@ from fedcredit.credit.protocol import (
 )
 from fedcredit.credit.rundir import MODEL, RunDirectory
 from fedcredit.credit.scenario import Scenario
+from fedcredit.credit.scorecard import Scorecard
 from fedcredit.credit.statistics import BinStats, RangeStats
 from fedcredit.privacy.report import write_privacy_report
 from fedcredit.privacy.statistics import bins_noise_sd, summed_sd, too_few_rows
 from fedcredit.server.model_record import model_metadata
 from fedcredit.server.progress import MARK, Exchange, exchange_line, progress_extra, start_line, statistics_line
+from fedcredit.server.scorecard import SCORECARD, check_bin_rows, transform_noise_sd, woe_characteristics
 from fedcredit.server.strategy import partner_level_dp_statement
 
 PROGRESS = {MARK: True}  # marks our log lines so a quiet console can keep just these
@@ -99,6 +101,7 @@ class FederatedTraining:
         self.statistics_from: tuple[int, list[str], list[str]] = (0, [], [])   # round 0: asked, used, declined
         self.released_stats: tuple[ColumnPlan | None, RangeStats | None, BinStats | None] = (None, None, None)
         self.stats_contributors = 0
+        self.iv: dict[str, float] = {}                     # scorecard: information value per characteristic
 
     # -- messaging -----------------------------------------------------------------------
     def _wait_for_nodes(self) -> list[int]:
@@ -197,7 +200,8 @@ class FederatedTraining:
             raise FederationError("no partner can release its statistics: every privacy budget is spent")
         bins_sd = summed_sd([rep.stats_noise_sd for rep in released])
         summed_bins = BinStats.combine(rep.stats for rep in released)
-        transform = FeatureTransform.fit(plan, summed_bins, self.scenario.dataset, noise_sd=bins_sd)
+        transform = FeatureTransform.fit(plan, summed_bins, self.scenario.dataset,
+                                         noise_sd=transform_noise_sd(summed_bins, bins_sd))
         self.released_stats = (plan, summed, summed_bins)   # kept (post-processed) in the artefact for drift
         self.stats_contributors = len(released)
         for col, why in transform.dropped.items():
@@ -205,6 +209,10 @@ class FederatedTraining:
         if not transform.n_features:
             raise FederationError("no feature is left to train on: " + "; ".join(
                 f"{c}: {w}" for c, w in transform.dropped.items()))
+        if self.fed.model == SCORECARD:   # bins, WOE and IV from the summed labelled counts (no new release)
+            transform, self.iv, notices = woe_characteristics(self.scenario, plan, summed_bins, transform, bins_sd)
+            for notice in notices:
+                self._notice(notice)
         self.task = replace(self.task, transform=transform, plan=None)
         self._privacy_record(0, released)
         self.statistics_from = (len(replies), [rep.partner for rep in released],
@@ -255,6 +263,7 @@ class FederatedTraining:
         refusal = too_few_rows(summed.rows, bins_sd, noise_multiplier=max(sigmas))
         if refusal:
             raise FederationError(refusal)
+        check_bin_rows(self.scenario, plan, summed.rows, sigmas)
 
     def _privacy_record(self, rnd: int, reports: list[PartnerReport]) -> None:
         for r in reports:
@@ -418,6 +427,12 @@ class FederatedTraining:
             last_steps = sum(rep.steps for rep in reports)
         if ended:
             log(WARNING, "%s: ending the run after %d trained round(s)", ended, trained_rounds, extra=PROGRESS)
+        card = None
+        if self.fed.model == SCORECARD:   # points per bin: the final evaluation and the artefact score with them
+            card = Scorecard.from_model(transform, arrays.to_torch_state_dict(), self.scenario.scorecard, self.iv)
+            transform = card.scoring_transform(transform)
+            arrays = ArrayRecord(card.scoring_state())
+            self.task = replace(self.task, transform=transform)
         final_started = time.monotonic()
         messages = [m for m in self.strategy.configure_evaluate(trained_rounds, arrays, self._config(), self.grid)
                     if m.metadata.dst_node_id in self.node_partner
@@ -433,6 +448,9 @@ class FederatedTraining:
         self._privacy_record(trained_rounds, final_reports)
 
         summary = self._summary(final, final_reports, transform, trained_rounds, ended, started, stats_seconds)
+        if card is not None:
+            summary["scorecard"] = card.summary()
+            card.write(self.run_dir.path)
         artefact = ScoringModel(self.scenario.dataset, transform, self.fed.model, self.fed.hidden,
                                 arrays.to_torch_state_dict(),
                                 model_metadata(summary, final_reports, transform, self.scenario, self.released_stats,
