@@ -65,14 +65,18 @@ def _iv_term(g: float, b: float, G: float, B: float) -> float:
 
 
 def merge(good: np.ndarray, bad: np.ndarray, *, max_bins: int, min_count: float,
-          monotonic: str | None = None, totals: tuple[float, float] | None = None) -> list[int]:
+          monotonic: str | None = None, totals: tuple[float, float] | None = None, noise_sd: float = 0.0
+          ) -> list[int]:
     """Boundaries [0, …, K] of the IV-maximising merge of K ordered candidates (good, bad counts):
     at most `max_bins` bins, each holding ≥ `min_count` rows, and with `monotonic` "ascending" /
     "descending" a bad rate that rises / falls from bin to bin ("auto": the better of the two).
-    `totals` (G, B): the column's totals (default: these counts'). Always feasible (one bin)."""
+    `totals` (G, B): the column's totals (default: these counts'). `noise_sd`: the noise sd on each
+    candidate's good and bad count (DP); a bin's good and bad counts must then each stand
+    RELIABLE_BIN_SD noise sd above zero, so no WOE is a ratio of noise. Always feasible (one bin)."""
     good, bad = np.clip(good, 0, None), np.clip(bad, 0, None)
     if monotonic == "auto":
-        options = [merge(good, bad, max_bins=max_bins, min_count=min_count, monotonic=m, totals=totals)
+        options = [merge(good, bad, max_bins=max_bins, min_count=min_count, monotonic=m, totals=totals,
+                         noise_sd=noise_sd)
                    for m in ("ascending", "descending")]
         return max(options, key=lambda b: _total_iv(good, bad, b, totals))
     k = len(good)
@@ -91,7 +95,8 @@ def merge(good: np.ndarray, bad: np.ndarray, *, max_bins: int, min_count: float,
     for j in range(k):
         for i in range(j + 1, k + 1):
             g, b = counts(j, i)
-            if g + b >= min_count:
+            floor = RELIABLE_BIN_SD * noise_sd * math.sqrt(i - j)
+            if g + b >= min_count and min(g, b) >= floor:
                 ok[j, i], iv[j, i] = True, _iv_term(g, b, G, B)
     # best[(j, i)] for n bins: the best IV of [0, i) in n bins whose last bin is [j, i)
     best = {(0, i): (iv[0, i], None) for i in range(1, k + 1) if ok[0, i]}
@@ -163,7 +168,8 @@ def fit_binning(plan: ColumnPlan, bins: BinStats, transform: FeatureTransform, *
         totals = (good.sum() + (miss[0] if has_missing else 0), bad.sum() + (miss[1] if has_missing else 0))
         n_all = sum(totals)
         bounds = merge(good, bad, max_bins=max_bins, min_count=min_bin_share * n_all,
-                       monotonic=monotonic.get(col), totals=(max(totals[0], 1.0), max(totals[1], 1.0)))
+                       monotonic=monotonic.get(col), totals=(max(totals[0], 1.0), max(totals[1], 1.0)),
+                       noise_sd=noise_sd if private else 0.0)
         g = [float(good[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:])]
         b_ = [float(bad[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:])]
         splits = tuple(float(edges[cuts[i]]) for i in bounds[1:-1])
@@ -176,11 +182,15 @@ def fit_binning(plan: ColumnPlan, bins: BinStats, transform: FeatureTransform, *
                               min(median_bin, len(splits)), monotonic.get(col))
     for col, levels in transform.categorical.items():
         cells = np.clip(bins.by_label[col], 0, None)
-        woe, _ = woe_iv(cells[0], cells[1])
-        empty = cells.sum(axis=0) <= (BIN_SIGNAL_SD * noise_sd * math.sqrt(2) if private else 0.0)
+        # order levels by WOE; under DP shrunk towards the column's average (prior rows = the noise a
+        # level's count carries), so a level lost in the noise sits mid-way, not at an extreme
+        prior = BIN_SIGNAL_SD * noise_sd * math.sqrt(2) if private else 0.0
+        G, B = max(cells[0].sum(), 1.0), max(cells[1].sum(), 1.0)
+        woe, _ = woe_iv(cells[0] + prior * G / (G + B), cells[1] + prior * B / (G + B))
+        empty = cells.sum(axis=0) <= 0
         order = sorted(range(len(levels)), key=lambda i: (0.0 if empty[i] else woe[i], i))
         good, bad = cells[0, order], cells[1, order]
-        bounds = merge(good, bad, max_bins=max_bins, min_count=min_bin_share * cells.sum())
+        bounds = merge(good, bad, max_bins=max_bins, min_count=min_bin_share * cells.sum(), noise_sd=noise_sd)
         groups = tuple(tuple(levels[order[i]] for i in range(a, b)) for a, b in zip(bounds[:-1], bounds[1:]))
         out[col] = ColumnBins(col, "categorical", tuple(float(good[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:])),
                               tuple(float(bad[a:b].sum()) for a, b in zip(bounds[:-1], bounds[1:])), (), groups)

@@ -38,10 +38,15 @@ def range_noise_sd(noise_multiplier: float, columns: int) -> float:
     return noise_multiplier * math.sqrt(columns + 2)
 
 
-def bins_noise_sd(noise_multiplier: float, numeric_columns: int, categorical_columns: int = 0) -> float:
-    """Noise sd on each count and sum of release 2 for `numeric_columns` planned columns (and, in a
-    scorecard run, `categorical_columns` labelled level counts: see `noisy_bins`)."""
-    return noise_multiplier * math.sqrt(max(3 * numeric_columns + categorical_columns, 1))
+def bins_noise_sd(noise_multiplier: float, numeric_columns: int) -> float:
+    """Noise sd on each count and sum of release 2 for `numeric_columns` planned columns."""
+    return noise_multiplier * math.sqrt(3 * max(numeric_columns, 1))
+
+
+def labelled_noise_sd(noise_multiplier: float, columns: int) -> float:
+    """Noise sd on each cell of a scorecard run's release 2 (split by label) over `columns` planned
+    numeric and categorical columns: a row adds one count per column, sensitivity sqrt(columns)."""
+    return noise_multiplier * math.sqrt(max(columns, 1))
 
 
 def noisy_range(stats: RangeStats, noise_multiplier: float, *, public_levels: frozenset[str] = frozenset(),
@@ -70,23 +75,29 @@ def noisy_bins(stats: BinStats, noise_multiplier: float, *, rng: np.random.Gener
                ) -> tuple[BinStats, Release, float]:
     """(noised release 2, the release to charge, the noise standard deviation per count).
 
-    Split by label (a scorecard run, `BinStats.by_label`): a row still adds one count per column —
-    to its (label, bin) cell, a numeric column's missing cell included — and at most 1 to each of
-    Σu and Σu² of a numeric column, so the L2 sensitivity is sqrt(3 · numeric + categorical) and the
-    release is charged exactly like the plain one (one Gaussian mechanism at z). The good and bad
-    cells are noised; the histograms are their sums (post-processing, noise sd · √2 per count)."""
+    Split by label (a scorecard run, `BinStats.by_label`): a row adds one count per planned column —
+    to its (label, cell) cell, a numeric column's missing cell included — and nothing else (the sums
+    are not released), so the L2 sensitivity is sqrt(numeric + categorical) and the release is charged
+    exactly like the plain one (one Gaussian mechanism at z). The histograms (good + bad, noise sd·√2
+    per count) and the sums (from the noised bins at their midpoints, in the window's units) are
+    post-processing of the noised cells."""
     rng = _rng(rng)
     if stats.by_label:
-        categorical = len(set(stats.by_label) - set(stats.histograms))
-        sd = bins_noise_sd(noise_multiplier, len(stats.histograms), categorical)
+        sd = labelled_noise_sd(noise_multiplier, len(stats.by_label))
         cells = {c: v + rng.normal(0.0, sd, np.shape(v)) for c, v in stats.by_label.items()}
-        return (BinStats({c: cells[c][:, :-1].sum(axis=0) for c in stats.histograms},
-                         {c: m + rng.normal(0.0, sd, len(m)) for c, m in stats.sums.items()}, cells),
-                Release(noise_multiplier, 1.0, 1), sd)
+        hists = {c: cells[c][:, :-1].sum(axis=0) for c in stats.histograms}
+        return BinStats(hists, {c: _midpoint_sums(h) for c, h in hists.items()}, cells), Release(noise_multiplier, 1.0, 1), sd
     sd = bins_noise_sd(noise_multiplier, len(stats.histograms))
     return (BinStats({c: h + rng.normal(0.0, sd, len(h)) for c, h in stats.histograms.items()},
                      {c: m + rng.normal(0.0, sd, len(m)) for c, m in stats.sums.items()}),
             Release(noise_multiplier, 1.0, 1), sd)
+
+
+def _midpoint_sums(hist: np.ndarray) -> np.ndarray:
+    """[Σu, Σu²] of a histogram's counts (negative ones as 0) at its bins' midpoints on [0, 1]."""
+    counts = np.clip(hist, 0, None)
+    mids = (np.arange(len(counts)) + 0.5) / len(counts)
+    return np.array([counts @ mids, counts @ (mids * mids)])
 
 
 def summed_sd(sds: list[float]) -> float:

@@ -20,7 +20,7 @@ from fedcredit.credit.features import ColumnPlan, FeatureTransform
 from fedcredit.credit.scenario import Scenario
 from fedcredit.credit.scorecard import woe_transform
 from fedcredit.credit.statistics import BinStats
-from fedcredit.privacy.statistics import bins_noise_sd, summed_sd
+from fedcredit.privacy.statistics import labelled_noise_sd, summed_sd
 
 SCORECARD = "scorecard"
 
@@ -35,7 +35,7 @@ def check_bin_rows(scenario: Scenario, plan: ColumnPlan, rows: float, sigmas: li
     above the summed noise of the labelled cells."""
     if scenario.federation.model != SCORECARD or not sigmas:
         return
-    sd = summed_sd([bins_noise_sd(s, len(plan.grids), len(plan.categorical)) for s in sigmas])
+    sd = summed_sd([labelled_noise_sd(s, len(plan.grids) + len(plan.categorical)) for s in sigmas])
     refusal = too_few_rows_per_bin(rows, sd, min_bin_share=scenario.scorecard.min_bin_share,
                                    noise_multiplier=max(sigmas))
     if refusal:
