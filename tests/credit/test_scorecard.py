@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import tomli_w
+import torch
 
 from fedcredit.credit.artefact import ScoringModel
 from fedcredit.credit.errors import InputError
