@@ -11,7 +11,7 @@ possibly wrapped for client-level DP) chooses nodes and aggregates; this loop ke
 records. A partner may decline a round (its privacy budget): the others go on, and the
 run ends cleanly when no partner can train.
 
-About 490 lines, over the ~400 guideline: round 0's statistics, the plain and the SecAgg+ rounds
+About 520 lines, over the ~400 guideline: round 0's statistics, the plain and the SecAgg+ rounds
 and the final evaluation share one state (nodes, partners, who stopped, records); what the model
 artefact says about itself is in `model_record`. Next to move: round 0 (`fit_transform` and its
 checks, ≈110 lines) into its own class.
@@ -427,12 +427,7 @@ class FederatedTraining:
             last_steps = sum(rep.steps for rep in reports)
         if ended:
             log(WARNING, "%s: ending the run after %d trained round(s)", ended, trained_rounds, extra=PROGRESS)
-        card = None
-        if self.fed.model == SCORECARD:   # points per bin: the final evaluation and the artefact score with them
-            card = Scorecard.from_model(transform, arrays.to_torch_state_dict(), self.scenario.scorecard, self.iv)
-            transform = card.scoring_transform(transform)
-            arrays = ArrayRecord(card.scoring_state())
-            self.task = replace(self.task, transform=transform)
+        card, transform, arrays = self._points(transform, arrays)
         final_started = time.monotonic()
         messages = [m for m in self.strategy.configure_evaluate(trained_rounds, arrays, self._config(), self.grid)
                     if m.metadata.dst_node_id in self.node_partner
@@ -461,6 +456,17 @@ class FederatedTraining:
         write_privacy_report(self.run_dir.path, summary, self.privacy_rounds, self.releases)
         log(INFO, "run directory: %s", self.run_dir.path, extra=PROGRESS)
         return summary
+
+    def _points(self, transform: FeatureTransform, arrays: ArrayRecord
+                ) -> tuple[Scorecard | None, FeatureTransform, ArrayRecord]:
+        """A scorecard's points per bin from the trained WOE model; the final evaluation and the artefact
+        score with them (card None, the rest unchanged: any other model)."""
+        if self.fed.model != SCORECARD:
+            return None, transform, arrays
+        card = Scorecard.from_model(transform, arrays.to_torch_state_dict(), self.scenario.scorecard, self.iv)
+        transform = card.scoring_transform(transform)
+        self.task = replace(self.task, transform=transform)
+        return card, transform, ArrayRecord(card.scoring_state())
 
     def _stop_declined(self, rnd: int, reports: list[PartnerReport]) -> None:
         for rep in reports:
