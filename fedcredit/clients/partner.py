@@ -222,6 +222,10 @@ def column_statistics(data: PartnerData, task: TaskConfig, phase: str) -> Partne
         stats = RangeStats.from_frame(train.features, train.label, task.spec, label_values=data.label_values,
                                       per_decade=PRIVATE_PER_DECADE if gate else EXACT_PER_DECADE,
                                       extremes=gate is None)
+    elif phase == BINS and task.plan is not None and task.federation.model == "scorecard":
+        from fedcredit.credit.binning import labelled_bin_stats  # split by label: same sensitivity (noisy_bins)
+
+        stats = labelled_bin_stats(task.plan, train.features, train.label)
     elif phase == BINS and task.plan is not None:
         stats = task.plan.bin_stats(train.features)
     else:

@@ -35,6 +35,7 @@ from fedcredit.credit.statistics import (
     histogram_quantile,
     magnitude_edges,
 )
+from fedcredit.credit.woe import BinnedEncoding
 
 EXACT_BINS = 2048           # bins per window: exact statistics …
 PRIVATE_BINS = 16           # … private statistics (noise per bin is fixed: fewer bins, more signal)
@@ -220,11 +221,14 @@ class NumericRule:
 
 @dataclass(frozen=True)
 class FeatureTransform:
-    """The shared preprocessing every partner applies: one fitted rule per kept column."""
+    """The shared preprocessing every partner applies: one fitted rule per kept column; a scorecard's
+    transform also holds its bins (`binned`), and then its design matrix is one column per binned
+    characteristic (WOE, or points), not the rules' output."""
 
     numeric: dict[str, NumericRule]
     categorical: dict[str, tuple[str, ...]]
     dropped: dict[str, str] = field(default_factory=dict)    # column → why it is not used
+    binned: BinnedEncoding | None = None
 
     @classmethod
     def fit(cls, plan: ColumnPlan, bins: BinStats, spec: DatasetSpec, *, noise_sd: float = 0.0) -> FeatureTransform:
@@ -262,6 +266,8 @@ class FeatureTransform:
 
     @property
     def feature_names(self) -> list[str]:
+        if self.binned is not None:
+            return self.binned.columns
         names: list[str] = []
         for col, rule in self.numeric.items():
             names.append(col)
@@ -285,6 +291,8 @@ class FeatureTransform:
         if n is None:
             first = next(iter({**self.numeric, **self.categorical}), None)
             n = len(features[first]) if first is not None else 0
+        if self.binned is not None:
+            return self.binned.transform(features, n)
         out = np.zeros((n, self.n_features), dtype=np.float32)
         rows = np.arange(n)
         j = 0
@@ -306,13 +314,14 @@ class FeatureTransform:
     def to_dict(self) -> dict[str, Any]:
         return {"numeric": {c: vars(r).copy() for c, r in self.numeric.items()},
                 "categorical": {c: list(v) for c, v in self.categorical.items()},
-                "dropped": dict(self.dropped)}
+                "dropped": dict(self.dropped), **({"binned": self.binned.to_dict()} if self.binned else {})}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> FeatureTransform:
         return cls(numeric={c: NumericRule(**r) for c, r in raw["numeric"].items()},
                    categorical={c: tuple(v) for c, v in raw["categorical"].items()},
-                   dropped=dict(raw.get("dropped", {})))
+                   dropped=dict(raw.get("dropped", {})),
+                   binned=BinnedEncoding.from_dict(raw["binned"]) if raw.get("binned") else None)
 
 
 def _is_missing(value: Any) -> bool:

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-MODEL_NAMES = ("logistic", "mlp")
+MODEL_NAMES = ("logistic", "mlp", "scorecard")   # scorecard: logistic regression on WOE (or points)
 
 
 class LogisticModel(nn.Module):
@@ -53,7 +53,7 @@ def build_model(name: str, n_features: int, *, hidden: Sequence[int] = (32, 16),
     if n_features < 1:
         raise ValueError("a model needs at least one feature")
     torch.manual_seed(seed)
-    return LogisticModel(n_features) if name == "logistic" else MLPModel(n_features, hidden)
+    return MLPModel(n_features, hidden) if name == "mlp" else LogisticModel(n_features)
 
 
 def make_loader(x: np.ndarray, y: np.ndarray, *, batch_size: int, seed: int) -> DataLoader:

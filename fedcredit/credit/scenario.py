@@ -16,11 +16,12 @@ from pydantic.dataclasses import dataclass as schema_dataclass
 from fedcredit.credit.errors import InputError
 from fedcredit.credit.reading import DECIMALS, SEPARATORS
 from fedcredit.credit.schema import DatasetSpec, DatasetTable
+from fedcredit.credit.scorecard import ScorecardSettings
 from fedcredit.credit.strict_json import first_nonfinite
 from fedcredit.credit.validation import STRICT, Flag, Number, Rule, Schema, Text, Whole, rule, validated
 
 PARTNER_KINDS = ("bank", "insurer", "platform")
-MODELS = ("logistic", "mlp")
+MODELS = ("logistic", "mlp", "scorecard")
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 OPTIMIZERS = ("sgd", "adam")
 PRIVACY_MODES = ("sample", "client", "off")
@@ -217,6 +218,7 @@ class Scenario:
     partners: tuple[Partner, ...]
     federation: FederationSettings = field(default_factory=FederationSettings)
     source: Path | None = None
+    scorecard: ScorecardSettings = field(default_factory=ScorecardSettings)
 
     @property
     def client_dp(self) -> PrivacyPolicy | None:
@@ -247,6 +249,7 @@ class Scenario:
             "dataset": self.dataset.to_dict(),
             "partners": [p.to_dict() for p in self.partners],
             "federation": self.federation.to_dict(),
+            "scorecard": self.scorecard.to_dict(),
         }
 
     @classmethod
@@ -282,11 +285,29 @@ class Scenario:
         if "client" in modes and federation.strategy == "fedadam":
             raise InputError("partner-level DP accounting needs strategy 'fedavg' or 'fedprox'",
                              source=where, field="strategy")
-        scenario = cls(name, file.dataset.spec(), tuple(partners), federation, source)
+        spec = file.dataset.spec()
+        _check_scorecard(file.scorecard, spec, where)
+        scenario = cls(name, spec, tuple(partners), federation, source, file.scorecard)
         if scenario.min_available_nodes > len(partners):
             raise InputError(f"asks for {scenario.min_available_nodes} nodes but lists only "
                              f"{len(partners)} partners", source=where, field="min_available_nodes")
         return scenario
+
+
+def _check_scorecard(card: ScorecardSettings, spec: DatasetSpec, where: str) -> None:
+    """[scorecard] names only the dataset's features; a monotonic trend only numeric ones."""
+    at = f"{where} [scorecard]"
+    for col in card.monotonic:
+        if col in spec.categorical:
+            raise InputError(f"'{col}' is categorical: a monotonic trend needs an ordered (numeric) column; remove it "
+                             f"from monotonic (categorical levels are grouped by WOE)", source=at, field="monotonic")
+        if col not in spec.numeric:
+            raise InputError(f"'{col}' is not a numeric feature of the dataset (numeric: {list(spec.numeric)})",
+                             source=at, field="monotonic")
+    for col in card.reasons:
+        if col not in spec.features:
+            raise InputError(f"'{col}' is not a feature of the dataset (features: {list(spec.features)})",
+                             source=at, field="reasons")
 
 
 # ---- the files' schemas ------------------------------------------------------------------------
@@ -331,6 +352,7 @@ class ScenarioFile(Schema):
     partners: tuple[PartnerEntry, ...] = rule("needs at least one [[partners]] entry", min_length=1,
                                               missing="needs at least one [[partners]] entry")
     federation: FederationSettings = rule("must be the [federation] table", default_factory=FederationSettings)
+    scorecard: ScorecardSettings = rule("must be the [scorecard] table", default_factory=ScorecardSettings)
     privacy: dict[str, Any] | None = rule("must be the [privacy] table", None)
     synthetic: dict[str, Any] | None = rule("must be a table", None)
     coordinator: dict[str, Any] | None = rule("must be the [coordinator] table", None)

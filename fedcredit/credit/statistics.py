@@ -144,13 +144,20 @@ class RangeStats:
 @dataclass
 class BinStats:
     """Release 2 of round 0 (additive): each planned numeric column's histogram on its window,
-    and [Σu, Σu²] of its values in the window's units u ∈ [0, 1]."""
+    and [Σu, Σu²] of its values in the window's units u ∈ [0, 1].
+
+    A scorecard run releases the counts split by label instead (`by_label`, shape (2, cells): good
+    row 0, bad row 1): per numeric column its window's bins then a missing cell, per categorical
+    column the plan's kept levels (`fedcredit.credit.binning.labelled_bin_stats`); its histograms are
+    then the good + bad counts of the observed cells."""
 
     histograms: dict[str, np.ndarray] = field(default_factory=dict)
     sums: dict[str, np.ndarray] = field(default_factory=dict)
+    by_label: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __add__(self, other: BinStats) -> BinStats:
-        return BinStats(_add(self.histograms, other.histograms), _add(self.sums, other.sums))
+        return BinStats(_add(self.histograms, other.histograms), _add(self.sums, other.sums),
+                        _add(self.by_label, other.by_label))
 
     @staticmethod
     def combine(parts: Iterable[BinStats]) -> BinStats:
@@ -161,12 +168,14 @@ class BinStats:
 
     def to_dict(self) -> dict[str, Any]:
         return {"histograms": {c: _sparse(h) for c, h in self.histograms.items()},
-                "sums": {c: [float(v) for v in s] for c, s in self.sums.items()}}
+                "sums": {c: [float(v) for v in s] for c, s in self.sums.items()},
+                **({"by_label": {c: np.asarray(v).tolist() for c, v in self.by_label.items()}} if self.by_label else {})}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> BinStats:
         return cls({c: _dense(h, int(h["size"])) for c, h in raw["histograms"].items()},
-                   {c: np.asarray(s, dtype=np.float64) for c, s in raw.get("sums", {}).items()})
+                   {c: np.asarray(s, dtype=np.float64) for c, s in raw.get("sums", {}).items()},
+                   {c: np.asarray(v, dtype=np.float64).reshape(2, -1) for c, v in raw.get("by_label", {}).items()})
 
 
 def _add(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:

@@ -69,8 +69,12 @@ INVENTORY: tuple[Item, ...] = (
     Item("report.stats.histograms.*.counts", (STATS,), NOISED, "gaussian-statistics, release 2, training rows"),
     Item("report.stats.histograms.*.bins", (STATS,), PUBLIC, "every bin of the coordinator's grid"),
     Item("report.stats.sums.*", (STATS,), NOISED, "gaussian-statistics, release 2, training rows: the sums of the "
-                                                  "values and their squares in the window's units (each ≤ 1 a row)"),
+                                                  "values and their squares in the window's units (each ≤ 1 a row); in a scorecard "
+                                                  "run computed from the noised cells (post-processing)"),
     Item("report.stats.histograms.*.size", (STATS,), PUBLIC, _SHAPE),
+    Item("report.stats.by_label.*", (STATS,), NOISED, "gaussian-statistics, release 2, training rows (a scorecard "
+                                                      "run: the good and bad counts per cell; its histograms are "
+                                                      "their sums)"),
     # training
     Item("arrays.*", (TRAIN,), NOISED, "dp-sgd (Opacus: Poisson sampling, per-row clipping, Gaussian noise), "
                                        "training rows"),

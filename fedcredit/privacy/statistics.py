@@ -43,6 +43,12 @@ def bins_noise_sd(noise_multiplier: float, numeric_columns: int) -> float:
     return noise_multiplier * math.sqrt(3 * max(numeric_columns, 1))
 
 
+def labelled_noise_sd(noise_multiplier: float, columns: int) -> float:
+    """Noise sd on each cell of a scorecard run's release 2 (split by label) over `columns` planned
+    numeric and categorical columns: a row adds one count per column, sensitivity sqrt(columns)."""
+    return noise_multiplier * math.sqrt(max(columns, 1))
+
+
 def noisy_range(stats: RangeStats, noise_multiplier: float, *, public_levels: frozenset[str] = frozenset(),
                 rng: np.random.Generator | None = None) -> tuple[RangeStats, Release, float]:
     """(noised release 1, the release to charge, the noise standard deviation per count).
@@ -67,12 +73,31 @@ def noisy_range(stats: RangeStats, noise_multiplier: float, *, public_levels: fr
 
 def noisy_bins(stats: BinStats, noise_multiplier: float, *, rng: np.random.Generator | None = None
                ) -> tuple[BinStats, Release, float]:
-    """(noised release 2, the release to charge, the noise standard deviation per count)."""
+    """(noised release 2, the release to charge, the noise standard deviation per count).
+
+    Split by label (a scorecard run, `BinStats.by_label`): a row adds one count per planned column —
+    to its (label, cell) cell, a numeric column's missing cell included — and nothing else (the sums
+    are not released), so the L2 sensitivity is sqrt(numeric + categorical) and the release is charged
+    exactly like the plain one (one Gaussian mechanism at z). The histograms (good + bad, noise sd·√2
+    per count) and the sums (from the noised bins at their midpoints, in the window's units) are
+    post-processing of the noised cells."""
     rng = _rng(rng)
+    if stats.by_label:
+        sd = labelled_noise_sd(noise_multiplier, len(stats.by_label))
+        cells = {c: v + rng.normal(0.0, sd, np.shape(v)) for c, v in stats.by_label.items()}
+        hists = {c: cells[c][:, :-1].sum(axis=0) for c in stats.histograms}
+        return BinStats(hists, {c: _midpoint_sums(h) for c, h in hists.items()}, cells), Release(noise_multiplier, 1.0, 1), sd
     sd = bins_noise_sd(noise_multiplier, len(stats.histograms))
     return (BinStats({c: h + rng.normal(0.0, sd, len(h)) for c, h in stats.histograms.items()},
                      {c: m + rng.normal(0.0, sd, len(m)) for c, m in stats.sums.items()}),
             Release(noise_multiplier, 1.0, 1), sd)
+
+
+def _midpoint_sums(hist: np.ndarray) -> np.ndarray:
+    """[Σu, Σu²] of a histogram's counts (negative ones as 0) at its bins' midpoints on [0, 1]."""
+    counts = np.clip(hist, 0, None)
+    mids = (np.arange(len(counts)) + 0.5) / len(counts)
+    return np.array([counts @ mids, counts @ (mids * mids)])
 
 
 def summed_sd(sds: list[float]) -> float:

@@ -13,6 +13,12 @@ applicant `b` (the training population's mean design row, `fedcredit.credit.refe
   point, as compared in Ancona et al. (2018, "Towards better understanding of gradient-based
   attribution methods", ICLR). It is exact for a linear model and an approximation otherwise.
 
+A scorecard (`[federation] model = "scorecard"`): its design matrix holds each characteristic's points
+and its logit is (offset − Σ points) / factor, so with the reference b_j = the characteristic's best
+attainable points the contribution is exactly (max_j − points_j) / factor: the points below max
+(Siddiqi 2006, ch. 6; the "max" reference of scorecard reason codes), in logit units. Multiply by
+factor = PDO / ln 2 for points (`points_below_max`). A characteristic at its best bin is never a reason.
+
 Design columns are summed back to the applicant's columns (a one-hot block and a missing indicator
 belong to their column; for the logistic model the sums Σ w_j·x_j are one float32 matrix product, like
 the design matrix: about 1e-6 of a logit). The reason codes are the (at most) four columns with the
@@ -36,14 +42,20 @@ class Attribution:
 
     def __init__(self, model: ScoringModel, module: torch.nn.Module):
         self.module = module
-        self.linear = model.model_name == "logistic"
-        self.baseline = design_means(model.metadata.get("reference"), model.transform)
+        binned = model.transform.binned
+        self.linear = model.model_name in ("logistic", "scorecard")
         self.columns: list[str] = []
         owner: list[int] = []
-        for col, rule in model.transform.numeric.items():
+        if binned is not None:     # one design column per characteristic; the reference is its best value
+            self.columns = binned.columns
+            owner = list(range(len(self.columns)))
+            self.baseline = binned.best()
+        else:
+            self.baseline = design_means(model.metadata.get("reference"), model.transform)
+        for col, rule in (model.transform.numeric.items() if binned is None else ()):
             self.columns.append(col)
             owner += [len(self.columns) - 1] * (2 if rule.indicator else 1)
-        for col, levels in model.transform.categorical.items():
+        for col, levels in (model.transform.categorical.items() if binned is None else ()):
             self.columns.append(col)
             owner += [len(self.columns) - 1] * len(levels)
         self.groups = np.zeros((len(owner), len(self.columns)))
@@ -63,6 +75,11 @@ class Attribution:
         with torch.enable_grad():
             self.module(xt).sum().backward()    # rows are independent: row i's gradient is its own
         return (xt.grad.double().numpy() * delta) @ self.groups
+
+    def points_below_max(self, x: np.ndarray) -> np.ndarray:
+        """(n, characteristics) points each applicant is below the best attainable (a scorecard's design
+        matrix holds the points: exact, no rounding)."""
+        return np.asarray(self.baseline, dtype=np.float64) - x.astype(np.float64)
 
     def reasons(self, x: np.ndarray, k: int = MAX_REASONS) -> np.ndarray:
         """(n, k) column names, the largest positive contribution first; "" where fewer apply."""

@@ -3,7 +3,8 @@
 
 Per valid row the output holds `row` (the row's 1-based number among the input's data rows), the
 key column when there is one, `pd` (probability of default, exactly `ScoringModel.predict_proba`),
-`score` (points, with a `Scaling`), `decision` (with a cutoff), `reason_1..reason_k` and
+`score` (points, with a `Scaling`), `decision` (with a cutoff), `reason_1..reason_k` (columns),
+`reason_text_1..reason_text_k` (their texts, `fedcredit.scoring.reasons`) and
 `unseen_levels` (the columns whose level the model did not know, scored as OTHER). A row that fails
 validation goes to the rejects file (`row`, key, `field`, `reason`; one line per problem) instead of
 the output, or stops the batch under `strict`. Nothing is half-written: the output and the rejects
@@ -202,7 +203,8 @@ def _columns(scorer: Scorer, key: str | None) -> list[str]:
     opts = scorer.options
     return (["row"] + ([key] if key else []) + ["pd"] + (["score"] if opts.scaling else [])
             + (["decision"] if opts.cutoff is not None else [])
-            + [f"reason_{j + 1}" for j in range(opts.reasons)] + ["unseen_levels"])
+            + [f"reason_{j + 1}" for j in range(opts.reasons)] + [f"reason_text_{j + 1}" for j in range(opts.reasons)]
+            + ["unseen_levels"])
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:
@@ -272,6 +274,8 @@ def score_file(scorer: Scorer, input: str | Path, output: str | Path, *, key: st
                 decisions.update({"decline": declined, "approve": len(scored.pd) - declined})
             for j in range(scored.reason_codes.shape[1]):     # categorical: a dictionary column in Parquet
                 frame[f"reason_{j + 1}"] = pd.Categorical.from_codes(scored.reason_codes[:, j], scored.columns)
+            for j in range(scored.reason_codes.shape[1]):
+                frame[f"reason_text_{j + 1}"] = pd.Categorical.from_codes(scored.reason_codes[:, j], scorer.texts.texts)
             frame["unseen_levels"] = checked.unseen
             writer.write(pd.DataFrame(frame, columns=columns))
             drift.add(checked.features, scored.logit)

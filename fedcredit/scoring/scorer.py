@@ -25,6 +25,7 @@ from fedcredit.credit.artefact import ScoringModel
 from fedcredit.credit.errors import InputError
 from fedcredit.credit.model import predict_proba
 from fedcredit.scoring.attribution import MAX_REASONS, Attribution
+from fedcredit.scoring.reasons import ReasonTexts
 from fedcredit.scoring.validate import Checked, Validator
 
 
@@ -87,6 +88,13 @@ class Scored:
     decision: np.ndarray | None
     reason_codes: np.ndarray     # (n, k) positions in `columns` (-1 = none)
     columns: list[str]           # the columns reason codes name
+    texts: ReasonTexts | None = None
+
+    @property
+    def reason_texts(self) -> np.ndarray:
+        """(n, k) reason texts ("" = none)."""
+        texts = self.texts or ReasonTexts(self.columns, scorecard=False)
+        return texts.lookup(self.reason_codes)
 
     @property
     def reasons(self) -> np.ndarray:
@@ -103,6 +111,7 @@ class Scorer:
         self.module = model.module()
         self.module.eval()
         self.attribution = Attribution(model, self.module)
+        self.texts = ReasonTexts.for_model(model, self.attribution.columns)
 
     def score(self, frame: pd.DataFrame, *, source: str, decimal: str = ".") -> Scored:
         """Score a chunk of raw rows (as read from a file)."""
@@ -128,7 +137,7 @@ class Scorer:
                     if opts.cutoff is not None else None)
         codes = (self.attribution.reason_codes(x, opts.reasons) if opts.reasons and len(x)
                  else np.empty((len(x), opts.reasons), dtype=np.int64))
-        return Scored(checked, p, logit, points, decision, codes, self.attribution.columns)
+        return Scored(checked, p, logit, points, decision, codes, self.attribution.columns, self.texts)
 
     def describe(self) -> dict[str, Any]:
         """What a result holds, for `GET /model` and the batch report."""

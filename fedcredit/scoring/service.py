@@ -7,7 +7,7 @@ Endpoints (OpenAPI at /openapi.json, docs at /docs):
   (default "score"; with an allowed list, another purpose is 403). Every column the model uses must
   be present (null = unknown value, imputed like an empty cell); other fields are ignored and named
   in `ignored`. Answers per applicant `pd`, `score` (with points scaling), `decision` (with a
-  cutoff), `reasons` and `unseen_levels`; one object for one applicant, `{"results": [...]}` for a list.
+  cutoff), `reasons` (columns), `reason_texts` and `unseen_levels`; one object for one applicant, `{"results": [...]}` for a list.
 - `GET /health` — {"status": "ok", "model_id"}.
 - `GET /model` — the model's identity (`fedcredit.scoring.identity.describe`) and scoring options.
 
@@ -182,6 +182,7 @@ def _results(scored: Any) -> list[dict[str, Any]]:
         if scored.decision is not None:
             r["decision"] = str(scored.decision[i])
         r["reasons"] = [str(v) for v in scored.reasons[i] if v]
+        r["reason_texts"] = [str(v) for v in scored.reason_texts[i] if v]
         r["unseen_levels"] = [c for c in str(unseen[i]).split(";") if c] if unseen is not None else []
         out.append(r)
     return out

@@ -50,6 +50,8 @@ def model_metadata(summary: dict[str, Any], final_reports: list[PartnerReport], 
             "model": summary["model"], "strategy": summary["strategy"],
             "secure_aggregation": summary["secure_aggregation"], "partners": partners,
             "privacy": privacy_sentence(partners, summary.get("client_dp")),
+            "reason_texts": dict(scenario.scorecard.reasons),
+            **({"scorecard": summary["scorecard"]} if summary.get("scorecard") else {}),
             "reference": reference(plan, ranges, bins, transform,
                                    [r.evaluation for r in final_reports if r.evaluation is not None],
                                    noised=noised, withheld=withheld_because(contributors, exact))}

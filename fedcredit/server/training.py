@@ -13,7 +13,7 @@ run ends cleanly when no partner can train. R is a cap: `fedcredit.server.stoppi
 when the pooled validation loss the partners report beside their updates stops improving (never
 under record-level DP), and the best model is the one saved.
 
-About 490 lines, over the ~400 guideline: round 0's statistics, the plain and the SecAgg+ rounds
+About 520 lines, over the ~400 guideline: round 0's statistics, the plain and the SecAgg+ rounds
 and the final evaluation share one state (nodes, partners, who stopped, records); what the model
 artefact says about itself is in `model_record`. Next to move: round 0 (`fit_transform` and its
 checks, ≈110 lines) into its own class.
@@ -53,6 +53,7 @@ from fedcredit.credit.protocol import (
 )
 from fedcredit.credit.rundir import MODEL, RunDirectory
 from fedcredit.credit.scenario import Scenario
+from fedcredit.credit.scorecard import Scorecard
 from fedcredit.credit.statistics import BinStats, RangeStats
 from fedcredit.privacy.report import write_privacy_report
 from fedcredit.privacy.statistics import bins_noise_sd, summed_sd, too_few_rows
@@ -61,6 +62,7 @@ from fedcredit.server.model_record import model_metadata
 from fedcredit.server.progress import MARK, Exchange, exchange_line, progress_extra, start_line, statistics_line
 from fedcredit.server.sampling import round_sample
 from fedcredit.server.stopping import StoppingRule, pooled_validation_loss
+from fedcredit.server.scorecard import SCORECARD, check_bin_rows, transform_noise_sd, woe_characteristics
 from fedcredit.server.strategy import partner_level_dp_statement
 
 PROGRESS = {MARK: True}  # marks our log lines so a quiet console can keep just these
@@ -109,6 +111,7 @@ class FederatedTraining:
         self.sampled: dict[int, list[str]] = {}            # round → partners asked, when fraction_train < 1
         self.rounds_trained: dict[str, int] = {}           # partner → rounds its update was applied in
         self.validate = False                              # partners hold validation rows out (the stopping rule)
+        self.iv: dict[str, float] = {}                     # scorecard: information value per characteristic
 
     # -- messaging -----------------------------------------------------------------------
     def _wait_for_nodes(self) -> list[int]:
@@ -207,7 +210,8 @@ class FederatedTraining:
             raise FederationError("no partner can release its statistics: every privacy budget is spent")
         bins_sd = summed_sd([rep.stats_noise_sd for rep in released])
         summed_bins = BinStats.combine(rep.stats for rep in released)
-        transform = FeatureTransform.fit(plan, summed_bins, self.scenario.dataset, noise_sd=bins_sd)
+        transform = FeatureTransform.fit(plan, summed_bins, self.scenario.dataset,
+                                         noise_sd=transform_noise_sd(summed_bins, bins_sd))
         self.released_stats = (plan, summed, summed_bins)   # kept (post-processed) in the artefact for drift
         self.stats_contributors = len(released)
         for col, why in transform.dropped.items():
@@ -215,6 +219,10 @@ class FederatedTraining:
         if not transform.n_features:
             raise FederationError("no feature is left to train on: " + "; ".join(
                 f"{c}: {w}" for c, w in transform.dropped.items()))
+        if self.fed.model == SCORECARD:   # bins, WOE and IV from the summed labelled counts (no new release)
+            transform, self.iv, notices = woe_characteristics(self.scenario, plan, summed_bins, transform, bins_sd)
+            for notice in notices:
+                self._notice(notice)
         self.task = replace(self.task, transform=transform, plan=None)
         self._privacy_record(0, released)
         self.statistics_from = (len(replies), [rep.partner for rep in released],
@@ -265,6 +273,7 @@ class FederatedTraining:
         refusal = too_few_rows(summed.rows, bins_sd, noise_multiplier=max(sigmas))
         if refusal:
             raise FederationError(refusal)
+        check_bin_rows(self.scenario, plan, summed.rows, sigmas)
 
     def _privacy_record(self, rnd: int, reports: list[PartnerReport]) -> None:
         for r in reports:
@@ -447,6 +456,7 @@ class FederatedTraining:
                 break
         if ended:
             log(WARNING, "%s: ending the run after %d trained round(s)", ended, trained_rounds, extra=PROGRESS)
+        card, transform, arrays = self._points(transform, arrays)
         final_started = time.monotonic()
         messages = [m for m in self.strategy.configure_evaluate(trained_rounds, arrays,
                                                                 self._config(**{VALIDATE_KEY: self.validate}), self.grid)
@@ -466,7 +476,8 @@ class FederatedTraining:
                 trained_rounds, pooled_validation_loss(final_reports)[0]):
             best = (arrays, final, final_reports)
         saved_round = trained_rounds
-        if best is not None and rule.best_round != trained_rounds:   # keep the best model, scored when it was sent
+        # a scorecard's points come from the last model (its WOE weights were turned into points above)
+        if best is not None and card is None and rule.best_round != trained_rounds:   # keep the best, as scored then
             arrays, final = best[0], best[1]
             final_reports = [r for r in best[2] if r.partner not in self.dropped]
             saved_round = rule.best_round
@@ -476,6 +487,12 @@ class FederatedTraining:
 
         summary = self._summary(final, final_reports, transform, trained_rounds, ended, started, stats_seconds)
         summary["stopping"] = rule.summary(saved_round=saved_round, ended=ended)
+        if card is not None and rule.best_round not in (None, saved_round):
+            summary["stopping"]["note"] = (f"the scorecard's points are those of the last model (round {saved_round}), "
+                                           f"not of round {rule.best_round}'s lower validation loss")
+        if card is not None:
+            summary["scorecard"] = card.summary()
+            card.write(self.run_dir.path)
         artefact = ScoringModel(self.scenario.dataset, transform, self.fed.model, self.fed.hidden,
                                 arrays.to_torch_state_dict(),
                                 model_metadata(summary, final_reports, transform, self.scenario, self.released_stats,
@@ -490,6 +507,17 @@ class FederatedTraining:
                            {n: r.stats for n, r in self.partners.items() if isinstance(r.stats, RangeStats)})
         log(INFO, "run directory: %s", self.run_dir.path, extra=PROGRESS)
         return summary
+
+    def _points(self, transform: FeatureTransform, arrays: ArrayRecord
+                ) -> tuple[Scorecard | None, FeatureTransform, ArrayRecord]:
+        """A scorecard's points per bin from the trained WOE model; the final evaluation and the artefact
+        score with them (card None, the rest unchanged: any other model)."""
+        if self.fed.model != SCORECARD:
+            return None, transform, arrays
+        card = Scorecard.from_model(transform, arrays.to_torch_state_dict(), self.scenario.scorecard, self.iv)
+        transform = card.scoring_transform(transform)
+        self.task = replace(self.task, transform=transform)
+        return card, transform, ArrayRecord(card.scoring_state())
 
     def _stop_declined(self, rnd: int, reports: list[PartnerReport]) -> None:
         for rep in reports:

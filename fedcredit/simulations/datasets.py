@@ -44,7 +44,7 @@ def require(path: Path) -> Path:
 
 
 def write_taiwan_partners(out_dir: str | Path, *, rounds: int = 20, extra_federation: dict | None = None,
-                          privacy: dict | None = None) -> Path:
+                          privacy: dict | None = None, scorecard: dict | None = None) -> Path:
     """Split the Taiwan data into three partners by EDUCATION; return the scenario path.
 
     The cells are copied as written (read_table keeps CSV cells as text)."""
@@ -59,6 +59,8 @@ def write_taiwan_partners(out_dir: str | Path, *, rounds: int = 20, extra_federa
                 "federation": {"rounds": rounds, "model": "logistic", **(extra_federation or {})}}
     if privacy:
         scenario["privacy"] = privacy
+    if scorecard:
+        scenario["scorecard"] = scorecard
     (tmp / "scenario.toml").write_text(tomli_w.dumps(scenario))
     if out_dir.exists():
         shutil.rmtree(out_dir)

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fedcredit.clients.partner import PartnerData, privacy_gate, run_shape
+from fedcredit.credit.binning import too_few_rows_per_bin
 from fedcredit.credit.protocol import TaskConfig
 from fedcredit.credit.scenario import Scenario
 from fedcredit.privacy.gate import RunPlan
-from fedcredit.privacy.statistics import bins_noise_sd, range_noise_sd, summed_sd, too_few_rows
+from fedcredit.privacy.statistics import bins_noise_sd, labelled_noise_sd, range_noise_sd, summed_sd, too_few_rows
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,12 @@ def plan_scenario(scenario: Scenario, data: dict[str, PartnerData], task: TaskCo
     if bins_sd:
         sigma = max(p.privacy.stats_noise_multiplier for p in scenario.partners if p.privacy.enabled)
         reliable = too_few_rows(rows, summed_sd(bins_sd), noise_multiplier=sigma)
+        if not reliable and scenario.federation.model == "scorecard":   # labelled cells: each bin above the noise
+            spec = scenario.dataset
+            cell_sd = summed_sd([labelled_noise_sd(p.privacy.stats_noise_multiplier, len(spec.features))
+                                 for p in scenario.partners if p.privacy.enabled])
+            reliable = too_few_rows_per_bin(rows, cell_sd, min_bin_share=scenario.scorecard.min_bin_share,
+                                            noise_multiplier=sigma)
     return ScenarioPlan(plans, reliable)
 
 

@@ -30,6 +30,8 @@ from fedcredit.credit.progress import Progress, report
 from fedcredit.credit.protocol import TaskConfig
 from fedcredit.credit.rundir import CONFIG, FAILED, MODEL, ROUNDS, STAGING_SUFFIX, SUMMARY, RunDirectory
 from fedcredit.credit.scenario import Scenario
+from fedcredit.credit.scorecard import CSV_NAME as SCORECARD_CSV
+from fedcredit.credit.scorecard import JSON_NAME as SCORECARD_JSON
 from fedcredit.privacy.report import HTML_NAME, JSON_NAME, write_privacy_report
 from fedcredit.reports import model_report
 from fedcredit.reports.model_report import write_model_report
@@ -44,7 +46,7 @@ OBJECT_STORE_BYTES = 100 * 1024 * 1024
 PARTNERS_PER_ACTOR = 5      # from this many partners per CPU, one Ray actor per CPU
 # what a run writes into its staging folder (ledgers/: privacy ledger_dir = "run")
 RUN_FILES = {CONFIG, ROUNDS, MODEL, SUMMARY, FAILED, JSON_NAME, HTML_NAME, model_report.JSON_NAME,
-             model_report.HTML_NAME, "ledgers"}
+             model_report.HTML_NAME, "ledgers", SCORECARD_CSV, SCORECARD_JSON}
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silence a Ray FutureWarning (no GPUs here)
 # Ray starts its workers at niceness 15: the one actor that does every partner's work would then
 # starve beside any other busy process (a round, or round 0's start-up, outlasting its timeout).
@@ -245,14 +247,14 @@ def _add_yardsticks(summary: dict[str, Any], scenario: Scenario, staging: Path, 
         report(on_yardstick, done, total, f"yardstick {done}/{total}  {what}  ({time.monotonic() - t:.1f} s)")
 
     t = time.monotonic()
-    cen = centralised(data, scenario.dataset, scenario.federation)
+    cen = centralised(data, scenario.dataset, scenario.federation, scenario.scorecard)
     summary["centralized"] = cen["pooled"]
     step(f"centralised model on {len(data)} partners' pooled training rows: AUC {_auc(cen['pooled'])} "
          "on the pooled test rows", t)
     model = ScoringModel.load(run_dir.file(summary["artefact"]))
     for p in summary["partners"]:
         d, t = data[p["name"]], time.monotonic()
-        p["local"], p_local = local_only(d, scenario.dataset, scenario.federation)
+        p["local"], p_local = local_only(d, scenario.dataset, scenario.federation, scenario.scorecard)
         p["centralized"] = cen["partners"][p["name"]]
         # the modeller holds every table here: the federated model scored exactly (not a partner release)
         p_fed = model.predict_proba(d.test.features)

@@ -21,6 +21,8 @@ from fedcredit.credit.metrics import exact_metrics
 from fedcredit.credit.model import CreditClassifier
 from fedcredit.credit.scenario import FederationSettings, PrivacyPolicy
 from fedcredit.credit.schema import DatasetSpec
+from fedcredit.credit.scorecard import ScorecardSettings
+from fedcredit.credit.scorecard import fit_rows as fit_scorecard_rows
 
 MIN_STEPS = 1000  # a yardstick is trained to convergence, not starved on a small partner
 
@@ -31,20 +33,26 @@ def yardstick_epochs(rows: int, fed: FederationSettings) -> int:
     return max(fed.rounds * fed.local_epochs, math.ceil(MIN_STEPS / steps_per_epoch))
 
 
-def _fit(features: pd.DataFrame, label: np.ndarray, spec: DatasetSpec,
-         fed: FederationSettings) -> tuple[FeatureTransform, CreditClassifier]:
-    transform = FeatureTransform.fit_rows(features, spec)
+def _fit(features: pd.DataFrame, label: np.ndarray, spec: DatasetSpec, fed: FederationSettings,
+         card: ScorecardSettings | None = None) -> tuple[FeatureTransform, CreditClassifier]:
+    """A scorecard (`card` given and model "scorecard") is LR on the WOE of bins from exact pooled counts,
+    scored on WOE (unrounded points: the same ranking up to rounding)."""
+    if fed.model == "scorecard" and card is not None:
+        transform = fit_scorecard_rows(features, label, spec, card)[0]
+    else:
+        transform = FeatureTransform.fit_rows(features, spec)
     clf = CreditClassifier(fed.model, hidden=fed.hidden, epochs=yardstick_epochs(len(label), fed),
                            batch_size=fed.batch_size, optimizer=fed.optimizer,
                            learning_rate=fed.learning_rate, weight_decay=fed.weight_decay, seed=fed.seed)
     return transform, clf.fit(transform.transform(features), label.astype(np.float32))
 
 
-def centralised(data: Mapping[str, PartnerData], spec: DatasetSpec, fed: FederationSettings) -> dict[str, Any]:
+def centralised(data: Mapping[str, PartnerData], spec: DatasetSpec, fed: FederationSettings,
+                card: ScorecardSettings | None = None) -> dict[str, Any]:
     """Pool every partner's training rows, fit once, score the pooled and per-partner test rows."""
     train_x = pd.concat([d.train.features for d in data.values()], ignore_index=True)
     train_y = np.concatenate([d.train.label for d in data.values()])
-    transform, clf = _fit(train_x, train_y, spec, fed)
+    transform, clf = _fit(train_x, train_y, spec, fed, card)
     per_partner, scores, labels = {}, [], []
     for name, d in data.items():
         p = clf.predict_proba(transform.transform(d.test.features))[:, 1]
@@ -81,9 +89,10 @@ def local_private(d: PartnerData, spec: DatasetSpec, fed: FederationSettings, po
     return exact_metrics(d.test.label, p), p
 
 
-def local_only(d: PartnerData, spec: DatasetSpec, fed: FederationSettings) -> tuple[dict[str, Any], np.ndarray]:
+def local_only(d: PartnerData, spec: DatasetSpec, fed: FederationSettings, card: ScorecardSettings | None = None
+               ) -> tuple[dict[str, Any], np.ndarray]:
     """The partner alone: its own preprocessing, model and training rows; (metrics, P(bad)) on its test rows."""
-    transform, clf = _fit(d.train.features, d.train.label, spec, fed)
+    transform, clf = _fit(d.train.features, d.train.label, spec, fed, card)
     p = clf.predict_proba(transform.transform(d.test.features))[:, 1]
     return exact_metrics(d.test.label, p), p
 

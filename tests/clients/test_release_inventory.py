@@ -114,3 +114,19 @@ def test_a_declining_partner_sends_no_counts(dp_partner) -> None:
     report = _check(reply, "query.stats")
     assert report.declined and report.rows_train is None and report.rows_test is None and report.stats is None
     assert int(reply.content["metrics"]["num-examples"]) == 1                          # not the row count
+
+
+def test_a_scorecard_partners_label_split_release_is_inventoried_and_noised(dp_partner) -> None:
+    scenario, task = dp_partner
+    task = replace(task, federation=replace(task.federation, model="scorecard"))
+    context = Context(run_id=1, node_id=1, node_config={"partition-id": 0}, state=RecordDict(), run_config={})
+    first = _check(_send(task, context, "query.stats", **{PHASE_KEY: RANGE}), "query.stats")
+    plan = ColumnPlan.fit(first.stats, scenario.dataset, noise_sd=first.stats_noise_sd)
+    task = replace(task, plan=plan, weights={"bank-a": first.rows_train})
+    second = _check(_send(task, context, "query.stats", **{PHASE_KEY: BINS}), "query.stats")
+    cells = second.stats.by_label
+    assert set(cells) == set(plan.grids) | set(plan.categorical) and all(v.shape[0] == 2 for v in cells.values())
+    assert not np.allclose(cells["age"], np.round(cells["age"]))                        # noised good/bad counts
+    assert classify("report.stats.by_label.age.0", "query.stats").protection == NOISED
+    columns = len(plan.grids) + len(plan.categorical)                                   # one count per column a row
+    assert second.stats_noise_sd == pytest.approx(scenario.partners[0].privacy.stats_noise_multiplier * columns ** 0.5)

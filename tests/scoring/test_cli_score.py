@@ -24,7 +24,8 @@ def test_score_prints_a_summary_and_writes_the_report(model_path: Path, tmp_path
     assert report["rejected"] == 1 and report["drift"]["score"]["psi"] is not None
     scores = pd.read_parquet(tmp_path / "s.parquet")
     assert list(scores.columns) == ["row", "id", "pd", "score", "decision", "reason_1", "reason_2", "reason_3",
-                                    "reason_4", "unseen_levels"]
+                                    "reason_4", "reason_text_1", "reason_text_2", "reason_text_3", "reason_text_4",
+                                    "unseen_levels"]
     assert 6 not in scores["row"].tolist() and len(scores) == 1999
 
 
