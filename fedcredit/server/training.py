@@ -61,8 +61,8 @@ from fedcredit.reports.model_report import pooled_calibration, released_evaluati
 from fedcredit.server.model_record import model_metadata
 from fedcredit.server.progress import MARK, Exchange, exchange_line, progress_extra, start_line, statistics_line
 from fedcredit.server.sampling import round_sample
-from fedcredit.server.stopping import StoppingRule, pooled_validation_loss
 from fedcredit.server.scorecard import SCORECARD, check_bin_rows, transform_noise_sd, woe_characteristics
+from fedcredit.server.stopping import StoppingRule, pooled_validation_loss
 from fedcredit.server.strategy import partner_level_dp_statement
 
 PROGRESS = {MARK: True}  # marks our log lines so a quiet console can keep just these
