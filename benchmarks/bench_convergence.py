@@ -3,7 +3,8 @@ to convergence (issue 14, part 5).
 
 Three consortia: German credit split by property into 3 partners (1,000 rows), Taiwan split by
 education into 3 partners (30,000 rows), and the embedded default consortium (58,000 rows) with
-its DP policy turned off. Each is run twice in a Flower simulation: "before" is the former
+its DP policy turned off; and a small heterogeneous book like the issue's: a seeded 20 % sample of
+each Taiwan partner (≈6,000 rows, "taiwan-6k"). Each is run twice in a Flower simulation: "before" is the former
 default (`stop = "rounds"`, `min_local_steps = 0`: 20 rounds of one local epoch on every training
 row, the last model kept); "after" is today's default (`stop = "converged"`). The centralised
 yardstick is `fedcredit.simulations.yardsticks.centralised` (the same for both). Target: the
@@ -56,6 +57,17 @@ def default_without_dp(out: Path) -> Path:
     return out / "scenario.toml"
 
 
+def small_taiwan(out: Path, share: float = 0.2) -> Path:
+    """Taiwan's three partners, each cut to a seeded `share` of its rows."""
+    import pandas as pd
+
+    scenario = write_taiwan_partners(out)
+    for csv in out.glob("*.csv"):
+        frame = pd.read_csv(csv, dtype=str)
+        frame.sample(frac=share, random_state=0).to_csv(csv, index=False)
+    return scenario
+
+
 def variant(scenario: Path, name: str, federation: dict) -> Path:
     """A copy of `scenario` beside it (same relative paths) with [federation] keys changed."""
     raw = tomllib.loads(scenario.read_text(encoding="utf-8"))
@@ -90,8 +102,8 @@ def measure(name: str, scenario: Path, tmp: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=["german", "taiwan", "default"],
-                        default=["german", "taiwan", "default"])
+    names = ["german", "taiwan", "default", "taiwan-6k"]
+    parser.add_argument("--only", nargs="+", choices=names, default=names)
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,16 +113,17 @@ def main() -> None:
         os.environ.setdefault("FEDCREDIT_CACHE_DIR", str(tmp / "cache"))
         makers = {"german": lambda: write_german_partners(tmp / "german"),
                   "taiwan": lambda: write_taiwan_partners(tmp / "taiwan"),
-                  "default": lambda: default_without_dp(tmp / "default")}
+                  "default": lambda: default_without_dp(tmp / "default"),
+                  "taiwan-6k": lambda: small_taiwan(tmp / "taiwan-6k")}
         for name in args.only:
             rows.append(measure(name, makers[name](), tmp))
     RESULTS.mkdir(exist_ok=True)
     atomic_write_json(RESULTS / "convergence.json", {"target_gap": TARGET, "before": BEFORE, "rows": rows})
-    print(f"\n{'dataset':<8} {'centralised':>11} {'before AUC':>10} {'gap':>7} {'rounds':>6}   "
+    print(f"\n{'dataset':<9} {'centralised':>11} {'before AUC':>10} {'gap':>7} {'rounds':>6}   "
           f"{'after AUC':>9} {'gap':>7} {'rounds':>6} {'best':>4}  within {TARGET}")
     for r in rows:
         b, a = r["before"], r["after"]
-        print(f"{r['dataset']:<8} {r['centralised_auc']:>11.4f} {b['federated_auc']:>10.4f} {b['gap']:>+7.4f} "
+        print(f"{r['dataset']:<9} {r['centralised_auc']:>11.4f} {b['federated_auc']:>10.4f} {b['gap']:>+7.4f} "
               f"{b['rounds']:>6}   {a['federated_auc']:>9.4f} {a['gap']:>+7.4f} {a['rounds']:>6} "
               f"{a['stopping']['saved_round']:>4}  {'yes' if a['within_target'] else 'NO'}")
     print("gap = centralised − federated (negative: the federation is above the yardstick)")
