@@ -35,6 +35,7 @@ from fedcredit.credit.statistics import MISSING, OTHER, BinStats, histogram_quan
 from fedcredit.credit.woe import ColumnBins, woe_iv
 
 CANDIDATES = 20          # candidate bins per numeric column from exact statistics (5 % of rows each)
+LEVEL_PRIOR_SD = 4.0     # under DP: prior rows (in noise sd of a level's count) shrinking a level's WOE to ordering it
 RELIABLE_BIN_SD = 3.0    # under DP a scorecard bin must hold this many noise sd of its row count
 
 
@@ -184,7 +185,7 @@ def fit_binning(plan: ColumnPlan, bins: BinStats, transform: FeatureTransform, *
         cells = np.clip(bins.by_label[col], 0, None)
         # order levels by WOE; under DP shrunk towards the column's average (prior rows = the noise a
         # level's count carries), so a level lost in the noise sits mid-way, not at an extreme
-        prior = BIN_SIGNAL_SD * noise_sd * math.sqrt(2) if private else 0.0
+        prior = LEVEL_PRIOR_SD * noise_sd * math.sqrt(2) if private else 0.0
         G, B = max(cells[0].sum(), 1.0), max(cells[1].sum(), 1.0)
         woe, _ = woe_iv(cells[0] + prior * G / (G + B), cells[1] + prior * B / (G + B))
         empty = cells.sum(axis=0) <= 0
