@@ -59,6 +59,16 @@ def _pyplot() -> Any:
     return plt
 
 
+def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> str:
+    """Label, grid and legend a plot the same way; return it as base64 PNG."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
 def calibration_plot(report: Mapping[str, Any]) -> str:
     """Observed against predicted bad rate per score decile: pooled (thick) and per partner; base64 PNG."""
     cal = report["calibration"]
@@ -75,12 +85,8 @@ def calibration_plot(report: Mapping[str, Any]) -> str:
         ax.plot(xs, ys, marker="o", ms=5 if pooled else 3, lw=2.5 if pooled else 1,
                 ls="-" if pooled else "--", label=name, color="black" if pooled else None)
     ax.plot([0, top], [0, top], color="grey", lw=1, ls=":", label="perfect calibration")
-    ax.set_xlabel("predicted bad rate (mean PD in the decile)")
-    ax.set_ylabel("observed bad rate")
-    ax.set_title("Calibration by score decile")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _png(fig)
+    return _finish(fig, ax, "predicted bad rate (mean PD in the decile)", "observed bad rate",
+                   "Calibration by score decile")
 
 
 def distribution_plot(report: Mapping[str, Any]) -> str:
@@ -100,12 +106,7 @@ def distribution_plot(report: Mapping[str, Any]) -> str:
     ticks = list(range(0, len(dist["pd_edges"]) - 1, 3))
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{dist['pd_edges'][i + 1]:.3f}" for i in ticks], fontsize=8)
-    ax.set_xlabel("score bin (upper PD edge)")
-    ax.set_ylabel("share of held-out rows")
-    ax.set_title("Score distribution per partner")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _png(fig)
+    return _finish(fig, ax, "score bin (upper PD edge)", "share of held-out rows", "Score distribution per partner")
 
 
 def _discrimination(report: Mapping[str, Any]) -> str:
