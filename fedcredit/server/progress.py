@@ -25,6 +25,7 @@ from fedcredit.credit.metrics import UNDEFINED
 
 MARK = "fedcredit"                    # a line of ours (a quiet console keeps only these and warnings)
 PROGRESS_KEY = "fedcredit_progress"   # (rounds trained, rounds planned) of a progress line
+PROGRESS = {MARK: True}              # `extra` of a line of ours that is not a progress line
 
 
 def progress_extra(done: int, total: int) -> dict[str, Any]:
