@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,10 +75,11 @@ def _wait_for_nodes(address: str, want: int, procs: list[subprocess.Popen], limi
 
 
 @pytest.fixture
-def two_node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def two_node_cluster() -> Iterator[str]:
     """`ray start --head` plus one worker node on 127.0.0.1, one CPU each; stopped by PID (each
     `ray start --block` leads its own process group, with every Ray daemon and actor of its node)."""
-    folder = tmp_path_factory.mktemp("ray")
+    # short: Ray's socket paths under it must stay within AF_UNIX's 107 bytes (pytest's folders do not)
+    folder = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
     port = free_port()
     address = f"127.0.0.1:{port}"
     procs = [_start(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={folder}",
@@ -102,6 +105,7 @@ def two_node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         left = [q for q in psutil.process_iter(["cmdline"]) if str(folder) in " ".join(q.info["cmdline"] or [])]
         for q in left:
             q.kill()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.e2e
