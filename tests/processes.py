@@ -16,6 +16,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_port_block(size: int, *, tries: int = 200) -> int:
+    """First of `size` consecutive free loopback ports, below the kernel's ephemeral range (so no
+    process's outgoing connection or bind(0) takes one of them while a test starts its servers)."""
+    import random
+
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(tries):
+        first = random.randrange(10_000, max(low - size, 10_001))
+        sockets = []
+        try:
+            for port in range(first, first + size):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError(f"no {size} consecutive free loopback ports found")
+
+
 def kill_tree(pids: Iterable[int], timeout: float = 10.0) -> None:
     """Terminate each PID and its descendants; kill what is still alive after `timeout`."""
     procs: list[psutil.Process] = []

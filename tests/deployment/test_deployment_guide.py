@@ -17,7 +17,7 @@ from sklearn.metrics import roc_auc_score
 
 from fedcredit.credit.artefact import ScoringModel
 from fedcredit.privacy.ledger import PrivacyLedger
-from tests.processes import free_port, kill_tree, pids_with_argument
+from tests.processes import free_port_block, kill_tree, pids_with_argument
 
 pytestmark = pytest.mark.e2e
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
@@ -37,26 +37,13 @@ def _localised(script: str, superlink_port: int, first_node_port: int) -> str:
     return script.replace("9092", str(superlink_port)).replace("port=9094", f"port={first_node_port}")
 
 
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def test_the_guide_reaches_a_first_run_and_a_key_rotation_in_its_own_commands(tmp_path: Path) -> None:
     """Issue 9: a fresh reader reaches a first deployed run (signed app, TLS, node auth, SecAgg+, DP)
     and rotates a partner's node key, in the documented commands only."""
     blocks = guide_blocks()
     assert list(blocks) == ["first-run", "stop", "rotate-key"], "docs/deployment.md lost a tagged block"
-    superlink = free_port()
-    while not _free(superlink + 1):            # the guide's SuperLink takes port + 1 on loopback
-        superlink = free_port()
-    node = free_port()
+    superlink = free_port_block(2)             # the guide's SuperLink takes port + 1 on loopback
+    node = free_port_block(3)                  # the guide's partners take port, port + 1, port + 2
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
     demo = tmp_path / "demo"
     outputs: dict[str, str] = {}
