@@ -79,22 +79,25 @@ def _run_child(fds: list[int], request: dict, target) -> None:
 
 def serve(path: Path, parent: int) -> None:
     """Import PRELOAD, then fork one child per launcher connection until `parent` (the SuperNode
-    launcher) is gone. Single-threaded, so forking is safe."""
-    for name in PRELOAD:
-        importlib.import_module(name)
-    target = _target()      # the server's choice (ENV_TARGET is for tests), not the launcher's
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    old = os.umask(0o177)
-    try:
-        listener.bind(str(path))
-    finally:
-        os.umask(old)
-    listener.listen(16)
+    launcher) is gone. Single-threaded, so forking is safe. The socket and its folder are removed
+    on SIGTERM or when the parent is gone, also while still importing."""
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    listener = None
     try:
+        for name in PRELOAD:
+            importlib.import_module(name)
+        target = _target()      # the server's choice (ENV_TARGET is for tests), not the launcher's
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            listener.bind(str(path))
+        finally:
+            os.umask(old)
+        listener.listen(16)
         _serve(listener, parent, target)
     finally:
-        listener.close()
+        if listener is not None:
+            listener.close()
         path.unlink(missing_ok=True)
         try:
             path.parent.rmdir()

@@ -108,3 +108,16 @@ def test_a_server_that_dies_mid_message_leaves_the_child_to_finish(server, tmp_p
         assert launcher.wait(timeout=30) == 0
     finally:
         kill_tree([launcher.pid, child.pid])
+
+
+def test_a_server_stopped_while_it_still_imports_leaves_no_folder(tmp_path: Path) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="fcw-t"))
+    proc = subprocess.Popen([sys.executable, "-m", "fedcredit.clients.warm_start", str(folder / "s"),
+                             str(os.getpid())], env=_env(), cwd=ROOT)
+    try:
+        time.sleep(0.5)                       # still importing torch & co: not listening yet
+        proc.terminate()
+        proc.wait(timeout=60)
+    finally:
+        kill_tree([proc.pid])
+    assert not folder.exists()
