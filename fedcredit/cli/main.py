@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from fedcredit.cli.cv import register as register_cv
 from fedcredit.cli.deploy import register as register_deploy
 from fedcredit.cli.privacy import register as register_privacy
 from fedcredit.cli.progress import ProgressView
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_security(sub)
     register_deploy(sub)
     register_scoring(sub)
+    register_cv(sub)
     return parser
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from fedcredit.credit.errors import InputError
+from fedcredit.credit.folds import assign_folds, fold_interval, training_position
 from fedcredit.credit.loading import (
     PartnerTable,
     load_table,
@@ -52,6 +53,7 @@ class PartnerData:
     test: PartnerTable
     fingerprint: str
     test_fraction: float
+    fold: tuple[float, float] | None = None   # a `fedcredit cv` training: the held-out fold's row fractions
 
     @property
     def train_rows(self) -> tuple[float, float]:
@@ -59,8 +61,18 @@ class PartnerData:
         return (self.test_fraction, 1.0)
 
     @property
+    def train_parts(self) -> tuple[tuple[float, float], ...]:
+        """The intervals of the rows this run trains on: `train_rows`, or in a `fedcredit cv` training the
+        parts of it outside the held-out fold (one or two); each training release is charged to each."""
+        if self.fold is None:
+            return (self.train_rows,)
+        (lo, hi), (a, b) = self.train_rows, self.fold
+        return tuple(part for part in ((lo, a), (b, hi)) if part[0] < part[1])
+
+    @property
     def test_rows(self) -> tuple[float, float]:
-        return (0.0, self.test_fraction)
+        """The rows evaluated: the test rows, or in a `fedcredit cv` training the held-out fold."""
+        return self.fold or (0.0, self.test_fraction)
 
     @property
     def label_values(self) -> tuple[str, ...]:
@@ -73,7 +85,10 @@ class PartnerData:
         train = self.train
         fractions = train.fractions if train.fractions is not None else np.linspace(
             self.test_fraction, 1, len(train), endpoint=False)
-        held = fractions < self.test_fraction + share * (1 - self.test_fraction)
+        if self.fold is not None:   # a cv training: the share of the rows outside the held-out fold
+            held = training_position(fractions, self.test_fraction, self.fold) < share
+        else:
+            held = fractions < self.test_fraction + share * (1 - self.test_fraction)
         return train.take(np.flatnonzero(~held)), train.take(np.flatnonzero(held))
 
 
@@ -108,8 +123,28 @@ def open_partner_data(partner: Partner, task: TaskConfig, *, purpose: str, round
 
     A vault is decrypted in memory only, for a purpose the partner allows, and every access
     leaves an audit event (the policy check and the event also when this process already holds
-    the table). Tables are kept in this process's memory while their file is unchanged.
+    the table). Tables are kept in this process's memory while their file is unchanged. In a
+    `fedcredit cv` training ([federation] cv_folds) the training rows are split once more: the
+    held-out fold becomes the rows evaluated (`hold_out_fold`).
     """
+    return hold_out_fold(_open_partner_data(partner, task, purpose=purpose, round=round), task.federation)
+
+
+def hold_out_fold(data: PartnerData, federation: FederationSettings) -> PartnerData:
+    """`data` with fold `cv_fold` of `cv_folds` of its training rows as its evaluated rows and the
+    other folds as its training rows (`fedcredit.credit.folds`); unchanged without folds."""
+    if not federation.cv_folds:
+        return data
+    train = data.train
+    fractions = train.fractions if train.fractions is not None else np.linspace(
+        data.test_fraction, 1, len(train), endpoint=False)
+    in_fold = assign_folds(fractions, data.test_fraction, federation.cv_folds) == federation.cv_fold
+    return PartnerData(data.partner, train.take(np.flatnonzero(~in_fold)), train.take(np.flatnonzero(in_fold)),
+                       data.fingerprint, data.test_fraction,
+                       fold_interval(data.test_fraction, federation.cv_folds, federation.cv_fold))
+
+
+def _open_partner_data(partner: Partner, task: TaskConfig, *, purpose: str, round: int | None = None) -> PartnerData:
     spec, federation = task.spec, task.federation
     source = f"partner '{partner.name}'"
     if partner.data is None:
@@ -162,7 +197,7 @@ def run_shape(data: PartnerData, task: TaskConfig, *, rows: int | None = None) -
     fed = task.federation
     rows = rows if rows is not None else int(task.weights.get(data.partner.name, len(data.train)))
     return RunShape(fed.rounds, fed.batch_size, fed.local_epochs, max(rows, 1), task.evaluations, data.train_rows,
-                    data.test_rows)
+                    data.test_rows, train_parts=data.train_parts if data.fold else ())
 
 
 def charge(gate: PrivacyGate, data: PartnerData, task: TaskConfig, release: Release, *, mechanism: str,
@@ -249,11 +284,11 @@ def column_statistics(data: PartnerData, task: TaskConfig, phase: str) -> Partne
                    "sample_rate": plan.sample_rate, "epsilon_run": plan.epsilon_run}
     else:
         private, release, sd = noisy_bins(stats, data.partner.privacy.stats_noise_multiplier)
-    after, reason = gate.admit(Charge(release, data.train_rows))
+    after, reason = gate.admit([Charge(release, rows) for rows in data.train_parts])
     if after is None:
         return report(data, task, gate, declined=reason, privacy=privacy_statement(gate, data, status="declined", history=True))
-    charge(gate, data, task, release, mechanism="gaussian-statistics", round=0, rows=data.train_rows,
-           epsilon=after.epsilon)
+    for rows in data.train_parts:
+        charge(gate, data, task, release, mechanism="gaussian-statistics", round=0, rows=rows, epsilon=after.epsilon)
     rows = {"rows_train": int(private.rows)} if phase == RANGE else {}
     statement = privacy_statement(gate, data, spent=after, release=release)
     if planned:
@@ -370,8 +405,9 @@ def train_round(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.T
         result = train_epochs(private.model, private.loader, private.optimizer, epochs=fed.local_epochs)
         release = Release(plan.noise_multiplier, private.sample_rate, result.steps)
         spent = plan.after if result.steps == plan.steps else None
-        charge(gate, data, task, release, mechanism="dp-sgd", round=server_round, rows=data.train_rows,
-               epsilon=spent.epsilon if spent else None)   # before the update leaves
+        for rows in data.train_parts:   # before the update leaves
+            charge(gate, data, task, release, mechanism="dp-sgd", round=server_round, rows=rows,
+                   epsilon=spent.epsilon if spent else None)
         privacy, loss = privacy_statement(gate, data, spent=spent, release=release), None   # the loss is withheld
     new_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return new_state, report(data, task, gate, evaluation=evaluation, train_loss=loss, steps=result.steps,

@@ -177,12 +177,19 @@ class FederationSettings:
     validation_fraction: Annotated[Number, Field(ge=0.05, le=0.5)] = rule(
         "must be between 0.05 and 0.5 (the share of each partner's training rows held out)", 0.15)
     min_local_steps: Annotated[Whole, Field(ge=0)] = rule("must be a whole number ≥ 0 (0: exactly local_epochs)", 10)
+    # set by `fedcredit cv` for each of its trainings (fedcredit.credit.folds): the partners train on their
+    # training rows outside fold `cv_fold` (0-based) of `cv_folds` and evaluate on that fold; 0: no folds
+    cv_folds: Annotated[Whole, Field(ge=0)] = rule("must be a whole number ≥ 0 (set by `fedcredit cv`)", 0)
+    cv_fold: Annotated[Whole, Field(ge=0)] = rule("must be a whole number ≥ 0 (set by `fedcredit cv`)", 0)
 
     @model_validator(mode="after")
     def _secure_aggregation_averages(self) -> FederationSettings:
         if self.secure_aggregation and self.strategy == "fedadam":
             raise Rule("secure aggregation averages updates: use strategy 'fedavg' or 'fedprox' "
                        f"(got {self.secure_aggregation!r})", "secure_aggregation")
+        if self.cv_folds == 1 or self.cv_fold >= max(self.cv_folds, 1):
+            raise Rule(f"cv_folds must be 0 or ≥ 2 and cv_fold below it (got {self.cv_folds}, {self.cv_fold})",
+                       "cv_fold")
         return self
 
     def local_epochs_for(self, rows: int) -> int:

@@ -194,6 +194,14 @@ class BudgetError(ValueError):
 
 def calibrate_noise(prior: list[Release], *, budget: float, delta: float, sample_rate: float,
                     steps: int, rel_tol: float = 0.01) -> float:
+    """The smallest noise multiplier for `steps` more DP-SGD steps after `prior` within `budget` (see
+    `_calibrate_noise`); a pure function, so remembered: the trainings of a cross-validation plan alike."""
+    return _calibrate_noise(tuple(prior), budget, delta, sample_rate, steps, rel_tol)
+
+
+@functools.lru_cache(maxsize=512)
+def _calibrate_noise(prior: tuple[Release, ...], budget: float, delta: float, sample_rate: float,
+                     steps: int, rel_tol: float) -> float:
     """The smallest noise multiplier (within `rel_tol`, at least MIN_NOISE) for which the prior
     releases plus `steps` more DP-SGD steps at `sample_rate` stay within `budget` epsilon at `delta`
     (PRV at EPS_ERROR, as every charge is accounted).

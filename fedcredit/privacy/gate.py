@@ -35,7 +35,10 @@ PLAN_MARGIN = 2 * EPS_ERROR
 @dataclass(frozen=True)
 class RunShape:
     """What one run will release. `rows` is the (public) number of training rows used for
-    the DP-SGD sample rate; `train_rows`/`test_rows` are the row-fraction intervals."""
+    the DP-SGD sample rate; `train_rows`/`test_rows` are the row-fraction intervals. `train_parts`: the
+    intervals the training rows are in when they are not one (a cross-validation training holds a fold in
+    the middle of them out: each training release is charged once to each part, so every row read is
+    charged once and the held-out fold not at all)."""
 
     rounds: int
     batch_size: int
@@ -45,6 +48,16 @@ class RunShape:
     train_rows: tuple[float, float]
     test_rows: tuple[float, float]
     stats_releases: int = STATS_RELEASES
+    train_parts: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def train_cells(self) -> tuple[tuple[float, float], ...]:
+        """The intervals a training release is charged to (`train_parts`, else `train_rows`)."""
+        return self.train_parts or (self.train_rows,)
+
+    def train_charges(self, release: Release) -> list[Charge]:
+        """One release on the training rows, as charges (one per part)."""
+        return [Charge(release, rows) for rows in self.train_cells]
 
     @property
     def sample_rate(self) -> float:
@@ -72,6 +85,7 @@ class RunPlan:
     epsilon_run: float | None = None
     after: PrivacySpent | None = None
     warnings: list[str] = field(default_factory=list)
+    charges: tuple[Charge, ...] = ()   # what the whole run would charge (for planning many runs, `fedcredit cv`)
 
 
 @dataclass(frozen=True)
@@ -113,12 +127,12 @@ class PrivacyGate:
         p, delta = self.policy, self.policy.delta
         prior = self.ledger.charges()
         done = self.run_charges()
-        stats = [Charge(Release(p.stats_noise_multiplier, 1.0, 1), shape.train_rows)] * shape.stats_releases
+        stats = shape.train_charges(Release(p.stats_noise_multiplier, 1.0, 1)) * shape.stats_releases
         q, steps = shape.sample_rate, shape.steps_per_round * shape.rounds
         base = dict(stats_noise=p.stats_noise_multiplier, sample_rate=q, steps_per_round=shape.steps_per_round)
         try:
-            train_noise = p.noise_multiplier or self._calibrate(prior + stats, done + stats, q, steps,
-                                                                shape.train_rows)
+            train_noise = p.noise_multiplier or max(self._calibrate(prior + stats, done + stats, q, steps, rows)
+                                                    for rows in shape.train_cells)
             eval_noise = None
             if shape.evaluations:
                 eval_noise = p.eval_noise_multiplier or self._calibrate(prior, done, 1.0, shape.evaluations,
@@ -134,8 +148,7 @@ class PrivacyGate:
             if 0 < rounds < shape.rounds:
                 warnings.append(f"at the fixed noise multiplier {train_noise:g} only {rounds} of {shape.rounds} "
                                 "rounds fit the budget: this partner stops after them")
-        planned = stats + evals + [Charge(Release(train_noise, q, shape.steps_per_round * max(rounds, 1)),
-                                          shape.train_rows)]
+        planned = stats + evals + shape.train_charges(Release(train_noise, q, shape.steps_per_round * max(rounds, 1)))
         run = compose_rows(done + planned, delta)
         after = compose_rows(prior + planned, delta)
         reason = ""
@@ -150,7 +163,7 @@ class PrivacyGate:
                             f"remains, less than a run like it needs ({run.epsilon:.3f}): the next run will be "
                             "declined or need much more noise")
         return RunPlan(not reason, reason, **base, train_noise=train_noise, eval_noise=eval_noise,
-                       epsilon_run=run.epsilon, after=after, warnings=warnings)
+                       epsilon_run=run.epsilon, after=after, warnings=warnings, charges=tuple(planned))
 
     def _rounds_that_fit(self, prior: list[Charge], done: list[Charge], fixed: list[Charge], one_round: Release,
                          shape: RunShape) -> int:
@@ -158,10 +171,10 @@ class PrivacyGate:
         p = self.policy
 
         def fits(rounds: int) -> bool:
-            train = Charge(Release(one_round.noise_multiplier, one_round.sample_rate, one_round.steps * rounds),
-                           shape.train_rows)
-            return (compose_rows(prior + fixed + [train], p.delta).epsilon <= p.epsilon
-                    and compose_rows(done + fixed + [train], p.delta).epsilon <= p.run_cap)
+            train = shape.train_charges(Release(one_round.noise_multiplier, one_round.sample_rate,
+                                                one_round.steps * rounds))
+            return (compose_rows(prior + fixed + train, p.delta).epsilon <= p.epsilon
+                    and compose_rows(done + fixed + train, p.delta).epsilon <= p.run_cap)
 
         lo, hi = 0, shape.rounds
         while lo < hi:
@@ -214,16 +227,18 @@ class PrivacyGate:
                              f"over the budget {cap:g}: raise the noise or leave it out to calibrate",
                              source=self.source, field="noise_multiplier")
 
-    def admit(self, charge: Charge) -> tuple[PrivacySpent | None, str]:
-        """(lifetime statement after `charge`, "") if it fits the budget and the run cap, else (None, reason)."""
+    def admit(self, charge: Charge | list[Charge]) -> tuple[PrivacySpent | None, str]:
+        """(lifetime statement after `charge` — one, or a release's charges on several parts of the rows —,
+        "") if it fits the budget and the run cap, else (None, reason)."""
         p = self.policy
         prior = self.ledger.charges()
-        after = compose_rows([*prior, charge], p.delta)
+        charges = charge if isinstance(charge, list) else [charge]
+        after = compose_rows([*prior, *charges], p.delta)
         if after.epsilon > p.epsilon:
             before = compose_rows(prior, p.delta).epsilon
             return None, (f"declined: this release would bring epsilon to {after.epsilon:.3f}, over the budget "
                           f"{p.epsilon:g} (spent {before:.3f})")
-        run = compose_rows([*self.run_charges(), charge], p.delta)
+        run = compose_rows([*self.run_charges(), *charges], p.delta)
         if run.epsilon > p.run_cap * (1 + 1e-9):
             return None, (f"declined: this release would bring this run's spend to {run.epsilon:.3f}, over the "
                           f"per-run cap {p.run_cap:g}")
@@ -235,12 +250,13 @@ class PrivacyGate:
         q, steps = shape.sample_rate, shape.steps_per_round
         if noise is None:
             left = RunShape(max(shape.rounds - server_round + 1, 1), shape.batch_size, shape.local_epochs,
-                            shape.rows, shape.evaluations, shape.train_rows, shape.test_rows, stats_releases=0)
+                            shape.rows, shape.evaluations, shape.train_rows, shape.test_rows, stats_releases=0,
+                            train_parts=shape.train_parts)
             plan = self.plan_run(left)
             if plan.train_noise is None:
                 return RoundPlan(False, None, q, steps, None, plan.reason)
             noise = plan.train_noise
-        after, reason = self.admit(Charge(Release(noise, q, steps), shape.train_rows))
+        after, reason = self.admit(shape.train_charges(Release(noise, q, steps)))
         return RoundPlan(after is not None, noise, q, steps, after, reason)
 
     def charge(self, release: Release, *, mechanism: str, round: int,

@@ -64,6 +64,9 @@ class RunSettings:
     registered_nodes: Annotated[dict[int, str], BeforeValidator(_registered_nodes)] = rule(
         _NODES, default_factory=dict, alias="registered-nodes")
     app_signature: str = rule("must be the app's signature line", "", alias="app-signature")   # checked by the partners, not here
+    # `fedcredit cv`: JSON [{"scenario": path, "out-dir": path}, ...], trained one after another in this
+    # Flower run (each a whole run of its own: run directory, run id, privacy plan); "" = one run of `scenario`
+    trainings: str = rule('must be JSON [{"scenario": path, "out-dir": path}, ...] ("": one run)', "")
 
     @classmethod
     def from_run_config(cls, cfg: dict) -> RunSettings:
@@ -84,6 +87,17 @@ class RunSettings:
                                      ("strategy", self.strategy)) if v}
         return scenario.with_federation(**changes) if changes else scenario
 
+    def each_training(self) -> list[RunSettings]:
+        """The runs this Flower run trains: itself, or each of `trainings` (with this run's overrides)."""
+        if not self.trainings:
+            return [self]
+        try:
+            entries = [(str(t["scenario"]), str(t["out-dir"])) for t in json.loads(self.trainings)]
+        except (ValueError, TypeError, KeyError) as exc:
+            raise InputError(f"trainings: {exc}", source="run config", field="trainings") from None
+        return [RunSettings(scenario, out_dir, self.rounds, self.model, self.strategy, self.deployment,
+                            self.registered_nodes, self.app_signature) for scenario, out_dir in entries]
+
     def resolve_out_dir(self, scenario: Scenario) -> Path:
         if self.out_dir:
             return Path(self.out_dir)
@@ -92,14 +106,28 @@ class RunSettings:
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
+    settings = RunSettings.from_run_config(dict(context.run_config))
+    if settings.deployment:      # Flower's deployed Grid looks for replies every 3 s
+        from fedcredit.server.grid import PromptGrid
+
+        grid = PromptGrid(grid)
+    for one in settings.each_training():   # `fedcredit cv`: the next only after one finished
+        if not _train(grid, context, one):
+            break
+
+
+def _train(grid: Grid, context: Context, settings: RunSettings) -> bool:
+    """One federated training into its run directory; False when it could not finish (failed.json says why)."""
     from fedcredit.credit.rundir import RunDirectory
     from fedcredit.server.strategy import build_strategy, with_partner_level_dp
     from fedcredit.server.training import FederatedTraining
 
-    settings = RunSettings.from_run_config(dict(context.run_config))
     scenario = settings.resolve_scenario()
     run_dir = RunDirectory(settings.resolve_out_dir(scenario)).create()
-    run_dir.write_config({"run_config": dict(context.run_config), "scenario": scenario.to_dict()})
+    config = dict(context.run_config)
+    if settings.trainings:
+        config.update({"scenario": settings.scenario, "out-dir": settings.out_dir})
+    run_dir.write_config({"run_config": config, "scenario": scenario.to_dict()})
     # The round loop waits for the scenario's nodes once and then addresses the partners it knows;
     # the strategy must never block on a node that died (its sampler waits for min_available_nodes).
     strategy = build_strategy(scenario.federation, 1)
@@ -107,13 +135,11 @@ def main(grid: Grid, context: Context) -> None:
         strategy = with_partner_level_dp(strategy, scenario.client_dp, len(scenario.partners))
     secure = scenario.federation.secure_aggregation
     secure = settings.deployment if secure is None else secure
-    if settings.deployment:      # Flower's deployed Grid looks for replies every 3 s
-        from fedcredit.server.grid import PromptGrid
-
-        grid = PromptGrid(grid)
     try:
         FederatedTraining(grid, scenario, run_dir, strategy, simulation=not settings.deployment,
                           context=context, secure=secure, registered=settings.registered_nodes).run()
     except (FederationError, InputError) as exc:     # a run that cannot go on: one line, and why, on disk
         log(ERROR, "fedcredit: the run cannot finish: %s", exc)
         run_dir.write_failure(str(exc))
+        return False
+    return True

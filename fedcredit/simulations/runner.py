@@ -11,6 +11,7 @@ instead of Flower's console, and each finished yardstick reaches `on_yardstick`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
@@ -206,6 +207,8 @@ def run_flower_simulation(settings: RunSettings, num_partners: int, *, verbose: 
 
     run_config = {"scenario": settings.scenario, "out-dir": settings.out_dir, "rounds": settings.rounds,
                   "model": settings.model, "strategy": settings.strategy, "deployment": False}
+    if settings.trainings:   # `simulate_batch`: several runs, one after another, in this one simulation
+        run_config["trainings"] = settings.trainings
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=run_config)
     with flower_console(verbose=verbose, on_round=on_round, log_stream=log_stream):
         _run_simulation(num_supernodes=num_partners, client_app=client_app, server_app=server_app,
@@ -273,6 +276,71 @@ def _add_yardsticks(summary: dict[str, Any], scenario: Scenario, staging: Path, 
     return t - started
 
 
+def _finished_summary(run_dir: RunDirectory) -> dict[str, Any]:
+    """The summary of a run the simulation finished (FederationError: why it could not finish)."""
+    if not run_dir.file(SUMMARY).exists():
+        reason = run_dir.failure()
+        if reason:
+            raise FederationError(f"{reason} (the unfinished run is in {run_dir.path})")
+        raise RuntimeError(f"the simulation ended without a summary; see {run_dir.path}")
+    return run_dir.summary()
+
+
+def _staging_for(settings: RunSettings, scenario: Scenario) -> tuple[Path, Path]:
+    """(final run directory, its staging folder, cleared): InputError if the final one holds anything."""
+    final = settings.resolve_out_dir(scenario).resolve()
+    if final.exists() and any(final.iterdir()):
+        raise InputError("already exists and is not empty; choose another --out", source=str(final))
+    staging = final.with_name(final.name + STAGING_SUFFIX)
+    _clear_staging(staging)
+    return final, staging
+
+
+def simulate_batch(runs: list[RunSettings], *, verbose: bool = False, on_round: Progress | None = None,
+                   log_stream: TextIO | None = None, on_run: Progress | None = None) -> list[SimulationResult]:
+    """Several runs of the same partners (`fedcredit cv`: one per fold and setting) one after another in ONE
+    Flower simulation (one Ray start): each a whole run as `simulate` makes it, without yardsticks — its own
+    run directory and run id, its partners' privacy plan, gate and ledger charges. Every run's partners are
+    checked before the first starts (bad input stops them all); the first run that cannot finish ends the
+    batch (FederationError naming it; the runs before it are finished, in place). `on_run(done, total, dir)`
+    hears of each finished run."""
+    started = time.monotonic()
+    scenarios = [s.resolve_scenario() for s in runs]
+    partners = {tuple(p.name for p in sc.partners) for sc in scenarios}
+    if len(partners) != 1:
+        raise InputError("a batch of runs trains one consortium: every scenario must list the same partners")
+    places = [_staging_for(s, sc) for s, sc in zip(runs, scenarios)]
+    try:
+        for scenario, (_, staging) in zip(scenarios, places):
+            check_partners(scenario, staging)                 # bad input stops here, before any run
+    except BaseException:
+        for _, staging in places:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    trainings = json.dumps([{"scenario": str(sc.source), "out-dir": str(staging)}
+                            for sc, (_, staging) in zip(scenarios, places)])
+    first = runs[0]
+    batch = RunSettings(str(scenarios[0].source), str(places[0][1]), first.rounds, first.model, first.strategy,
+                        trainings=trainings)
+    run_flower_simulation(batch, len(scenarios[0].partners), verbose=verbose, on_round=on_round,
+                          log_stream=log_stream)
+    engine = {"ray_address": None, "ray_nodes": 1, "ray_cpus": float(os.cpu_count() or 1),
+              "cpus_per_actor": backend_config(partners=len(scenarios[0].partners))["client_resources"]["num_cpus"],
+              "batch_runs": len(runs), "seconds_batch": round(time.monotonic() - started, 3)}
+    results = []
+    for i, (final, staging) in enumerate(places):
+        run_dir = RunDirectory(staging)
+        summary = _finished_summary(run_dir)
+        summary["simulation_engine"] = engine
+        run_dir.write_summary(summary)
+        if final.exists():
+            final.rmdir()
+        staging.rename(final)
+        results.append(SimulationResult(final, summary))
+        report(on_run, i + 1, len(runs), str(final))
+    return results
+
+
 def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool = True,
              on_round: Progress | None = None, on_yardstick: Progress | None = None,
              log_stream: TextIO | None = None, ray_address: str = "", cpus_per_actor: int = 1) -> SimulationResult:
@@ -287,11 +355,7 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
     engine = (cluster_info(ray_address, cpus_per_actor=cpus_per_actor).to_dict() if ray_address
               else {"ray_address": None, "ray_nodes": 1, "ray_cpus": float(os.cpu_count() or 1),
                     "cpus_per_actor": backend_config(partners=len(scenario.partners))["client_resources"]["num_cpus"]})
-    final = settings.resolve_out_dir(scenario).resolve()
-    if final.exists() and any(final.iterdir()):
-        raise InputError("already exists and is not empty; choose another --out", source=str(final))
-    staging = final.with_name(final.name + STAGING_SUFFIX)
-    _clear_staging(staging)
+    final, staging = _staging_for(settings, scenario)
     try:
         check_partners(scenario, staging)                     # bad input stops here
     except BaseException:
@@ -302,12 +366,7 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
     run_flower_simulation(staged, len(scenario.partners), verbose=verbose, on_round=on_round, log_stream=log_stream,
                           ray_address=ray_address, cpus_per_actor=cpus_per_actor)
     run_dir = RunDirectory(staging)
-    if not run_dir.file("summary.json").exists():
-        reason = run_dir.failure()
-        if reason:
-            raise FederationError(f"{reason} (the unfinished run is in {staging})")
-        raise RuntimeError(f"the simulation ended without a summary; see {staging}")
-    summary = run_dir.summary()
+    summary = _finished_summary(run_dir)
     summary["simulation_engine"] = engine
     fed_seconds = time.monotonic() - started
     if yardsticks:
