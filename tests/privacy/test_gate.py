@@ -118,3 +118,25 @@ def test_compose_rows_is_the_worst_cell(tmp_path: Path) -> None:
     both = compose([Release(1.0, 0.02, 200), Release(20.0, 1.0, 1)], 1e-6).epsilon
     assert compose_rows(charges, 1e-6).epsilon == pytest.approx(max(
         both, compose([Release(2.0, 1.0, 3), Release(20.0, 1.0, 1)], 1e-6).epsilon))
+
+
+def test_a_cross_validation_training_charges_each_part_of_its_rows_and_its_fold_apart(tmp_path: Path) -> None:
+    """A fold held out of the middle of the training rows: each training release is charged once to each part
+    (every row read once), the evaluation to the fold alone; the run fits its cap in every cell."""
+    parts, fold = ((0.25, 0.5), (0.75, 1.0)), (0.5, 0.75)
+    gate = _gate(tmp_path, epsilon=4.0, run_epsilon=1.0)
+    shape = RunShape(10, 256, 1, 10_000, 1, TRAIN, fold, train_parts=parts)
+    plan = gate.plan_run(shape)
+    assert plan.train and 0.95 < plan.epsilon_run <= 1.0
+    by_rows: dict[tuple[float, float], list[Release]] = {}
+    for c in plan.charges:
+        by_rows.setdefault(c.rows, []).append(c.release)
+    assert set(by_rows) == {*parts, fold}
+    assert by_rows[parts[0]] == by_rows[parts[1]]                      # the same releases on both parts
+    assert [r.noise_multiplier for r in by_rows[fold]] == [plan.eval_noise]
+    after, reason = gate.admit(shape.train_charges(Release(plan.train_noise, plan.sample_rate, 40)))
+    assert reason == "" and after is not None
+    # the plan of one part alone: same noise, same epsilon (parallel composition)
+    single = _gate(tmp_path / "single", epsilon=4.0, run_epsilon=1.0).plan_run(
+        RunShape(10, 256, 1, 10_000, 1, parts[1], fold))
+    assert single.train_noise == pytest.approx(plan.train_noise) and single.epsilon_run == pytest.approx(plan.epsilon_run)
