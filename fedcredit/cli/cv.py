@@ -7,10 +7,12 @@ from pathlib import Path
 
 from fedcredit.cli.progress import ProgressView
 from fedcredit.credit.errors import InputError
+from fedcredit.credit.progress import Progress
 
 
 def _cv(args: argparse.Namespace) -> int:
-    from fedcredit.simulations.cv import prepare_search, render_result, render_search_plan, run_search
+    from fedcredit.simulations.cv import prepare_search, render_result, run_search
+    from fedcredit.simulations.cv_plan import render_search_plan
 
     search = prepare_search(str(args.scenario or ""), args.folds, args.grid or [], out=str(args.out or ""),
                             rounds=args.rounds or 0)
@@ -28,19 +30,19 @@ def _cv(args: argparse.Namespace) -> int:
     print()
     with ProgressView(bar=False if args.verbose else None) as view:
         trainings = view.steps("cv trainings", "trainings")
-        result = run_search(search, verbose=args.verbose, on_round=_per_training(view.steps("federated rounds", "rounds")),
+        rounds = _per_training(view.steps("federated rounds", "rounds"))
+        result = run_search(search, verbose=args.verbose, on_round=rounds, log_stream=view.log_stream,
                             on_run=lambda done, total, what: trainings(done, total, f"training {done}/{total} done: "
-                                                                       f"{Path(what).name}"),
-                            log_stream=view.log_stream)
+                                                                       f"{Path(what).name}"))
     print()
     print(render_result(result))
     print(f"\nsearch directory: {search.final}")
     return 0
 
 
-def _per_training(on_round):
+def _per_training(on_round: Progress) -> Progress:
     """The round lines of each training, numbered by the training (its round count starts again at 0)."""
-    state = {"training": 0, "last": None}
+    state: dict[str, int | None] = {"training": 0, "last": None}
 
     def relay(done: int, total: int, what: str) -> None:
         if done == 0 and state["last"] != 0:

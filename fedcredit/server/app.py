@@ -4,7 +4,9 @@ Run config (pyproject `[tool.flwr.app.config]`, overridable with `--run-config`)
 `scenario` (path; "" = the embedded synthetic consortium), `out-dir`, and optional
 overrides `rounds`, `model`, `strategy` (0 / "" keep the scenario's value); in a deployment
 `fedcredit run` adds `app-signature` (checked by the partners) and `registered-nodes` (which
-partner each node's key was registered for: a node may speak only under that name).
+partner each node's key was registered for: a node may speak only under that name). `fedcredit cv`
+(through `fedcredit.simulations.runner.simulate_batch`) sets `trainings`: several runs, each with its own
+scenario and run directory, trained one after another in one Flower run.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from fedcredit.credit.rundir import STAGING_SUFFIX
 from fedcredit.credit.scenario import Scenario, load_scenario, read_toml
 from fedcredit.privacy.accountant import compose_rows
 from fedcredit.server.app import RunSettings
-from fedcredit.simulations.cv_plan import SearchPlan, plan_search, refusal, render_search_plan
+from fedcredit.simulations.cv_plan import SearchPlan, plan_search, refusal
 from fedcredit.simulations.runner import open_partners, simulate_batch
 
 RESULT_JSON, RESULT_TEXT = "cv_result.json", "cv_result.txt"
@@ -253,5 +253,3 @@ def render_result(result: dict[str, Any]) -> str:
         lines.append("privacy: no partner uses record-level DP; nothing was charged")
     return "\n".join(lines)
 
-
-__all__ = ["CvSearch", "prepare_search", "render_result", "render_search_plan", "run_search"]
