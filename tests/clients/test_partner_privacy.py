@@ -116,3 +116,36 @@ def test_charges_compose_as_the_report_recomputes(taiwan: Path) -> None:
     _round_zero(data, _task(scenario, "run-1"), scenario)
     entries = privacy_gate(data, _task(scenario, "run-1")).ledger.entries()
     assert compose_rows([Charge(e.release, e.rows) for e in entries], 1e-6).epsilon > 0
+
+
+def test_a_cross_validation_fold_in_the_middle_is_charged_exactly(tmp_path: Path) -> None:
+    """A `fedcredit cv` training holding fold 2 of 3 out: the statistics and DP-SGD are charged once to each
+    part of the training rows around the fold, the evaluation to the fold; the fold's rows carry nothing else."""
+    from fedcredit.credit.folds import fold_interval
+    from tests.conftest import make_partner_frame, write_scenario
+
+    path = write_scenario(tmp_path, {"bank": make_partner_frame(2000, 5)}, federation={"cv_folds": 3, "cv_fold": 1},
+                          privacy={"mode": "sample", "epsilon": 20.0, "run_epsilon": 6.0, "delta": 1e-4,
+                                   "stats_noise_multiplier": 4.0, "ledger_dir": "ledgers"})
+    scenario = load_scenario(path)
+    data = open_partner_data(scenario.partner("bank"), _task(scenario, ""), purpose="check")
+    fold = fold_interval(0.25, 3, 1)
+    parts = ((0.25, fold[0]), (fold[1], 1.0))
+    assert data.test_rows == fold and data.train_parts == parts
+    first, _, task = _round_zero(data, _task(scenario, "cv-s1-f2"), scenario)
+    planned = first.privacy["planned"]
+    state, report = train_round(data, task, build_model("logistic", task.transform.n_features).state_dict(),
+                                server_round=1, planned=planned, evaluate=False)
+    assert state is not None and not report.declined
+    final = evaluation_report(data, task, state, round=1, planned=planned)
+    assert final.evaluation is not None and final.evaluation.private
+    entries = privacy_gate(data, task).ledger.entries()
+    assert [(e.mechanism, e.rows) for e in entries] == [
+        ("gaussian-statistics", parts[0]), ("gaussian-statistics", parts[1])] * 2 + [
+        ("dp-sgd", parts[0]), ("dp-sgd", parts[1]), ("gaussian-evaluation", fold)]
+    # one of 3 planned rounds trained: within the plan, the cap, and the worst cell one part, not both summed
+    spent = compose_rows([e.charge for e in entries], 1e-4)
+    part = compose_rows([e.charge for e in entries if e.rows == parts[0]], 1e-4)
+    assert spent.epsilon <= planned["epsilon_run"] <= 6.0
+    assert spent.epsilon == pytest.approx(max(part.epsilon, compose_rows(
+        [e.charge for e in entries if e.rows == fold], 1e-4).epsilon))
