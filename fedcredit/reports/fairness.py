@@ -116,9 +116,12 @@ class _Column:
         total = GroupCells(np.zeros(self.k), np.zeros(self.k), {"score": 0.0, "score_sq": 0.0, "pd": 0.0})
         for c in self.cells.values():
             total = total + c
-        if self.private:   # the column's SD from every group's noised counts: a bin's summed noise may go below 0
-            total = GroupCells(np.clip(total.bad, 0, None), np.clip(total.good, 0, None))
+        # the column's SD from every group's counts as released (noised sums are unbiased); should the noise
+        # of near-empty bins drive it to nothing, from the counts with negative bins taken as 0
         self.mean_all, self.var_all = self.moments(total)
+        if self.private and not self.var_all:
+            self.mean_all, self.var_all = self.moments(GroupCells(np.clip(total.bad, 0, None),
+                                                                  np.clip(total.good, 0, None)))
 
     def rows(self, c: GroupCells) -> float:
         return float(c.bad.sum() + c.good.sum())
@@ -150,7 +153,7 @@ class _Column:
     def defined(self, c: GroupCells) -> str | None:
         """Why a group has no measures (None: it has)."""
         n = self.rows(c)
-        if not self.private:
+        if not self.private or n <= 0:
             return None if n > 0 else "no held-out rows"
         need = MIN_SD * self.sd * math.sqrt(2 * self.k)
         return None if n >= need else (f"{n:.1f} noised held-out rows, fewer than {MIN_SD:g} noise SDs of a group's "
