@@ -14,7 +14,7 @@ from fairlearn.metrics import (
     true_positive_rate,
 )
 
-from fedcredit.credit.fairness import GroupCells, GroupScores, FairnessSettings, FairnessTask, clipped_logit
+from fedcredit.credit.fairness import FairnessSettings, FairnessTask, GroupCells, GroupScores, clipped_logit
 from fedcredit.credit.schema import DatasetSpec
 from fedcredit.credit.scorecard import ScorecardSettings
 from fedcredit.privacy.evaluation import noisy_group_scores
