@@ -155,12 +155,16 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """Score the partner's test rows with the received model (a noised, charged histogram under
-    DP); send it and the partner's lifetime privacy statement."""
-    from fedcredit.clients.partner import evaluation_report
-    from fedcredit.credit.protocol import VALIDATE_KEY
+    DP); send it and the partner's lifetime privacy statement. Asked for the fairness release: the
+    score histograms by protected group instead (noised and charged the same way under DP)."""
+    from fedcredit.clients.partner import evaluation_report, fairness_report
+    from fedcredit.credit.protocol import FAIRNESS_KEY, VALIDATE_KEY
 
     task, data = _data(msg, context, "evaluate")
     config = msg.content["config"]
+    if bool(config.get(FAIRNESS_KEY, False)):
+        return _reply(msg, fairness_report(data, task, msg.content["arrays"].to_torch_state_dict(),
+                                           round=int(config.get("server-round", 0)), planned=_planned(context, task)))
     return _reply(msg, evaluation_report(data, task, msg.content["arrays"].to_torch_state_dict(),
                                          round=int(config.get("server-round", 0)), planned=_planned(context, task),
                                          validate=bool(config.get(VALIDATE_KEY, False))))

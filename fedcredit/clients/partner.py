@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from fedcredit.credit.errors import InputError
+from fedcredit.credit.fairness import GroupScores
 from fedcredit.credit.folds import assign_folds, fold_interval, training_position
 from fedcredit.credit.loading import (
     PartnerTable,
@@ -37,7 +38,7 @@ from fedcredit.credit.statistics import EXACT_PER_DECADE, PRIVATE_PER_DECADE, Ra
 from fedcredit.privacy.accountant import Charge, PrivacySpent, Release
 from fedcredit.privacy.anchor import DatasetAnchor
 from fedcredit.privacy.gate import PrivacyGate, RunShape
-from fedcredit.privacy.ledger import PrivacyLedger, ledger_path
+from fedcredit.privacy.ledger import HELD_OUT_MECHANISMS, PrivacyLedger, ledger_path
 from fedcredit.protection.access import AccessPolicy, open_vault, reuse_vault
 from fedcredit.protection.audit import AuditLog
 from fedcredit.protection.keys import load_key
@@ -307,11 +308,9 @@ def evaluate_model(data: PartnerData, task: TaskConfig, state: Mapping[str, torc
         return exact, ""
     from fedcredit.privacy.evaluation import noisy_evaluation
 
-    if noise is None:   # not planned at round 0 (e.g. the partner joined late): plan what is left
-        spent = [e for e in gate.ledger.entries() if e.run == task.run and e.mechanism == "gaussian-evaluation"]
-        noise, reason = gate.eval_noise(run_shape(data, task), remaining=max(task.evaluations - len(spent), 1))
-        if noise is None:
-            return None, reason
+    noise, reason = _held_out_noise(gate, data, task, noise)
+    if noise is None:
+        return None, reason
     private, release, _ = noisy_evaluation(exact, noise)
     after, reason = gate.admit(Charge(release, data.test_rows))
     if after is None:
@@ -319,6 +318,58 @@ def evaluate_model(data: PartnerData, task: TaskConfig, state: Mapping[str, torc
     charge(gate, data, task, release, mechanism="gaussian-evaluation", round=round, rows=data.test_rows,
            epsilon=after.epsilon)
     return private, ""
+
+
+def _held_out_noise(gate: PrivacyGate, data: PartnerData, task: TaskConfig, noise: float | None
+                    ) -> tuple[float | None, str]:
+    """The noise of a release on the held-out rows: the one planned at round 0, else (e.g. the partner joined
+    late) what lets the run's remaining held-out releases fit; (None, why not) when none can."""
+    if noise is not None:
+        return noise, ""
+    spent = [e for e in gate.ledger.entries() if e.run == task.run and e.mechanism in HELD_OUT_MECHANISMS]
+    return gate.eval_noise(run_shape(data, task), remaining=max(task.evaluations - len(spent), 1))
+
+
+def fairness_scores(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor], *,
+                    gate: PrivacyGate | None = None, round: int = 0, noise: float | None = None
+                    ) -> tuple[GroupScores | None, str]:
+    """Score the partner's held-out rows with the model (in float64, as the model artefact scores) and
+    count them by protected group, label and score bin (`fedcredit.credit.fairness`); under DP every count
+    is noised and the release charged to the held-out rows. (release, "") or (None, why not)."""
+    if task.fairness is None or data.test.protected is None:
+        return None, "the coordinator asked for no fairness release, or the dataset declares no protected column"
+    model = _model(task, state).double()
+    p_bad = predict_proba(model, task.transform.transform(data.test.features))
+    exact = task.fairness.release(task.spec, data.test.label, p_bad, data.test.protected)
+    if gate is None:
+        return exact, ""
+    from fedcredit.privacy.evaluation import noisy_group_scores
+
+    private_names = [g.column for g in task.fairness.settings.column_groups(task.spec) if g.names is None]
+    if private_names:   # the coordinator's scenario did not know this partner's policy
+        return None, (f"declined: protected column(s) {private_names} have no public groups (declared levels or "
+                      "[fairness] groups), and under record-level DP a group's name must not come from the rows")
+    noise, reason = _held_out_noise(gate, data, task, noise)
+    if noise is None:
+        return None, reason
+    private, release, _ = noisy_group_scores(exact, noise)
+    after, reason = gate.admit(Charge(release, data.test_rows))
+    if after is None:
+        return None, reason
+    charge(gate, data, task, release, mechanism="gaussian-fairness", round=round, rows=data.test_rows,
+           epsilon=after.epsilon)
+    return private, ""
+
+
+def fairness_report(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor], *, round: int,
+                    planned: Mapping[str, float | None] | None = None) -> PartnerReport:
+    """The reply to an evaluate message that asks for the fairness release: the model's held-out score
+    histograms by protected group (or why none) and the privacy statement."""
+    gate = privacy_gate(data, task)
+    scores, reason = fairness_scores(data, task, state, gate=gate, round=round,
+                                     noise=(planned or {}).get("evaluation"))
+    return report(data, task, gate, fairness=scores, declined=reason,
+                  privacy=privacy_statement(gate, data, status="declined" if reason else "ok", history=True))
 
 
 def validation_loss(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor]) -> dict[str, Any]:

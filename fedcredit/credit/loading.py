@@ -31,20 +31,24 @@ class PartnerTable:
     """A partner's rows, checked: features as a DataFrame, label as 0/1 (1 = bad).
 
     `label_values` are the sorted canonical label codes the partner's file holds (e.g.
-    ("0", "1") or ("1", "2")), so partners' label codings can be compared.
+    ("0", "1") or ("1", "2")), so partners' label codings can be compared. `protected` holds the
+    spec's protected columns (for the fair-lending checks only), apart from `features` — the only
+    columns a model, a statistic or a transform ever reads — so they can never become model inputs.
     """
 
     features: pd.DataFrame
     label: np.ndarray
     label_values: tuple[str, ...] = ()
     fractions: np.ndarray | None = None   # each row's place in [0, 1), from its own content (see row_fractions)
+    protected: pd.DataFrame | None = None   # the protected columns (None: the spec declares none)
 
     def __len__(self) -> int:
         return len(self.label)
 
     def take(self, idx: np.ndarray) -> PartnerTable:
         return PartnerTable(self.features.iloc[idx].reset_index(drop=True), self.label[idx], self.label_values,
-                            None if self.fractions is None else self.fractions[idx])
+                            None if self.fractions is None else self.fractions[idx],
+                            None if self.protected is None else self.protected.iloc[idx].reset_index(drop=True))
 
 
 def prepare_table(frame: pd.DataFrame, spec: DatasetSpec, *, source: str,
@@ -63,7 +67,8 @@ def prepare_table(frame: pd.DataFrame, spec: DatasetSpec, *, source: str,
     if empty:
         raise InputError(f"column(s) {empty} have no values at all; drop them in [dataset].drop "
                          "or fix the file", source=source)
-    return PartnerTable(features, label, label_values, row_fractions(frame))
+    protected = _read_protected(frame, spec, source=source, decimal=decimal) if spec.protected else None
+    return PartnerTable(features, label, label_values, row_fractions(frame), protected)
 
 
 def _check_columns(frame: pd.DataFrame, spec: DatasetSpec, *, source: str, min_rows: int) -> None:
@@ -118,6 +123,24 @@ def _read_features(frame: pd.DataFrame, spec: DatasetSpec, *, source: str, decim
         if col in spec.levels:
             check_spellings(columns[col], spec.levels[col], column=col, source=source)
     return pd.DataFrame({c: columns[c] for c in spec.features}).reset_index(drop=True)
+
+
+def _read_protected(frame: pd.DataFrame, spec: DatasetSpec, *, source: str, decimal: str) -> pd.DataFrame:
+    """The protected columns by their type: numbers for those the [fairness] cut points band, codes for
+    the others (declared levels checked for respellings). Bad cells stop the run here, before any release."""
+    columns: dict[str, pd.Series] = {}
+    problems: list[ColumnProblem] = []
+    for col in spec.protected:
+        if col in spec.protected_numeric:
+            columns[col], problem = numeric_column(frame[col], spec.missing.get(col, ()), column=col, decimal=decimal)
+            if problem:
+                problems.append(problem)
+        else:
+            columns[col] = categorical_column(frame[col], spec.missing.get(col, ()))
+            if col in spec.levels:
+                check_spellings(columns[col], spec.levels[col], column=col, source=source)
+    refuse_numeric(problems, source=source, decimal=decimal)
+    return pd.DataFrame(columns).reset_index(drop=True)
 
 
 def load_table(path: str | Path, spec: DatasetSpec, *, source: str | None = None,

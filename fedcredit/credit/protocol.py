@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fedcredit.credit import strict_json
+from fedcredit.credit.fairness import FairnessTask, GroupScores
 from fedcredit.credit.features import ColumnPlan, FeatureTransform
 from fedcredit.credit.metrics import ScoreHistogram
 from fedcredit.credit.scenario import FederationSettings, Partner
@@ -23,6 +24,7 @@ REPORT_KEY = "report"           # reply ConfigRecord holding the PartnerReport J
 PHASE_KEY = "stats-phase"       # "range" (release 1) or "bins" (release 2) in a stats message
 EVALUATE_KEY = "evaluate"       # a train message: also evaluate the received model (a release under DP)
 VALIDATE_KEY = "validate"       # train/evaluate message: hold validation rows out of training, score the model on them
+FAIRNESS_KEY = "fairness"       # evaluate message: release the model's score histograms by protected group instead
 RANGE, BINS = "range", "bins"
 
 
@@ -43,6 +45,7 @@ class TaskConfig:
     weights: dict[str, int] = field(default_factory=dict)  # public (noised) example counts per partner
     plan: ColumnPlan | None = None                 # round 0, release 2: where to bin each numeric column
     evaluations: int = 0                           # how many evaluations the run plans (a DP partner budgets them)
+    fairness: FairnessTask | None = None           # the fairness release's groups and cutoff (its message only)
 
     def to_json(self) -> str:
         return strict_json.dumps({
@@ -52,6 +55,7 @@ class TaskConfig:
             "roster": [p.to_dict() for p in self.roster],
             "run": self.run, "run_dir": self.run_dir, "weights": self.weights,
             "plan": self.plan.to_dict() if self.plan else None, "evaluations": self.evaluations,
+            **({"fairness": self.fairness.to_dict()} if self.fairness else {}),
         })
 
     @classmethod
@@ -65,6 +69,7 @@ class TaskConfig:
             run=raw["run"], run_dir=raw["run_dir"], weights=dict(raw["weights"]),
             plan=ColumnPlan.from_dict(raw["plan"]) if raw.get("plan") else None,
             evaluations=int(raw.get("evaluations", 0)),
+            fairness=FairnessTask.from_dict(raw["fairness"]) if raw.get("fairness") else None,
         )
 
 
@@ -86,6 +91,7 @@ class PartnerReport:
     warnings: tuple[str, ...] = ()    # for the coordinator's console (budget warnings)
     validation_loss: float | None = None   # the received model's mean log loss on the validation rows (no DP only)
     rows_validation: int | None = None   # how many validation rows that loss is over (no DP only)
+    fairness: GroupScores | None = None   # the final model's held-out score histograms by protected group
 
     def to_dict(self) -> dict[str, Any]:
         stats = None
@@ -99,6 +105,7 @@ class PartnerReport:
             "train_loss": self.train_loss, "steps": self.steps, "stats_noise_sd": self.stats_noise_sd,
             "privacy": self.privacy, "declined": self.declined, "warnings": list(self.warnings),
             "validation_loss": self.validation_loss, "rows_validation": self.rows_validation,
+            **({"fairness": self.fairness.to_dict()} if self.fairness is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -121,4 +128,5 @@ class PartnerReport:
             warnings=tuple(raw.get("warnings", ())),
             validation_loss=raw.get("validation_loss"),
             rows_validation=None if raw.get("rows_validation") is None else int(raw["rows_validation"]),
+            fairness=GroupScores.from_dict(raw["fairness"]) if raw.get("fairness") else None,
         )

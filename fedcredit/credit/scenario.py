@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from pydantic.dataclasses import dataclass as schema_dataclass
 
 from fedcredit.credit.errors import InputError
+from fedcredit.credit.fairness import FairnessSettings
 from fedcredit.credit.reading import DECIMALS, SEPARATORS
 from fedcredit.credit.schema import DatasetSpec, DatasetTable
 from fedcredit.credit.scorecard import ScorecardSettings
@@ -226,6 +227,13 @@ class Scenario:
     federation: FederationSettings = field(default_factory=FederationSettings)
     source: Path | None = None
     scorecard: ScorecardSettings = field(default_factory=ScorecardSettings)
+    fairness: FairnessSettings = field(default_factory=FairnessSettings)
+
+    @property
+    def planned_evaluations(self) -> int:
+        """The releases on held-out rows a DP partner budgets for a run: the scheduled evaluations, and
+        the fairness release of the final model when the dataset declares protected columns."""
+        return len(self.federation.evaluation_rounds(private=True)) + (1 if self.dataset.protected else 0)
 
     @property
     def client_dp(self) -> PrivacyPolicy | None:
@@ -257,6 +265,7 @@ class Scenario:
             "partners": [p.to_dict() for p in self.partners],
             "federation": self.federation.to_dict(),
             "scorecard": self.scorecard.to_dict(),
+            "fairness": self.fairness.to_dict(),
         }
 
     @classmethod
@@ -294,7 +303,9 @@ class Scenario:
                              source=where, field="strategy")
         spec = file.dataset.spec()
         _check_scorecard(file.scorecard, spec, where)
-        scenario = cls(name, spec, tuple(partners), federation, source, file.scorecard)
+        spec = _check_fairness(file.fairness, spec, private=any(p.privacy.enabled for p in partners), where=where,
+                               given="fairness" in file.model_fields_set)
+        scenario = cls(name, spec, tuple(partners), federation, source, file.scorecard, file.fairness)
         if scenario.min_available_nodes > len(partners):
             raise InputError(f"asks for {scenario.min_available_nodes} nodes but lists only "
                              f"{len(partners)} partners", source=where, field="min_available_nodes")
@@ -315,6 +326,49 @@ def _check_scorecard(card: ScorecardSettings, spec: DatasetSpec, where: str) -> 
         if col not in spec.features:
             raise InputError(f"'{col}' is not a feature of the dataset (features: {list(spec.features)})",
                              source=at, field="reasons")
+
+
+def _check_fairness(fair: FairnessSettings, spec: DatasetSpec, *, private: bool, where: str,
+                    given: bool) -> DatasetSpec:
+    """[fairness] against [dataset] protected; returns the spec with its numeric protected columns."""
+    at = f"{where} [fairness]"
+    if not spec.protected:
+        if given:
+            raise InputError("there is nothing to check: declare the protected columns in [dataset] protected "
+                             "(e.g. protected = [\"sex\", \"age\"]), or remove the [fairness] table", source=at)
+        return spec
+    if fair.cutoff_score is None:
+        raise InputError("is required with [dataset] protected: the score in points (on the [scorecard] scale: "
+                         "base_score at base_odds, pdo) at or above which an applicant is approved",
+                         source=at, field="cutoff_score")
+    for key in ("groups", "reference"):
+        stray = [c for c in getattr(fair, key) if c not in spec.protected]
+        if stray:
+            raise InputError(f"{stray} are not protected columns (protected: {list(spec.protected)}): list them "
+                             "in [dataset] protected, or remove them here", source=at, field=key)
+    numeric = fair.numeric()
+    for col in numeric:
+        if col in spec.levels:
+            raise InputError(f"'{col}' has cut points in [fairness] groups, so it is read as numbers: remove its "
+                             "[dataset] levels, or give its groups as code lists", source=f"{where} [dataset]",
+                             field="levels")
+    spec = replace(spec, protected_numeric=numeric)
+    for groups in fair.column_groups(spec):
+        col = groups.column
+        if private and groups.names is None:
+            raise InputError(f"'{col}' is a categorical protected column without public groups: under record-level "
+                             "DP a group's name must not come from the rows; declare its codes in [dataset] levels "
+                             f"(levels = {{{col} = [...]}}) or group them in [fairness] groups "
+                             f"({col} = {{name = [codes]}}), or give cut points if it is numeric", source=at,
+                             field="groups")
+        if col in fair.reference:
+            value = fair.reference[col]
+            if groups.reference_group(value) is None and groups.names is not None:
+                offered = [n for n in groups.names if n not in ("missing", "other")]
+                raise InputError(f"{value!r} is no group of '{col}' (its groups: {offered}"
+                                 f"{'; or any number, for its band' if groups.numeric else ''})",
+                                 source=at, field="reference")
+    return spec
 
 
 # ---- the files' schemas ------------------------------------------------------------------------
@@ -360,6 +414,7 @@ class ScenarioFile(Schema):
                                               missing="needs at least one [[partners]] entry")
     federation: FederationSettings = rule("must be the [federation] table", default_factory=FederationSettings)
     scorecard: ScorecardSettings = rule("must be the [scorecard] table", default_factory=ScorecardSettings)
+    fairness: FairnessSettings = rule("must be the [fairness] table", default_factory=FairnessSettings)
     privacy: dict[str, Any] | None = rule("must be the [privacy] table", None)
     synthetic: dict[str, Any] | None = rule("must be a table", None)
     coordinator: dict[str, Any] | None = rule("must be the [coordinator] table", None)

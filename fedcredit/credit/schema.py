@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import field_validator, model_validator
@@ -20,6 +20,10 @@ class DatasetSpec:
     fitter decide from the federated statistics (heavy right tail → log).
     `levels` declares the public code list of categorical columns (e.g. a codebook):
     partners then count exactly those levels, so no level name ever depends on the data.
+    `protected` columns (sex, age, ...) are read from every partner's file for the fair-lending
+    checks only (`fedcredit.credit.fairness`) and are never model inputs: they are in no feature list.
+    `protected_numeric` are those read as numbers (banded by the [fairness] cut points); the others
+    are read as categorical codes. It is set from the scenario's [fairness] groups, not written by hand.
     """
 
     label: str
@@ -30,6 +34,8 @@ class DatasetSpec:
     missing: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
     log: tuple[str, ...] | None = None
     levels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    protected: tuple[str, ...] = ()
+    protected_numeric: tuple[str, ...] = ()
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -37,7 +43,7 @@ class DatasetSpec:
 
     @property
     def expected_columns(self) -> set[str]:
-        return {self.label, *self.features, *self.drop}
+        return {self.label, *self.features, *self.drop, *self.protected}
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -52,12 +58,22 @@ class DatasetSpec:
             out["log"] = list(self.log)
         if self.levels:
             out["levels"] = {k: list(v) for k, v in self.levels.items()}
+        if self.protected:   # only when declared: a spec without them keeps its old form (and model ids)
+            out["protected"] = list(self.protected)
+        if self.protected_numeric:
+            out["protected_numeric"] = list(self.protected_numeric)
         return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any], *, source: str = "[dataset]") -> DatasetSpec:
-        """Validate a `[dataset]` table once, at the edge (`DatasetTable`)."""
-        return validated(DatasetTable, raw, locate=source).spec()
+        """Validate a `[dataset]` table once, at the edge (`DatasetTable`); `protected_numeric` is the
+        spec's own (a message's or an artefact's), derived from [fairness] when a scenario is read."""
+        raw = dict(raw) if isinstance(raw, Mapping) else raw
+        numeric = raw.pop("protected_numeric", ()) if isinstance(raw, dict) else ()
+        spec = validated(DatasetTable, raw, locate=source).spec()
+        if numeric:
+            spec = replace(spec, protected_numeric=tuple(str(c) for c in numeric if c in spec.protected))
+        return spec
 
 
 _NAMES = "must be a list of column names"
@@ -75,6 +91,7 @@ class DatasetTable(Schema):
     missing: dict[str, Any] = rule(_CODES, default_factory=dict)
     log: tuple[Text, ...] | None = rule(_NAMES, None)
     levels: dict[str, Any] = rule(_CODES, default_factory=dict)
+    protected: tuple[Text, ...] = rule(_NAMES + " (read for the fair-lending checks, never a model input)", ())
 
     @field_validator("bad")
     @classmethod
@@ -85,7 +102,7 @@ class DatasetTable(Schema):
 
     @model_validator(mode="after")
     def _columns_agree(self) -> DatasetTable:
-        for key in ("numeric", "categorical", "drop", "log"):
+        for key in ("numeric", "categorical", "drop", "log", "protected"):
             cols = getattr(self, key) or ()
             if len(set(cols)) != len(cols):
                 raise Rule("lists a column twice", key)
@@ -97,17 +114,24 @@ class DatasetTable(Schema):
                 if col in seen:
                     raise Rule(f"column '{col}' is both in {seen[col]} and {key}", key)
                 seen[col] = key
+        for col in self.protected:
+            if col in seen:
+                where = "the label" if seen[col] == "label" else f"listed in {seen[col]}"
+                raise Rule(f"column '{col}' is protected and also {where}: a protected column is never a model "
+                           f"input (nor the label, nor a dropped column); remove it from {seen[col]} — it is still "
+                           "read, for the fair-lending checks only", "protected")
         for col, codes in self.missing.items():
-            if col not in self.numeric and col not in self.categorical:
-                raise Rule(f"names column '{col}' that is not a numeric or categorical feature", "missing")
+            if col not in self.numeric and col not in self.categorical and col not in self.protected:
+                raise Rule(f"names column '{col}' that is not a numeric, categorical or protected column", "missing")
             if not all(is_code(c) for c in (codes if isinstance(codes, list) else [codes])):
                 raise Rule(f"codes for '{col}' must be numbers or strings (got {codes!r})", "missing")
         stray = [c for c in self.log or () if c not in self.numeric]
         if stray:
             raise Rule(f"{stray} are not numeric columns", "log")
         for col, codes in self.levels.items():
-            if col not in self.categorical or not isinstance(codes, list) or not codes or not all(map(is_code, codes)):
-                raise Rule(f"'{col}' must be a categorical column with a list of codes", "levels")
+            if col not in self.categorical and col not in self.protected or not isinstance(codes, list) or not codes \
+                    or not all(map(is_code, codes)):
+                raise Rule(f"'{col}' must be a categorical (or protected) column with a list of codes", "levels")
         return self
 
     def spec(self) -> DatasetSpec:
@@ -115,7 +139,8 @@ class DatasetTable(Schema):
             label=self.label, numeric=self.numeric, categorical=self.categorical, bad=self.bad, drop=self.drop,
             missing={col: tuple(codes if isinstance(codes, list) else [codes]) for col, codes in self.missing.items()},
             log=self.log,
-            levels={col: tuple(category_text(c) for c in codes) for col, codes in self.levels.items()})
+            levels={col: tuple(category_text(c) for c in codes) for col, codes in self.levels.items()},
+            protected=self.protected)
 
 
 def is_code(value: Any) -> bool:

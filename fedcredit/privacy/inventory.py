@@ -88,12 +88,20 @@ INVENTORY: tuple[Item, ...] = (
     Item("report.evaluation.bins", (TRAIN, EVALUATE), PUBLIC, "every bin of the coarse score grid"),
     Item("report.evaluation.edges", (TRAIN, EVALUATE), PUBLIC, _SHAPE),
     Item("report.evaluation.noise_sd", (TRAIN, EVALUATE), PUBLIC, "the noise multiplier of the evaluation release"),
+    # fairness: the final model's held-out scores by protected group (an evaluate message that asks for it)
+    Item("report.fairness.columns.*.bad", (EVALUATE,), NOISED, "gaussian-fairness, held-out rows (a row adds one "
+                                                               "count per protected column: sensitivity √columns)"),
+    Item("report.fairness.columns.*.good", (EVALUATE,), NOISED, "gaussian-fairness, held-out rows (a row adds one "
+                                                                "count per protected column: sensitivity √columns)"),
+    Item("report.fairness.edges", (EVALUATE,), PUBLIC, "the coarse score grid plus the coordinator's cutoff"),
+    Item("report.fairness.cutoff", (EVALUATE,), PUBLIC, "the coordinator's cutoff (from the scenario's cutoff_score)"),
+    Item("report.fairness.noise_sd", (EVALUATE,), PUBLIC, "the noise multiplier × √(protected columns)"),
 )
 
 # Under a DP policy these are never sent (the reply carries null or omits them).
 WITHHELD = ("report.train_loss", "metrics.train-loss", "report.stats.extremes.*",
             "report.evaluation.brier_sum", "report.evaluation.logloss_sum", "report.validation_loss",
-            "report.rows_validation")
+            "report.rows_validation", "report.fairness.columns.*.sums.*")
 
 
 def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -226,9 +226,45 @@ def _settings(report: Mapping[str, Any]) -> str:
             + (f"<ul>{dropped}{notices}</ul>" if dropped or notices else "") + client)
 
 
+def _pm(value: Any, sd: Any, noised: bool) -> str:
+    """A measure, with its noise SD under DP."""
+    return _n(value) + (f" ± {_n(sd)}" if noised and value is not None and sd is not None else "")
+
+
+def _fairness(report: Mapping[str, Any]) -> str:
+    """Per protected column, a table of its groups against the reference group (`fedcredit.reports.fairness`)."""
+    rows, settings = report.get("fairness"), report.get("fairness_settings") or {}
+    if not rows:
+        return f"<p>{_n(report['fairness_note'])}.</p>"
+    scale = settings.get("scale") or {}
+    noise = (f"noised counts (SD {_n(settings.get('count_noise_sd'))} per count, summed over the partners): each "
+             "measure shows ± its noise SD" if settings.get("noised") else "exact counts")
+    out = [(f"<p>Approved: score at or above <b>{_n(settings.get('cutoff_score'))}</b> points (PD at most "
+            f"{_n(settings.get('cutoff_pd'))}), on the scale of {_n(scale.get('base_score'))} points at good:bad odds "
+            f"{_n(scale.get('base_odds'))} and {_n(scale.get('pdo'))} points to double the odds. The held-out rows of "
+            f"{_n(', '.join(settings.get('partners') or []))}, scored by the model of round "
+            f"{_n(settings.get('round'))}; {noise}.</p>")]
+    head = ["group", "rows", "approval rate", "AIR", "mean score", "SMD", "TPR", "TPR gap", "predicted bad rate",
+            "observed bad rate", "flags"]
+    for column in dict.fromkeys(r["column"] for r in rows):
+        mine = [r for r in rows if r["column"] == column]
+        ref = mine[0]["reference_group"]
+        table = [[_n(r["group"]) + (" (reference)" if r["is_reference"] else ""), _count(r["rows"]),
+                  _n(r["approval_rate"]), _pm(r["air"], r["air_noise_sd"], r["noised"]), _n(r["mean_score"], 2),
+                  _pm(r["smd"], r["smd_noise_sd"], r["noised"]), _n(r["tpr"]),
+                  _pm(r["tpr_gap"], r["tpr_gap_noise_sd"], r["noised"]), _n(r["predicted_bad_rate"]),
+                  _n(r["observed_bad_rate"]), "<span class=\"warn\">" + _n("; ".join(r["flags"])) + "</span>"]
+                 for r in mine]
+        why = "".join(f"<li>{_n(r['group'])}: {_n(r['undefined'])}</li>" for r in mine if r.get("undefined"))
+        out.append(f"<h3>{_n(column)}</h3><p>Reference group: <b>{_n(ref)}</b> ({_n(mine[0]['reference_from'])}).</p>"
+                   + _table(head, table) + (f"<ul class=\"note\">{why}</ul>" if why else ""))
+    out.append(f"<p class=\"note\">{_n(settings.get('method'))}.</p>")
+    return "".join(out)
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     """The page; every number is formatted from `report` (see the module docstring)."""
-    fairness = (_generic(report["fairness"]) if report["fairness"] else f"<p>{_n(report['fairness_note'])}.</p>")
+    fairness = _fairness(report)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Model-risk report — {_n(report['run'])}</title>
 <style>

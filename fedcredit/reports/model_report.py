@@ -214,7 +214,9 @@ def build_report(summary: Mapping[str, Any], evaluations: Mapping[str, ScoreHist
         "scorecard": scorecard,
         "model_terms": _model_terms(model) if scorecard is None else None,
         "fairness": fairness if isinstance(fairness, list) and fairness else None,
-        "fairness_note": None if fairness else "no protected columns declared",
+        "fairness_settings": summary.get("fairness_settings"),
+        "fairness_note": None if fairness else (
+            (summary.get("fairness_settings") or {}).get("note") or "no protected columns declared"),
         "privacy": _privacy(summary, model),
         "settings": _settings(summary, run_dir),
         "released": {"evaluations": {n: h.to_dict() for n, h in evaluations.items()}},

@@ -113,3 +113,11 @@ def exchange_line(x: Exchange) -> str:
     return (f"round {x.trained_round:2d}/{x.total}  trained by {x.trained} of {_partners(x.asked)}"
             f"{_who_else(x.declined, x.failed)}{loss}{notes}  |  {_evaluation(x, final=False)}  |  "
             f"{_secs(x.seconds)}{' for both' if x.scheduled else ''}")
+
+
+def fairness_line(round: int, *, asked: int, released: int, rows: Sequence[Mapping[str, Any]], seconds: float) -> str:
+    """The fairness release of the kept model: from how many partners, and its lowest adverse impact ratio."""
+    airs = [(r["air"], f"{r['column']} {r['group']}") for r in rows if r.get("air") is not None]
+    lowest = f": lowest AIR {min(airs)[0]:.4f} ({min(airs)[1]})" if airs else ": no adverse impact ratio"
+    return (f"fairness    model of round {round} by protected group from {released} of {_partners(asked)}{lowest}"
+            f"  |  {_secs(seconds)}")

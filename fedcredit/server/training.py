@@ -50,6 +50,7 @@ from fedcredit.credit.scorecard import Scorecard
 from fedcredit.credit.statistics import BinStats, RangeStats
 from fedcredit.privacy.report import write_privacy_report
 from fedcredit.reports.model_report import pooled_calibration, released_evaluations, write_model_report
+from fedcredit.server.fairness import FairnessRound
 from fedcredit.server.model_record import model_metadata
 from fedcredit.server.progress import PROGRESS, Exchange, exchange_line, progress_extra, start_line, statistics_line
 from fedcredit.server.sampling import round_sample
@@ -66,7 +67,7 @@ def mean_train_loss(reports: Iterable[PartnerReport]) -> float | None:
     return sum(r.train_loss * max(r.rows_train or 1, 1) for r in known) / weight if known else None
 
 
-class FederatedTraining(StatisticsRound):
+class FederatedTraining(StatisticsRound, FairnessRound):
     """Runs one federated training of `scenario` and writes its run directory."""
 
     def __init__(self, grid: Grid, scenario: Scenario, run_dir: RunDirectory, strategy: Strategy,
@@ -82,7 +83,7 @@ class FederatedTraining(StatisticsRound):
         # A DP partner plans (and budgets) the evaluations of the private schedule.
         self.task = TaskConfig(scenario.dataset, self.fed, roster=scenario.partners if simulation else (),
                                run=run_dir.run_id, run_dir=str(run_dir.path) if simulation else "",
-                               evaluations=len(self.fed.evaluation_rounds(private=True)))
+                               evaluations=scenario.planned_evaluations)
         self.evaluated: set[int] = set(self.fed.evaluation_rounds(private=False))   # set after round 0
         self.notices: list[str] = []                      # what the coordinator warned about (also in the summary)
         self.refused: list[str] = []                      # nodes refused for their identity (also in the summary)
@@ -342,7 +343,9 @@ class FederatedTraining(StatisticsRound):
                 "those of round %d's evaluation on the test rows", saved_round, rule.best_loss, saved_round + 1,
                 extra=PROGRESS)
 
+        fairness, fairness_settings, final_reports = self.fairness(arrays, saved_round, final_reports, done=trained_rounds)
         summary = self._summary(final, final_reports, transform, trained_rounds, ended, started, stats_seconds)
+        summary["fairness"], summary["fairness_settings"] = fairness, fairness_settings
         summary["stopping"] = rule.summary(saved_round=saved_round, ended=ended)
         if card is not None and rule.best_round not in (None, saved_round):
             summary["stopping"]["note"] = (f"the scorecard's points are those of the last model (round {saved_round}), "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -43,11 +44,34 @@ def require(path: Path) -> Path:
     return path
 
 
+def with_protected(dataset: dict, protected: Sequence[str]) -> dict:
+    """A [dataset] table with `protected` moved out of the feature lists (and their `levels` kept for them)."""
+    if not protected:
+        return dataset
+    out = {**dataset, "protected": list(protected)}
+    for key in ("numeric", "categorical"):
+        out[key] = [c for c in dataset.get(key, []) if c not in protected]
+    return out
+
+
+# Fair-lending test sets (issue 12): German by sex (personal_status codes after german.doc), age bands and
+# foreign worker; Taiwan by SEX (1 male, 2 female) and age bands. 62: Regulation B's "elderly".
+GERMAN_PROTECTED = ("personal_status", "age", "foreign_worker")
+GERMAN_FAIRNESS = {"cutoff_score": 510, "reference": {"personal_status": "male", "age": "[25, 40)",
+                                                     "foreign_worker": "not foreign"},
+                   "groups": {"personal_status": {"male": ["A91", "A93", "A94"], "female": ["A92", "A95"]},
+                              "age": [25, 40, 62], "foreign_worker": {"foreign": ["A201"], "not foreign": ["A202"]}}}
+TAIWAN_PROTECTED = ("SEX", "AGE")
+TAIWAN_FAIRNESS = {"cutoff_score": 520, "reference": {"SEX": 1, "AGE": 40}, "groups": {"AGE": [25, 40, 62]}}
+
+
 def write_taiwan_partners(out_dir: str | Path, *, rounds: int = 20, extra_federation: dict | None = None,
-                          privacy: dict | None = None, scorecard: dict | None = None) -> Path:
+                          privacy: dict | None = None, scorecard: dict | None = None,
+                          protected: Sequence[str] = (), fairness: dict | None = None) -> Path:
     """Split the Taiwan data into three partners by EDUCATION; return the scenario path.
 
-    The cells are copied as written (read_table keeps CSV cells as text)."""
+    The cells are copied as written (read_table keeps CSV cells as text). `protected` columns are taken out
+    of the features (e.g. `TAIWAN_PROTECTED`, with `fairness=TAIWAN_FAIRNESS`)."""
     frame = read_table(require(TAIWAN))
     out_dir = Path(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
@@ -55,12 +79,14 @@ def write_taiwan_partners(out_dir: str | Path, *, rounds: int = 20, extra_federa
     for name, kind, codes in TAIWAN_PARTNERS:
         frame[frame["EDUCATION"].isin([str(c) for c in codes])].to_csv(tmp / f"{name}.csv", index=False)
         partners.append({"name": name, "kind": kind, "data": f"{name}.csv"})
-    scenario = {"dataset": TAIWAN_DATASET, "partners": partners,
+    scenario = {"dataset": with_protected(TAIWAN_DATASET, protected), "partners": partners,
                 "federation": {"rounds": rounds, "model": "logistic", **(extra_federation or {})}}
     if privacy:
         scenario["privacy"] = privacy
     if scorecard:
         scenario["scorecard"] = scorecard
+    if fairness:
+        scenario["fairness"] = fairness
     (tmp / "scenario.toml").write_text(tomli_w.dumps(scenario))
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -86,10 +112,14 @@ GERMAN_PARTNERS = (("estate-bank", "bank", ("A121",)), ("insurance-insurer", "in
                    ("car-platform", "platform", ("A123", "A124")))
 
 
-def write_german_partners(out_dir: str | Path, *, rounds: int = 20, extra_federation: dict | None = None) -> Path:
+def write_german_partners(out_dir: str | Path, *, rounds: int = 20, extra_federation: dict | None = None,
+                          privacy: dict | None = None, protected: Sequence[str] = (),
+                          fairness: dict | None = None) -> Path:
     """Split German credit (1,000 rows) into three partners by property; return the scenario path.
 
-    The space-separated, headerless file is written as one CSV per partner with german.doc's names."""
+    The space-separated, headerless file is written as one CSV per partner with german.doc's names.
+    `protected` columns are taken out of the features (e.g. `GERMAN_PROTECTED`, with
+    `fairness=GERMAN_FAIRNESS`)."""
     frame = pd.read_csv(require(GERMAN), sep=r"\s+", header=None, names=list(GERMAN_COLUMNS), dtype=str)
     out_dir = Path(out_dir)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
@@ -97,8 +127,12 @@ def write_german_partners(out_dir: str | Path, *, rounds: int = 20, extra_federa
     for name, kind, codes in GERMAN_PARTNERS:
         frame[frame["property"].isin(codes)].to_csv(tmp / f"{name}.csv", index=False)
         partners.append({"name": name, "kind": kind, "data": f"{name}.csv"})
-    scenario = {"dataset": GERMAN_DATASET, "partners": partners,
+    scenario = {"dataset": with_protected(GERMAN_DATASET, protected), "partners": partners,
                 "federation": {"rounds": rounds, "model": "logistic", **(extra_federation or {})}}
+    if privacy:
+        scenario["privacy"] = privacy
+    if fairness:
+        scenario["fairness"] = fairness
     (tmp / "scenario.toml").write_text(tomli_w.dumps(scenario))
     if out_dir.exists():
         shutil.rmtree(out_dir)

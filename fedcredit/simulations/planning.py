@@ -17,6 +17,7 @@ from fedcredit.clients.partner import PartnerData, privacy_gate, run_shape
 from fedcredit.credit.binning import too_few_rows_per_bin
 from fedcredit.credit.protocol import TaskConfig
 from fedcredit.credit.scenario import Scenario
+from fedcredit.privacy.evaluation import group_noise_sd
 from fedcredit.privacy.gate import RunPlan
 from fedcredit.privacy.statistics import bins_noise_sd, labelled_noise_sd, range_noise_sd, summed_sd, too_few_rows
 
@@ -53,8 +54,8 @@ class ScenarioPlan:
 
 
 def evaluations(scenario: Scenario) -> int:
-    """Evaluations a DP partner budgets for a run of this scenario."""
-    return len(scenario.federation.evaluation_rounds(private=True))
+    """Releases on the held-out rows a DP partner budgets for a run of this scenario (evaluations, fairness)."""
+    return scenario.planned_evaluations
 
 
 def plan_scenario(scenario: Scenario, data: dict[str, PartnerData], task: TaskConfig) -> ScenarioPlan:
@@ -79,6 +80,8 @@ def plan_scenario(scenario: Scenario, data: dict[str, PartnerData], task: TaskCo
             sd["dp_sgd_gradient_sum"] = plan.train_noise * policy.max_grad_norm
         if plan.eval_noise:
             sd["evaluation_count"] = plan.eval_noise
+            if scenario.dataset.protected:
+                sd["fairness_count"] = group_noise_sd(plan.eval_noise, len(scenario.dataset.protected))
         plans.append(PartnerPlan(partner.name, policy.mode, policy.epsilon, policy.run_cap, policy.delta,
                                  gate.statement().epsilon, plan, sd))
     rows = sum(len(d.train) for d in data.values())

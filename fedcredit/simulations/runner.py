@@ -91,6 +91,7 @@ def check_partners(scenario: Scenario, run_dir: Path | None = None, *, purpose: 
                                                for c in scenario.dataset.categorical} for n, d in data.items()})
     if spellings:
         raise InputError("; ".join(spellings), source=where)
+    _check_references(scenario, data, where)
     for d in data.values():
         if (gate := privacy_gate(d, task)) is not None:
             gate.check_policy(run_shape(d, task))
@@ -102,6 +103,20 @@ def check_partners(scenario: Scenario, run_dir: Path | None = None, *, purpose: 
             f"{p.name}: {p.plan.reason}" for p in plan.partners) + " (`fedcredit plan` shows each partner's budget)",
             source=where)
     return data
+
+
+def _check_references(scenario: Scenario, data: dict[str, PartnerData], where: str) -> None:
+    """A [fairness] reference of a protected column whose groups are the codes its rows hold (no public list,
+    which the scenario already checked) must be a code some partner's rows hold."""
+    for groups in scenario.fairness.column_groups(scenario.dataset):
+        value = scenario.fairness.reference.get(groups.column)
+        if value is None or groups.names is not None:
+            continue
+        held = sorted({str(v) for d in data.values() for part in (d.train, d.test) if part.protected is not None
+                       for v in part.protected[groups.column].dropna().unique()})
+        if groups.reference_group(value) not in held:
+            raise InputError(f"{value!r} is no code of protected column '{groups.column}' in any partner's rows "
+                             f"(its codes: {held[:12]})", source=f"{where} [fairness]", field="reference")
 
 
 def backend_config(num_cpus: int | None = None, *, partners: int = 1, ray_address: str = "",

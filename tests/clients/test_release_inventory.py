@@ -6,6 +6,7 @@ evaluation, and a reply that declines — and checks each leaf of each reply."""
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,8 @@ def _leaves(reply: Message) -> list[tuple[str, Any]]:
 
 def _check(reply: Message, message: str) -> PartnerReport:
     for path, value in _leaves(reply):
-        assert not any(path == w or path.startswith(w.rstrip("*")) for w in WITHHELD), f"{path} must be withheld"
+        assert not any(path == w or path.startswith(w.rstrip("*")) or fnmatch.fnmatchcase(path, w)
+                       for w in WITHHELD), f"{path} must be withheld"
         item = classify(path, message)
         assert item is not None, f"{message}: {path} = {value!r} is not in the release inventory"
     return PartnerReport.from_json(str(reply.content["report"][REPORT_KEY]))
@@ -130,3 +132,51 @@ def test_a_scorecard_partners_label_split_release_is_inventoried_and_noised(dp_p
     assert classify("report.stats.by_label.age.0", "query.stats").protection == NOISED
     columns = len(plan.grids) + len(plan.categorical)                                   # one count per column a row
     assert second.stats_noise_sd == pytest.approx(scenario.partners[0].privacy.stats_noise_multiplier * columns ** 0.5)
+
+
+def test_a_fairness_release_is_inventoried_noised_and_withholds_its_sums(tmp_path: Path) -> None:
+    import tomllib
+
+    import tomli_w
+
+    from fedcredit.credit.fairness import FairnessTask
+    from fedcredit.credit.protocol import FAIRNESS_KEY
+    from fedcredit.reports.fairness import cutoff_logit
+
+    frame = make_partner_frame(4000, 1)
+    frame["sex"] = np.random.default_rng(1).choice(["F", "M"], len(frame))
+    dataset = {"label": "bad_flag", "numeric": ["income", "late"], "categorical": ["housing"], "drop": ["id"],
+               "missing": {"late": [96, 98]}, "protected": ["age", "sex"], "levels": {"sex": ["F", "M"]}}
+    path = write_scenario(tmp_path / "c", {"bank-a": frame}, dataset=dataset,
+                          privacy={"mode": "sample", "epsilon": 8.0, "run_epsilon": 2.0, "delta": 1e-6})
+    raw = tomllib.loads(path.read_text())
+    raw["fairness"] = {"cutoff_score": 520, "groups": {"age": [25, 40, 62]}}
+    path.write_text(tomli_w.dumps(raw))
+    scenario = load_scenario(path)
+    task = TaskConfig(scenario.dataset, scenario.federation, roster=scenario.partners, run="inv",
+                      evaluations=scenario.planned_evaluations)
+    assert task.evaluations == 2                       # the final evaluation and the fairness release
+    context = Context(run_id=1, node_id=1, node_config={"partition-id": 0}, state=RecordDict(), run_config={})
+    first = _check(_send(task, context, "query.stats", **{PHASE_KEY: RANGE}), "query.stats")
+    assert not {"age", "sex"} & {*first.stats.magnitudes, *first.stats.levels}   # never in the statistics
+    plan = ColumnPlan.fit(first.stats, scenario.dataset, noise_sd=first.stats_noise_sd)
+    task = replace(task, plan=plan, weights={"bank-a": first.rows_train})
+    second = _check(_send(task, context, "query.stats", **{PHASE_KEY: BINS}), "query.stats")
+    transform = FeatureTransform.fit(plan, second.stats, scenario.dataset, noise_sd=second.stats_noise_sd)
+    assert not any(n.split("=")[0] in ("age", "sex") for n in transform.feature_names)
+    fairness = FairnessTask(scenario.fairness, cutoff_logit(520, scenario.scorecard))
+    task = replace(task, transform=transform, plan=None, fairness=fairness)
+
+    arrays = ArrayRecord(build_model("logistic", transform.n_features).state_dict())
+    reply = _check(_send(task, context, "evaluate", arrays, **{FAIRNESS_KEY: True}), "evaluate")
+    release = reply.fairness
+    assert reply.evaluation is None and release is not None and release.private and not reply.declined
+    assert list(release.columns) == ["age", "sex"] and list(release.columns["sex"]) == ["F", "M", "other", "missing"]
+    planned = float(first.privacy["planned"]["evaluation"])
+    assert release.noise_sd == pytest.approx(planned * np.sqrt(2))          # sensitivity √(protected columns)
+    counts = np.concatenate([c.bad for c in release.columns["age"].values()])
+    assert not np.allclose(counts, np.round(counts))
+    leaves = [path for path, _ in _leaves(_send(task, context, "evaluate", arrays, **{FAIRNESS_KEY: True}))]
+    assert "report.fairness.columns.age.<25.bad" in leaves and not any(".sums" in p for p in leaves)
+    assert classify("report.fairness.columns.sex.F.good", "evaluate").protection == NOISED
+    assert classify("report.fairness.columns.sex.F.good", "train") is None   # only an evaluate message carries it

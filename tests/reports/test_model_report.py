@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fedcredit.cli.main import main
@@ -95,9 +96,9 @@ def test_refresh_keeps_the_released_inputs_and_renders_scorecard_and_fairness(tm
                                  "woe": 0.4471, "points": 41.0}]
     (run / "scorecard.json").write_text(json.dumps({"scaling": {"pdo": 20, "base_score": 600}, "intercept": -1.25,
                                                     "features": [{"feature": "income", "iv": 0.2311, "bins": points}]}))
+    fairness, fairness_settings = _fairness_rows()
     summary = {**released.summary, "scorecard": {"iv": {"income": 0.2311, "late": 0.4178}},
-               "fairness": [{"column": "age_band", "group": "under 25", "rows": 130, "approval_rate": 0.61,
-                             "adverse_impact_ratio": 0.83}]}
+               "fairness": fairness, "fairness_settings": fairness_settings}
     (run / "summary.json").write_text(json.dumps(summary))
     assert main(["report", str(run)]) == 2          # no privacy report in this folder: one clear error
     assert first["missing_inputs"] is None
@@ -105,11 +106,32 @@ def test_refresh_keeps_the_released_inputs_and_renders_scorecard_and_fairness(tm
     assert again["released"] == first["released"] and again["feature_psi"] == first["feature_psi"]
     assert again["discrimination"] == first["discrimination"]
     assert list(again["scorecard"]["iv"]) == ["late", "income"] and again["scorecard"]["points"] == points
-    assert again["model_terms"] is None and again["fairness"][0]["adverse_impact_ratio"] == 0.83
+    assert again["model_terms"] is None and again["fairness"] == fairness
+    assert again["fairness_settings"]["cutoff_score"] == 540 and again["fairness_note"] is None
     page = (run / HTML_NAME).read_text()
     assert again["scorecard"]["settings"] == {"pdo": 20, "base_score": 600, "intercept": -1.25}
-    assert "0.4178" in page and "-0.6123" in page and "age_band" in page and "0.83" in page and "-1.25" in page
+    assert "0.4178" in page and "-0.6123" in page and "age_band" in page and "-1.25" in page
+    young = next(r for r in fairness if r["group"] == "<25")
+    assert f"{young['air']:.4f}" in page and f"{young['smd']:.4f}" in page and "(reference)" in page
     assert numbers_missing_from_json(page, strict((run / JSON_NAME).read_text())) == []
+
+
+def _fairness_rows() -> tuple[list[dict], dict]:
+    """summary.json's `fairness` and `fairness_settings` for exact releases of 600 scored rows by age band."""
+    from fedcredit.credit.fairness import FairnessSettings, FairnessTask
+    from fedcredit.credit.schema import DatasetSpec
+    from fedcredit.credit.scorecard import ScorecardSettings
+    from fedcredit.reports.fairness import cutoff_logit, fairness_summary
+
+    rng = np.random.default_rng(5)
+    age = rng.integers(18, 80, 600).astype(float)
+    p_bad = 1 / (1 + np.exp(-(-1.0 - 0.02 * (age - 40) + rng.normal(0, 1, 600))))
+    y = (rng.random(600) < p_bad).astype(int)
+    spec = DatasetSpec("bad", ("income",), protected=("age_band",), protected_numeric=("age_band",))
+    settings, scale = FairnessSettings(cutoff_score=540, groups={"age_band": [25, 40, 62]}), ScorecardSettings()
+    task = FairnessTask(settings, cutoff_logit(540, scale))
+    scores = task.release(spec, y, p_bad, pd.DataFrame({"age_band": age}))
+    return as_json(fairness_summary(scores, spec, settings, scale, partners=["bank-a"], round=3))
 
 
 def test_the_number_check_catches_a_number_not_in_the_json() -> None:
