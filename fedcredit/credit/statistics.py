@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -95,9 +95,35 @@ class RangeStats:
             stats.levels[col] = counts
         return stats
 
+    def coarsened(self, per_decade: int) -> RangeStats:
+        """The same counts on a coarser magnitude grid (`per_decade` must divide this grid's): a fine
+        bin lies inside exactly one coarse bin, since both grids' edges are 10^(k / per_decade)."""
+        if per_decade == self.per_decade:
+            return self
+        if per_decade > self.per_decade or self.per_decade % per_decade:
+            raise ValueError(f"a grid of {self.per_decade} bins per decade cannot be coarsened to {per_decade}")
+        factor = self.per_decade // per_decade
+        fine_side, coarse_side = 2 * DECADES * self.per_decade, 2 * DECADES * per_decade
+        index = np.arange(magnitude_bins(self.per_decade))
+        target = np.where(index > fine_side, coarse_side + 1 + (index - fine_side - 1) // factor,
+                          np.where(index < fine_side, coarse_side - 1 - (fine_side - 1 - index) // factor, coarse_side))
+        size = magnitude_bins(per_decade)
+        magnitudes = {c: np.bincount(target, weights=h, minlength=size) for c, h in self.magnitudes.items()}
+        return replace(self, magnitudes=magnitudes, per_decade=per_decade)
+
+    def _observed(self, col: str) -> bool:
+        """Whether this part may hold values of `col` (noised counts always may)."""
+        hist = self.magnitudes.get(col)
+        return hist is not None and bool(np.any(hist != 0))
+
     def __add__(self, other: RangeStats) -> RangeStats:
+        """The sum of two partners' statistics. A partner without DP bins on the fine grid, one with DP
+        on the coarse grid: a mixed sum is on the coarse grid. Extremes are kept only for columns every
+        part reports them for (a DP partner reports none: a window clipped to the others' extremes could
+        cut its values off; a part with no value in the column does not count)."""
         if self.per_decade != other.per_decade:
-            raise ValueError("range statistics on different magnitude grids cannot be added")
+            grid = min(self.per_decade, other.per_decade)
+            return self.coarsened(grid) + other.coarsened(grid)
         levels = {}
         for col in self.levels.keys() | other.levels.keys():
             total = Counter(self.levels.get(col, {}))
@@ -105,8 +131,9 @@ class RangeStats:
             levels[col] = dict(total)
         extremes = {}
         for col in self.extremes.keys() | other.extremes.keys():
-            pairs = [p.extremes[col] for p in (self, other) if col in p.extremes]
-            extremes[col] = (min(a for a, _ in pairs), max(b for _, b in pairs))
+            if all(col in p.extremes or not p._observed(col) for p in (self, other)):
+                pairs = [p.extremes[col] for p in (self, other) if col in p.extremes]
+                extremes[col] = (min(a for a, _ in pairs), max(b for _, b in pairs))
         return RangeStats(
             rows=self.rows + other.rows, bad=self.bad + other.bad,
             missing=_add(self.missing, other.missing),

@@ -167,7 +167,8 @@ class FederatedTraining(StatisticsRound, FairnessRound):
             failed=max(self.asked - len(reports), 0), train_loss=train_loss, pooled=record["pooled"],
             evaluated_by=len(record["partners"]), scheduled=trained_round is None or record["round"] in self.evaluated,
             seconds=record["seconds"], notes=notes))
-        log(INFO, "%s", line, extra=progress_extra(done, self.fed.rounds))
+        # the final line completes the bar also when the run stopped before its last planned round
+        log(INFO, "%s", line, extra=progress_extra(done, done if trained_round is None and done else self.fed.rounds))
 
     def _warn_undefined(self, per_partner: dict[str, dict[str, Any]]) -> None:
         """Tell once per partner (and reason) why some of its metrics are undefined."""

@@ -15,14 +15,17 @@ from typing import Any
 import numpy as np
 
 from fedcredit.clients.partner import PartnerData
+from fedcredit.credit.loading import PartnerTable
 from fedcredit.credit.artefact import ScoringModel
 from fedcredit.credit.features import FeatureTransform
 from fedcredit.credit.scenario import Scenario
 from fedcredit.privacy.accountant import Release, compose
 from fedcredit.privacy.membership import canary_audit, loss_threshold_attack, row_losses
+from fedcredit.server.stopping import MONITORED
 
 METHOD = ("Loss-threshold membership inference (lower loss ⇒ guessed member): AUC 0.5 = no better than chance. "
-          "Federated model: every partner's training rows vs its held-out rows. Canaries: 40 outlier rows with "
+          "Federated model: the rows every partner trained on (its training rows less the validation rows a "
+          "stopping rule held out) vs its held-out test rows. Canaries: 40 outlier rows with "
           "the rarer label, half inserted into the smallest partner's training rows; exposure AUC tells inserted "
           "from not by their loss, for a local model trained without DP and with the partner's DP-SGD settings.")
 
@@ -30,7 +33,8 @@ METHOD = ("Loss-threshold membership inference (lower loss ⇒ guessed member): 
 def membership_audit(run_dir: Path, summary: dict[str, Any], data: Mapping[str, PartnerData],
                      scenario: Scenario) -> dict[str, Any]:
     model = ScoringModel.load(run_dir / summary["artefact"])
-    members = np.concatenate([row_losses(model.predict_proba(d.train.features), d.train.label) for d in data.values()])
+    fitted = [_trained_rows(d, summary, scenario) for d in data.values()]
+    members = np.concatenate([row_losses(model.predict_proba(t.features), t.label) for t in fitted])
     outsiders = np.concatenate([row_losses(model.predict_proba(d.test.features), d.test.label) for d in data.values()])
     attack = loss_threshold_attack(members, outsiders)
     eps = [p["privacy"].get("epsilon") for p in summary["partners"]]
@@ -54,6 +58,13 @@ def membership_audit(run_dir: Path, summary: dict[str, Any], data: Mapping[str, 
         results.append({"model": f"local {smallest.partner.name}, DP-SGD σ={sigma:.2f}", "epsilon": epsilon,
                         **_pick(private)})
     return {"method": METHOD, "results": results}
+
+
+def _trained_rows(data: PartnerData, summary: dict[str, Any], scenario: Scenario) -> PartnerTable:
+    """The rows the partner fitted on: a monitoring stopping rule held its validation rows out of training."""
+    if (summary.get("stopping") or {}).get("monitored") == MONITORED:
+        return data.validation_split(scenario.federation.validation_fraction)[0]
+    return data.train
 
 
 def _pick(r: dict[str, float]) -> dict[str, float]:

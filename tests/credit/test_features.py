@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from fedcredit.credit.features import MISSING, OTHER, ColumnPlan, FeatureTransform
 from fedcredit.credit.loading import prepare_table
 from fedcredit.credit.schema import DatasetSpec
-from fedcredit.credit.statistics import BinStats, RangeStats
+from fedcredit.credit.statistics import PRIVATE_PER_DECADE, BinStats, RangeStats
 from tests.conftest import SPEC, make_partner_frame
 
 spec = DatasetSpec.from_dict(SPEC)
@@ -38,6 +38,29 @@ def test_partner_statistics_add_up_to_the_pooled_statistics() -> None:
     for col in spec.numeric:
         np.testing.assert_array_equal(summed.magnitudes[col], pooled.magnitudes[col])
     assert _federated_fit(tables) == FeatureTransform.fit_rows(features, spec)
+
+
+def test_a_consortium_mixing_exact_and_private_partners_sums_on_the_coarse_grid() -> None:
+    """A partner without DP bins on the fine grid, one with DP on the coarse grid: the sum coarsens
+    the fine counts exactly, and a window is not clipped to extremes only some partners sent."""
+    tables = _tables()
+    exact_a, exact_b = (RangeStats.from_frame(t.features, t.label, spec) for t in tables[:2])
+    private = RangeStats.from_frame(tables[2].features, tables[2].label, spec, per_decade=PRIVATE_PER_DECADE,
+                                    extremes=False)
+    coarse_b = RangeStats.from_frame(tables[1].features, tables[1].label, spec, per_decade=PRIVATE_PER_DECADE)
+    for col in spec.numeric:   # coarsening the fine histogram = binning the rows on the coarse grid
+        np.testing.assert_array_equal(exact_b.coarsened(PRIVATE_PER_DECADE).magnitudes[col], coarse_b.magnitudes[col])
+    mixed = RangeStats.combine([exact_a, exact_b, private])
+    assert mixed.per_decade == PRIVATE_PER_DECADE and mixed.rows == 4600 and mixed.extremes == {}
+    for col in spec.numeric:
+        assert mixed.magnitudes[col].sum() == pytest.approx(4600 - mixed.missing[col])
+    assert (exact_a + exact_b).extremes["income"] == (min(exact_a.extremes["income"][0], exact_b.extremes["income"][0]),
+                                                      max(exact_a.extremes["income"][1], exact_b.extremes["income"][1]))
+    # a part with no value in a column does not withdraw the others' extremes
+    empty = RangeStats.from_frame(tables[2].features.assign(age=np.nan), tables[2].label, spec)
+    assert (exact_a + empty).extremes["age"] == exact_a.extremes["age"] and "income" in (exact_a + empty).extremes
+    with pytest.raises(ValueError, match="cannot be coarsened"):
+        private.coarsened(exact_a.per_decade)
 
 
 def test_fitted_rules_match_numpy_on_the_pooled_rows() -> None:

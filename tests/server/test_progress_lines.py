@@ -146,3 +146,23 @@ def test_the_round_loop_names_each_round_and_who_contributed(tmp_path: Path, pro
     # the record of round r holds the exchange of round r+1, as before (rounds.jsonl is unchanged)
     records = [line for line in (run_dir.path / "rounds.jsonl").read_text().splitlines() if line]
     assert len(records) == 4
+
+
+def test_the_final_line_completes_the_bar_when_the_run_stops_early(tmp_path: Path, progress_records,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
+        monkeypatch.setattr(TaskIdentity, name, value)
+    frames = {n: make_partner_frame(300, i) for i, n in enumerate(("bank-a", "insurer-b"))}
+    scenario = load_scenario(write_scenario(tmp_path / "data", frames, federation={"rounds": 5, "local_epochs": 1}))
+
+    def tamper(rnd: int, partner: str, msg: Message, reply: Message) -> Message | None:   # no one trains round 3
+        if rnd == 3 and msg.metadata.message_type == "train":
+            return declined(msg, reply, "its privacy budget is spent")
+        return reply
+
+    run_dir = RunDirectory(tmp_path / "run").create()
+    summary = FederatedTraining(InProcessGrid(2, tamper), scenario, run_dir, build_strategy(scenario.federation, 1),
+                                simulation=True).run()
+    steps = [getattr(r, PROGRESS_KEY) for r in progress_records]
+    assert summary["rounds"] == 2 and steps[-2] == (2, 5)
+    assert progress_records[-1].getMessage().startswith("final") and steps[-1] == (2, 2)

@@ -93,3 +93,22 @@ def test_budgets_are_enforced_and_the_ledger_outlives_the_run(tmp_path: Path) ->
     assert "bank-a: declined" in str(refused.value) and "platform-c: declined" in str(refused.value)
     assert _ledger(folder, "bank-a").spent(1e-4).epsilon == pytest.approx(bank_after_run1)
     assert not (tmp_path / "run2").exists()
+
+
+def test_a_partner_without_dp_beside_partners_with_dp(tmp_path: Path) -> None:
+    """Mixed policies: the exact partner's statistics (fine grid, extremes) join the noised ones (coarse
+    grid) — no error; only the DP partners have ledgers, and the exact one's rows train too."""
+    frames = {n: make_partner_frame(rows, seed, shift=shift) for n, (rows, seed, shift) in FRAMES.items()}
+    scenario = write_scenario(tmp_path / "mixed", frames, dataset=SPEC, federation={"rounds": 1},
+                              partner_fields={"platform-c": {"privacy": {"mode": "off"}}},
+                              privacy={"mode": "sample", "epsilon": 10.0, "run_epsilon": 10.0, "delta": 1e-4,
+                                       "stats_noise_multiplier": 4.0, "ledger_dir": "ledgers"})
+    summary = simulate(RunSettings(scenario=str(scenario), out_dir=str(tmp_path / "run"))).summary
+    modes = {p["name"]: p["privacy"]["mode"] for p in summary["partners"]}
+    assert modes == {"bank-a": "sample", "insurer-b": "sample", "platform-c": "off"}
+    assert summary["rounds"] == 1 and 0.5 < summary["federated"]["auc"] <= 1
+    assert {p["name"]: p["rounds_trained"] for p in summary["partners"]} == {n: 1 for n in FRAMES}
+    for name in ("bank-a", "insurer-b"):
+        mechanisms = [e.mechanism for e in _ledger(tmp_path / "mixed", name).entries()]
+        assert mechanisms == ["gaussian-statistics"] * 2 + ["dp-sgd", "gaussian-evaluation"]
+    assert not (tmp_path / "mixed" / "ledgers" / "platform-c.privacy-ledger.jsonl").exists()
