@@ -56,7 +56,7 @@ class FairnessRound:
         rows, summary = fairness_summary(pooled, scenario.dataset, settings, scale,
                                          partners=[r.partner for r in released], round=rnd, note=note)
         log(INFO, "%s", fairness_line(rnd, asked=len(messages), released=len(released), rows=rows,
-                                      seconds=time.monotonic() - started), extra=progress_extra(done, self.fed.rounds))
+                                      seconds=time.monotonic() - started), extra=progress_extra(done, done or self.fed.rounds))
         statements = {r.partner: r.privacy for r in replied if r.privacy}
         return rows, summary, [replace(r, privacy=statements.get(r.partner, r.privacy)) for r in reports]
 
