@@ -114,7 +114,10 @@ def test_german_fairness_under_dp_is_charged_and_within_its_stated_noise(tmp_pat
         d = direct[r["column"]][r["group"]]
         # the cutoff is an edge of the released grid: the AIR and TPR gap carry noise only
         assert abs(r["air"] - d["air"]) <= 5 * r["air_noise_sd"] + 1e-9, r
-        assert abs(r["tpr_gap"] - d["tpr_gap"]) <= 5 * r["tpr_gap_noise_sd"] + 1e-9, r
+        if r["tpr_gap"] is None:   # a small group's noised good count can leave it without a TPR: said why
+            assert "true-positive rate" in r["undefined"], r
+        else:
+            assert abs(r["tpr_gap"] - d["tpr_gap"]) <= 5 * r["tpr_gap_noise_sd"] + 1e-9, r
         # the SMD also the half-logit binning of the scores (a few hundredths of an SD)
         assert abs(r["smd"] - d["smd"]) <= 5 * r["smd_noise_sd"] + 0.08, r
         checked += 1
