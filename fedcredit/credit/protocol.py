@@ -12,10 +12,12 @@ from typing import Any
 
 from fedcredit.credit import strict_json
 from fedcredit.credit.features import ColumnPlan, FeatureTransform
+from fedcredit.credit.histograms import BinPlan
 from fedcredit.credit.metrics import ScoreHistogram
 from fedcredit.credit.scenario import FederationSettings, Partner
 from fedcredit.credit.schema import DatasetSpec
 from fedcredit.credit.statistics import BinStats, RangeStats
+from fedcredit.credit.trees import TreeSettings
 
 STATS_ACTION = "stats"          # message type "query.stats": round 0, column statistics
 TASK_KEY = "task"               # ConfigRecord entry with the TaskConfig JSON
@@ -24,6 +26,9 @@ PHASE_KEY = "stats-phase"       # "range" (release 1) or "bins" (release 2) in a
 EVALUATE_KEY = "evaluate"       # a train message: also evaluate the received model (a release under DP)
 VALIDATE_KEY = "validate"       # train/evaluate message: hold validation rows out of training, score the model on them
 RANGE, BINS = "range", "bins"
+HISTOGRAMS_ACTION = "histograms"   # message type "query.histograms": one tree level's gradient histograms (gbdt)
+TREES_KEY = "trees"             # ConfigRecord entry: the tree ensemble JSON (fedcredit.credit.trees)
+GROWING_KEY = "growing"         # query.histograms: JSON {"tree": t, "level": d, "nodes": [...], "partial": tree}
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class TaskConfig:
     weights: dict[str, int] = field(default_factory=dict)  # public (noised) example counts per partner
     plan: ColumnPlan | None = None                 # round 0, release 2: where to bin each numeric column
     evaluations: int = 0                           # how many evaluations the run plans (a DP partner budgets them)
+    trees: TreeSettings | None = None              # model "gbdt": the [gbdt] settings (a DP partner budgets its levels)
+    bins: BinPlan | None = None                    # model "gbdt", after round 0: each column's histogram bins
 
     def to_json(self) -> str:
         return strict_json.dumps({
@@ -52,6 +59,8 @@ class TaskConfig:
             "roster": [p.to_dict() for p in self.roster],
             "run": self.run, "run_dir": self.run_dir, "weights": self.weights,
             "plan": self.plan.to_dict() if self.plan else None, "evaluations": self.evaluations,
+            **({"trees": self.trees.to_dict()} if self.trees else {}),
+            **({"bins": self.bins.to_dict()} if self.bins else {}),
         })
 
     @classmethod
@@ -65,6 +74,8 @@ class TaskConfig:
             run=raw["run"], run_dir=raw["run_dir"], weights=dict(raw["weights"]),
             plan=ColumnPlan.from_dict(raw["plan"]) if raw.get("plan") else None,
             evaluations=int(raw.get("evaluations", 0)),
+            trees=TreeSettings.from_dict(raw["trees"]) if raw.get("trees") else None,
+            bins=BinPlan.from_dict(raw["bins"]) if raw.get("bins") else None,
         )
 
 

@@ -18,10 +18,11 @@ from fedcredit.credit.reading import DECIMALS, SEPARATORS
 from fedcredit.credit.schema import DatasetSpec, DatasetTable
 from fedcredit.credit.scorecard import ScorecardSettings
 from fedcredit.credit.strict_json import first_nonfinite
+from fedcredit.credit.trees import TREE_MODELS, TreeSettings
 from fedcredit.credit.validation import STRICT, Flag, Number, Rule, Schema, Text, Whole, rule, validated
 
 PARTNER_KINDS = ("bank", "insurer", "platform")
-MODELS = ("logistic", "mlp", "scorecard")
+MODELS = ("logistic", "mlp", "scorecard", "gbdt")   # gbdt: fedcredit.credit.trees ([gbdt])
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 OPTIMIZERS = ("sgd", "adam")
 PRIVACY_MODES = ("sample", "client", "off")
@@ -219,6 +220,12 @@ class Scenario:
     federation: FederationSettings = field(default_factory=FederationSettings)
     source: Path | None = None
     scorecard: ScorecardSettings = field(default_factory=ScorecardSettings)
+    gbdt: TreeSettings = field(default_factory=TreeSettings)
+
+    @property
+    def trees(self) -> TreeSettings | None:
+        """The [gbdt] settings when the federation grows trees, else None."""
+        return self.gbdt if self.federation.model in TREE_MODELS else None
 
     @property
     def client_dp(self) -> PrivacyPolicy | None:
@@ -250,6 +257,7 @@ class Scenario:
             "partners": [p.to_dict() for p in self.partners],
             "federation": self.federation.to_dict(),
             "scorecard": self.scorecard.to_dict(),
+            "gbdt": self.gbdt.to_dict(),
         }
 
     @classmethod
@@ -287,7 +295,8 @@ class Scenario:
                              source=where, field="strategy")
         spec = file.dataset.spec()
         _check_scorecard(file.scorecard, spec, where)
-        scenario = cls(name, spec, tuple(partners), federation, source, file.scorecard)
+        _check_trees(file.gbdt, federation, partners, where)
+        scenario = cls(name, spec, tuple(partners), federation, source, file.scorecard, file.gbdt)
         if scenario.min_available_nodes > len(partners):
             raise InputError(f"asks for {scenario.min_available_nodes} nodes but lists only "
                              f"{len(partners)} partners", source=where, field="min_available_nodes")
@@ -308,6 +317,18 @@ def _check_scorecard(card: ScorecardSettings, spec: DatasetSpec, where: str) -> 
         if col not in spec.features:
             raise InputError(f"'{col}' is not a feature of the dataset (features: {list(spec.features)})",
                              source=at, field="reasons")
+
+
+def _check_trees(trees: TreeSettings, federation: FederationSettings, partners: list[Partner], where: str) -> None:
+    """Under record-level DP the shared transform's numeric columns have PRIVATE_BINS bins: no more
+    value bins can be cut from them (exact statistics have EXACT_BINS)."""
+    from fedcredit.credit.features import PRIVATE_BINS
+
+    private = [p.name for p in partners if p.privacy.enabled]
+    if federation.model in TREE_MODELS and private and trees.max_bins is not None and trees.max_bins > PRIVATE_BINS:
+        raise InputError(f"max_bins {trees.max_bins} is more than the {PRIVATE_BINS} bins a numeric column has in "
+                         f"the private statistics of partner(s) {private} (record-level DP): use max_bins ≤ "
+                         f"{PRIVATE_BINS}, or leave it out", source=f"{where} [gbdt]", field="max_bins")
 
 
 # ---- the files' schemas ------------------------------------------------------------------------
@@ -353,6 +374,7 @@ class ScenarioFile(Schema):
                                               missing="needs at least one [[partners]] entry")
     federation: FederationSettings = rule("must be the [federation] table", default_factory=FederationSettings)
     scorecard: ScorecardSettings = rule("must be the [scorecard] table", default_factory=ScorecardSettings)
+    gbdt: TreeSettings = rule("must be the [gbdt] table", default_factory=TreeSettings)
     privacy: dict[str, Any] | None = rule("must be the [privacy] table", None)
     synthetic: dict[str, Any] | None = rule("must be a table", None)
     coordinator: dict[str, Any] | None = rule("must be the [coordinator] table", None)

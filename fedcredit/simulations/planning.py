@@ -60,7 +60,7 @@ def evaluations(scenario: Scenario) -> int:
 def plan_scenario(scenario: Scenario, data: dict[str, PartnerData], task: TaskConfig) -> ScenarioPlan:
     """Each partner's plan for one run (nothing is released; ledgers are only read and reconciled)."""
     task = TaskConfig(task.spec, task.federation, run=task.run or "plan", run_dir=task.run_dir,
-                      evaluations=evaluations(scenario))
+                      evaluations=evaluations(scenario), trees=scenario.trees)
     plans, bins_sd = [], []
     columns = len(scenario.dataset.features)
     for partner in scenario.partners:
