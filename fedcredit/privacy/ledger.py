@@ -37,7 +37,7 @@ from fedcredit.privacy.anchor import DatasetAnchor
 from fedcredit.protection.chain import ChainError, ChainRead, HashChainLog
 
 FORMAT = "fedcredit-privacy-ledger/1"
-MECHANISMS = ("dp-sgd", "gaussian-statistics", "gaussian-evaluation")
+MECHANISMS = ("dp-sgd", "gaussian-statistics", "gaussian-evaluation", "gaussian-histogram")   # histogram: a gbdt level
 
 
 class LedgerError(InputError):
