@@ -78,6 +78,15 @@ class BinPlan:
     def total_bins(self) -> int:
         return int(self.offsets[-1])
 
+    def subset(self, columns: list[int] | None) -> BinPlan:
+        """The plan of the columns at these positions (None: all): a tree grown on a column sample."""
+        return self if columns is None else BinPlan(tuple(self.columns[i] for i in columns))
+
+    def sample(self, settings: TreeSettings, rng: np.random.Generator) -> list[int] | None:
+        """The column positions one tree uses ([gbdt] colsample; None: every column), in plan order."""
+        k = settings.columns_per_tree(len(self.columns))
+        return None if k >= len(self.columns) else sorted(int(i) for i in rng.choice(len(self.columns), k, replace=False))
+
     @classmethod
     def fit(cls, transform: FeatureTransform, plan: ColumnPlan, bins: BinStats, max_bins: int | None) -> BinPlan:
         """From the shared transform, round 0's plan and the summed release-2 histograms (post-processing).
@@ -160,8 +169,8 @@ class Split:
     right: tuple[float, float]
 
 
-def _score(g: np.ndarray, h: np.ndarray, l2: float) -> np.ndarray:
-    return g * g / (np.maximum(h, 0.0) + l2 + 1e-12)
+def _score(g: np.ndarray, h: np.ndarray, l2: float, noise_var: Any = 0.0) -> np.ndarray:
+    return (g * g - noise_var) / (np.maximum(h, 0.0) + l2 + 1e-12)
 
 
 def node_totals(grad: np.ndarray, hess: np.ndarray, plan: BinPlan) -> tuple[float, float]:
@@ -174,17 +183,23 @@ def node_totals(grad: np.ndarray, hess: np.ndarray, plan: BinPlan) -> tuple[floa
 
 
 def best_split(grad: np.ndarray, hess: np.ndarray, plan: BinPlan, settings: TreeSettings, *,
-               hess_sd: float = 0.0) -> Split | None:
+               hess_sd: float = 0.0, grad_sd: float = 0.0) -> Split | None:
     """The split of largest gain of one node from its (total bins,) histograms, or None when no
     candidate has a positive gain above `min_split_gain` with enough hessian on both sides
-    (min_child_weight, and under DP NOISE_FLOOR_SD × the noise sd of the side's sum)."""
+    (min_child_weight, and under DP NOISE_FLOOR_SD × the noise sd of the side's sum).
+
+    Under DP (`grad_sd` > 0, the noise sd of each summed gradient cell) each G² is replaced by its
+    unbiased estimate G² − k·grad_sd² (k noised cells summed): otherwise sides summing many noisy cells
+    look like better splits than they are."""
     best: Split | None = None
+    var = grad_sd * grad_sd
     for c, a in zip(plan.columns, plan.offsets[:-1]):
         gc, hc = grad[a:a + c.bins], hess[a:a + c.bins]
         G, H = gc.sum(), hc.sum()
-        candidates: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []   # (feature, thresholds, GL, HL)
+        # (feature, thresholds, GL, HL, cells summed into GL)
+        candidates: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         if c.kind == "categorical":
-            candidates.append((-1, np.full(c.levels, 0.5), G - gc, H - hc))
+            candidates.append((-1, np.full(c.levels, 0.5), G - gc, H - hc, np.full(c.levels, c.levels - 1)))
         else:
             values = len(c.thresholds) + 1
             gv, hv = gc[:values].copy(), hc[:values].copy()
@@ -192,14 +207,16 @@ def best_split(grad: np.ndarray, hess: np.ndarray, plan: BinPlan, settings: Tree
                 gv[c.impute_bin] += gc[values]
                 hv[c.impute_bin] += hc[values]
                 candidates.append((c.indicator, np.array([0.5]), np.array([gc[:values].sum()]),
-                                   np.array([hc[:values].sum()])))
+                                   np.array([hc[:values].sum()]), np.array([values])))
             if values > 1:
-                candidates.append((c.feature, np.asarray(c.thresholds), np.cumsum(gv)[:-1], np.cumsum(hv)[:-1]))
+                cells = np.arange(1, values) + ((np.arange(values - 1) >= c.impute_bin) & (c.indicator >= 0))
+                candidates.append((c.feature, np.asarray(c.thresholds), np.cumsum(gv)[:-1], np.cumsum(hv)[:-1],
+                                   cells))
         floor = max(settings.min_child_weight, NOISE_FLOOR_SD * hess_sd * math.sqrt(c.bins))
-        for feature, thresholds, gl, hl in candidates:
+        for feature, thresholds, gl, hl, cells in candidates:
             gr, hr = G - gl, H - hl
-            gain = 0.5 * (_score(gl, hl, settings.l2) + _score(gr, hr, settings.l2)
-                          - _score(np.array([G]), np.array([H]), settings.l2)) - settings.min_split_gain
+            gain = 0.5 * (_score(gl, hl, settings.l2, var * cells) + _score(gr, hr, settings.l2, var * (c.bins - cells))
+                          - _score(np.array([G]), np.array([H]), settings.l2, var * c.bins)) - settings.min_split_gain
             gain = np.where((hl >= floor) & (hr >= floor), gain, -np.inf)
             i = int(np.argmax(gain))
             if gain[i] > 0 and (best is None or gain[i] > best.gain):
@@ -209,7 +226,7 @@ def best_split(grad: np.ndarray, hess: np.ndarray, plan: BinPlan, settings: Tree
 
 
 def grow_level(tree: Tree, open_nodes: list[int], grad: np.ndarray, hess: np.ndarray, plan: BinPlan,
-               settings: TreeSettings, *, depth: int, hess_sd: float = 0.0) -> list[int]:
+               settings: TreeSettings, *, depth: int, hess_sd: float = 0.0, grad_sd: float = 0.0) -> list[int]:
     """Split the open nodes of `tree` at `depth` from their summed histograms (rows of grad/hess in
     `open_nodes` order); set every node's value from its noised sums; → the next level's open nodes
     (none once `depth + 1` is the tree's maximum depth: the children are leaves)."""
@@ -217,7 +234,7 @@ def grow_level(tree: Tree, open_nodes: list[int], grad: np.ndarray, hess: np.nda
     for k, node in enumerate(open_nodes):
         G, H = node_totals(grad[k], hess[k], plan)
         tree.value[node], tree.cover[node] = settings.leaf_value(G, H), H
-        split = best_split(grad[k], hess[k], plan, settings, hess_sd=hess_sd)
+        split = best_split(grad[k], hess[k], plan, settings, hess_sd=hess_sd, grad_sd=grad_sd)
         if split is None:
             continue
         left, right = tree.split(node, split.feature, split.threshold,
@@ -235,28 +252,34 @@ def open_node_index(tree: Tree, open_nodes: list[int], x: np.ndarray) -> np.ndar
     return lookup[tree.apply(x)]
 
 
-Noise = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, float]]   # (G, H) → (G', H', H's noise sd)
+# (G, H) → (G', H', noise sd of each G cell, of each H cell)
+Noise = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, float, float]]
 
 
 def grow_ensemble(x: np.ndarray, y: np.ndarray, plan: BinPlan, settings: TreeSettings, *, base_score: float,
                   features: list[str], noise: Noise | None = None, seed: int = 0) -> TreeEnsemble:
     """The same trees grown on rows held in one place (yardsticks, tests): the federated loop with one
     partner. `noise` (None: exact) noises each level's histograms as a private partner would."""
-    codes = plan.codes(x)
+    all_codes = plan.codes(x)
+    full = plan
     ensemble = TreeEnsemble(base_score, list(features))
     rng = np.random.default_rng(seed)
     for _ in range(settings.trees):
         g, h = logistic_gradients(ensemble, x, y)
         keep = rng.random(len(y)) < settings.subsample if settings.subsample < 1 else np.ones(len(y), bool)
+        chosen = full.sample(settings, rng)
+        plan = full.subset(chosen)
+        codes = all_codes if chosen is None else all_codes[:, chosen]
         tree, open_nodes = Tree(), [0]
         for level in range(settings.max_depth):
             if not open_nodes:
                 break
             node = np.where(keep, open_node_index(tree, open_nodes, x), -1)
             grad, hess = gradient_histograms(codes, node, g, h, len(open_nodes), plan)
-            hess_sd = 0.0
+            grad_sd = hess_sd = 0.0
             if noise is not None:
-                grad, hess, hess_sd = noise(grad, hess)
-            open_nodes = grow_level(tree, open_nodes, grad, hess, plan, settings, depth=level, hess_sd=hess_sd)
+                grad, hess, grad_sd, hess_sd = noise(grad, hess)
+            open_nodes = grow_level(tree, open_nodes, grad, hess, plan, settings, depth=level, hess_sd=hess_sd,
+                                    grad_sd=grad_sd)
         ensemble.trees.append(tree)
     return ensemble

@@ -53,7 +53,9 @@ class TreeSettings:
     `trees` boosting rounds of trees at most `max_depth` deep, each leaf's weight shrunk by
     `learning_rate`; a split needs `min_child_weight` hessian on each side and a gain above
     `min_split_gain`; `l2` is λ in −G/(H + λ); each partner grows a tree from a `subsample` share of
-    its training rows (seeded per tree; under DP the accounting takes no credit for it). `max_bins`
+    its training rows (seeded per tree; under DP the accounting takes no credit for it), and from a
+    `colsample` share of the columns (drawn per tree by the coordinator, public; under DP the noise
+    scales with the square root of the columns released, so fewer columns a tree is less noise). `max_bins`
     value bins per numeric column, cut at quantiles of the shared transform's statistics (None: 32,
     or as many as the private statistics provide when fewer)."""
 
@@ -64,6 +66,7 @@ class TreeSettings:
     l2: Annotated[Number, Field(ge=0)] = rule("must be ≥ 0 (λ, the L2 penalty on leaf weights)", 1.0)
     subsample: Annotated[Number, Field(gt=0, le=1)] = rule("must be a share in (0, 1]", 1.0)
     min_split_gain: Annotated[Number, Field(ge=0)] = rule("must be ≥ 0", 0.0)
+    colsample: Annotated[Number, Field(gt=0, le=1)] = rule("must be a share in (0, 1] (of the columns, per tree)", 1.0)
     max_bins: Annotated[Whole, Field(ge=2, le=MAX_BINS_LIMIT)] | None = rule(
         f"must be a whole number from 2 to {MAX_BINS_LIMIT} (value bins per numeric column)", None)
 
@@ -77,6 +80,10 @@ class TreeSettings:
     def leaf_value(self, gradient: float, hessian: float) -> float:
         """−η·G/(H + λ) (Chen & Guestrin 2016, eq. 5), H taken ≥ 0 (a noised sum may not be)."""
         return float(-self.learning_rate * gradient / (max(hessian, 0.0) + self.l2 + 1e-12))
+
+    def columns_per_tree(self, columns: int) -> int:
+        """How many of `columns` transform columns a tree's histograms cover (at least 1)."""
+        return max(1, min(columns, int(round(self.colsample * columns))))
 
 
 @dataclass

@@ -3,8 +3,9 @@
 One release is one tree level: for every open node, every transform column and every bin of it, the
 sums G of the rows' gradients and H of their hessians (`fedcredit.credit.histograms`). The open
 nodes partition the rows and each row falls in one bin per column, so adding or removing one row
-changes C cells of G by its g ∈ [−1, 1] and C cells of H by its h ∈ [0, 1/4] (C columns): with H
-released scaled by HESSIAN_SCALE, the L2 sensitivity of (G, s·H) is
+changes C cells of G by its g ∈ [−1, 1] and C cells of H by its h ∈ [0, 1/4] (C: the columns the level
+releases — all, or the tree's public column sample, [gbdt] colsample): with H released scaled by
+HESSIAN_SCALE, the L2 sensitivity of (G, s·H) is
 
     Δ = sqrt(C · (1 + (s/4)²))
 

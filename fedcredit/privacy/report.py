@@ -55,7 +55,7 @@ HISTOGRAM_ASSUMPTION = (
     "Boosted trees (model \"gbdt\"): each tree level is one Gaussian mechanism (mechanism 'gaussian-histogram', "
     "sample rate 1, no credit taken for row subsampling): the partner's per-node, per-column, per-bin sums of its "
     "rows' loss gradients (each clipped to [-1, 1]) and hessians (each clipped to [0, 1/4]); one row adds to one bin "
-    "per column, so the L2 sensitivity over C columns is sqrt(C (1 + (s/4)^2)) with the hessians released scaled by "
+    "per column, so the L2 sensitivity over the C columns released (all, or the tree's public column sample) is sqrt(C (1 + (s/4)^2)) with the hessians released scaled by "
     "s = 2, and the noise is the stated multiplier times it. A run of T trees of depth D composes T x D of them; "
     "splits and leaf values are computed from the noised sums (post-processing).")
 

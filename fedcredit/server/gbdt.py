@@ -77,10 +77,11 @@ class TreeGrowing:
         self.phases: list[int] = []           # message phases per tree
         self.tree_seconds: list[float] = []
 
-    def _level(self, nodes: list[int], tree_no: int, level: int, open_nodes: list[int], tree: Tree
-               ) -> tuple[list[tuple[Message, PartnerReport]], list[str]]:
+    def _level(self, nodes: list[int], tree_no: int, level: int, open_nodes: list[int], tree: Tree,
+               columns: list[int] | None) -> tuple[list[tuple[Message, PartnerReport]], list[str]]:
         run = self.run
-        growing = json.dumps({"tree": tree_no, "level": level, "nodes": open_nodes, "partial": tree.to_dict()})
+        growing = json.dumps({"tree": tree_no, "level": level, "nodes": open_nodes, "partial": tree.to_dict(),
+                              "columns": columns})
         config = run._config(**{TREES_KEY: self.ensemble.to_json(), GROWING_KEY: growing, "server-round": tree_no})
         messages = [Message(RecordDict({"config": config}), dst_node_id=n, message_type=f"query.{HISTOGRAMS_ACTION}")
                     for n in nodes]
@@ -93,6 +94,8 @@ class TreeGrowing:
         """One tree, level by level: (tree, each partner's last report, failures); tree None when no
         partner contributed to its first level."""
         run, tree, open_nodes = self.run, Tree(), [0]
+        columns = self.bins.sample(self.settings, np.random.default_rng([run.fed.seed, tree_no]))
+        plan = self.bins.subset(columns)
         latest: dict[str, PartnerReport] = {}
         failures: list[str] = []
         phases = 0
@@ -102,7 +105,7 @@ class TreeGrowing:
             nodes = [n for n in run.node_partner if run._active(n)]
             if not nodes:
                 break
-            replies, failed = self._level(nodes, tree_no, level, open_nodes, tree)
+            replies, failed = self._level(nodes, tree_no, level, open_nodes, tree, columns)
             phases += 1
             failures += failed
             run._stop_declined(tree_no, [rep for _, rep in replies])
@@ -115,9 +118,9 @@ class TreeGrowing:
             arrays = [r.content["histograms"].to_torch_state_dict() for r, _ in parts]
             grad = sum(a["grad"].double().numpy() for a in arrays)
             hess = sum(a["hess"].double().numpy() for a in arrays)
-            hess_sd = summed_sd([rep.stats_noise_sd for _, rep in parts]) / HESSIAN_SCALE
-            open_nodes = grow_level(tree, open_nodes, grad, hess, self.bins, self.settings, depth=level,
-                                    hess_sd=hess_sd)
+            grad_sd = summed_sd([rep.stats_noise_sd for _, rep in parts])    # 0 without DP
+            open_nodes = grow_level(tree, open_nodes, grad, hess, plan, self.settings, depth=level,
+                                    hess_sd=grad_sd / HESSIAN_SCALE, grad_sd=grad_sd)
             for _, rep in parts:
                 if level == 0:
                     run.rounds_trained[rep.partner] = run.rounds_trained.get(rep.partner, 0) + 1

@@ -75,7 +75,11 @@ def plan_scenario(scenario: Scenario, data: dict[str, PartnerData], task: TaskCo
         sd = {"statistics_range_count": range_noise_sd(policy.stats_noise_multiplier, columns),
               "statistics_bins_count": bins_noise_sd(policy.stats_noise_multiplier, len(scenario.dataset.numeric))}
         bins_sd.append(sd["statistics_bins_count"])
-        if plan.train_noise:
+        if plan.train_noise and scenario.trees is not None:   # gbdt: per level, each gradient sum of a bin
+            from fedcredit.privacy.histograms import noise_sd
+
+            sd["histogram_gradient_sum"] = noise_sd(plan.train_noise, scenario.trees.columns_per_tree(columns))[0]
+        elif plan.train_noise:
             sd["dp_sgd_gradient_sum"] = plan.train_noise * policy.max_grad_norm
         if plan.eval_noise:
             sd["evaluation_count"] = plan.eval_noise

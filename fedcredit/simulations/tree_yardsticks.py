@@ -55,11 +55,11 @@ def local_private_trees(d: PartnerData, spec: DatasetSpec, trees: TreeSettings, 
     sigma = policy.noise_multiplier or calibrate_noise([], budget=policy.run_cap, delta=policy.delta,
                                                        sample_rate=1.0, steps=trees.trees * trees.max_depth)
     rng = np.random.default_rng(seed)
-    columns = len(spec.numeric) + len(spec.categorical)
+    columns = trees.columns_per_tree(len(spec.numeric) + len(spec.categorical))
 
-    def noise(grad: np.ndarray, hess: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    def noise(grad: np.ndarray, hess: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
         g, h, _, sd = noisy_histograms(grad, hess, sigma, columns, rng=rng)
-        return g, h, sd / HESSIAN_SCALE
+        return g, h, sd, sd / HESSIAN_SCALE
 
     transform, ensemble = fit_trees_on_rows(d.train.features, d.train.label, spec, trees,
                                             max_bins=min(trees.max_bins or PRIVATE_BINS, PRIVATE_BINS),

@@ -181,3 +181,19 @@ def test_private_runs_refuse_more_bins_than_private_statistics_have(tmp_path) ->
     path.write_text(tomli_w.dumps({**raw, "gbdt": {"max_bins": 16, "trees": 7}}))
     scenario = load_scenario(path)
     assert scenario.trees == TreeSettings(trees=7, max_bins=16) and SPEC["label"] == scenario.dataset.label
+
+
+def test_a_column_sample_grows_each_tree_on_its_columns_only(partners) -> None:
+    transform, bins, x, y, _ = partners
+    settings = TreeSettings(trees=6, max_depth=2, colsample=0.25)
+    assert settings.columns_per_tree(len(bins.columns)) == 1
+    ensemble = grow_ensemble(x, y, bins, settings, base_score=-1.0, features=transform.feature_names)
+    owner = {}
+    for i, c in enumerate(bins.columns):
+        span = range(c.feature, c.feature + c.levels) if c.kind == "categorical" else (c.feature, c.indicator)
+        owner.update({j: i for j in span if j >= 0})
+    for tree in ensemble.trees:
+        assert len({owner[f] for f in tree.feature if f >= 0}) <= 1
+    assert len({owner[f] for t in ensemble.trees for f in t.feature if f >= 0}) > 1
+    sub = bins.subset([1, 3])
+    assert [c.column for c in sub.columns] == [bins.columns[1].column, bins.columns[3].column]
