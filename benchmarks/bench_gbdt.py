@@ -8,7 +8,7 @@ here, where the modeller holds every table) beside the noised one. Each point us
 state, so no point spends another's budget. Prints a table and writes benchmarks/results/gbdt.json.
 
     .venv/bin/python benchmarks/bench_gbdt.py [--trees 50] [--depth 3] [--learning-rate 0.3]
-        [--dp-trees 20] [--epsilon 3] [--rounds 20] [--skip-german]
+        [--dp-trees 20] [--dp-depth 2] [--dp-colsample 0.2] [--epsilon 3] [--rounds 20] [--skip-german]
 """
 
 from __future__ import annotations
@@ -132,6 +132,8 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--learning-rate", type=float, default=0.3)
     parser.add_argument("--dp-trees", type=int, default=20)
+    parser.add_argument("--dp-depth", type=int, default=2)
+    parser.add_argument("--dp-colsample", type=float, default=0.2)
     parser.add_argument("--epsilon", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=20, help="federated LR rounds")
     parser.add_argument("--skip-german", action="store_true")
@@ -146,7 +148,8 @@ def main() -> None:
         if not args.skip_german:
             rows.append(compare("german", write_german_partners, tmp, gbdt, args.rounds))
         if not args.skip_dp:
-            dp = private(tmp, {**gbdt, "trees": args.dp_trees}, args.epsilon, args.rounds)
+            dp = private(tmp, {**gbdt, "trees": args.dp_trees, "max_depth": args.dp_depth,
+                               "colsample": args.dp_colsample}, args.epsilon, args.rounds)
     report = {"settings": gbdt, "lr_rounds": args.rounds, "comparison": rows, "private": dp,
               "targets": {"gbdt_within_hgb": 0.005}}
     RESULTS.mkdir(exist_ok=True)

@@ -56,8 +56,8 @@ def level_histograms(data: PartnerData, task: TaskConfig, ensemble: TreeEnsemble
         rng = np.random.default_rng(partner_seed(task.federation.seed + tree_no, data.partner.name))
         node[rng.random(len(node)) >= task.trees.subsample] = -1
     columns = growing.get("columns")     # the tree's column sample ([gbdt] colsample; None: all), public
-    plan = task.bins.subset(columns)
-    grad, hess = gradient_histograms(codes if columns is None else codes[:, columns], node, g, h, len(nodes), plan)
+    bins = task.bins.subset(columns)
+    grad, hess = gradient_histograms(codes if columns is None else codes[:, columns], node, g, h, len(nodes), bins)
     gate = privacy_gate(data, task)
     if gate is None:
         return (grad, hess), report(data, task, None, privacy=privacy_statement(None, data))
@@ -69,7 +69,7 @@ def level_histograms(data: PartnerData, task: TaskConfig, ensemble: TreeEnsemble
             return None, report(data, task, gate, declined=plan.reason,
                                 privacy=privacy_statement(gate, data, status="declined", history=True))
         noise = plan.noise_multiplier
-    grad, hess, release, sd = noisy_histograms(grad, hess, noise, len(plan.columns))
+    grad, hess, release, sd = noisy_histograms(grad, hess, noise, len(bins.columns))
     after, reason = gate.admit(Charge(release, data.train_rows))
     if after is None:
         return None, report(data, task, gate, declined=reason,
