@@ -32,8 +32,8 @@ from fedcredit.credit.metrics import ScoreHistogram
 from fedcredit.credit.model import Rows, build_model, make_loader, make_optimizer, predict_proba, train_epochs
 from fedcredit.credit.protocol import BINS, RANGE, PartnerReport, TaskConfig
 from fedcredit.credit.scenario import FederationSettings, Partner
-from fedcredit.credit.trees import TreeEnsemble, TreeModule
 from fedcredit.credit.statistics import EXACT_PER_DECADE, PRIVATE_PER_DECADE, RangeStats
+from fedcredit.credit.trees import TreeEnsemble, TreeModule
 from fedcredit.privacy.accountant import Charge, PrivacySpent, Release
 from fedcredit.privacy.anchor import DatasetAnchor
 from fedcredit.privacy.gate import PrivacyGate, RunShape

@@ -12,18 +12,18 @@ from fedcredit.credit.features import PRIVATE_BINS, ColumnPlan, FeatureTransform
 from fedcredit.credit.histograms import (
     BinError,
     BinPlan,
+    gradient_histograms,
     grow_ensemble,
     grow_level,
-    gradient_histograms,
     logistic_gradients,
     open_node_index,
 )
 from fedcredit.credit.model import predict_proba
 from fedcredit.credit.scenario import load_scenario
+from fedcredit.credit.schema import DatasetSpec
 from fedcredit.credit.statistics import RangeStats
 from fedcredit.credit.trees import Tree, TreeEnsemble, TreeModule, TreeSettings
 from tests.conftest import SPEC, make_partner_frame, write_scenario
-from fedcredit.credit.schema import DatasetSpec
 
 
 def _spec() -> DatasetSpec:
