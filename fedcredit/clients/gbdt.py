@@ -52,9 +52,9 @@ def level_histograms(data: PartnerData, task: TaskConfig, ensemble: TreeEnsemble
     x, codes = _design(data, task)
     g, h = logistic_gradients(ensemble, x, data.train.label.astype(np.float64))
     node = open_node_index(partial, nodes, x)
-    if task.trees.subsample < 1:   # the same rows for every level of a tree (seeded by tree and partner)
+    if task.trees.row_share < 1:   # the same rows for every level of a tree (seeded by tree and partner)
         rng = np.random.default_rng(partner_seed(task.federation.seed + tree_no, data.partner.name))
-        node[rng.random(len(node)) >= task.trees.subsample] = -1
+        node[rng.random(len(node)) >= task.trees.row_share] = -1
     columns = growing.get("columns")     # the tree's column sample ([gbdt] colsample; None: all), public
     bins = task.bins.subset(columns)
     grad, hess = gradient_histograms(codes if columns is None else codes[:, columns], node, g, h, len(nodes), bins)

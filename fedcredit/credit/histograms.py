@@ -257,16 +257,19 @@ Noise = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, float, 
 
 
 def grow_ensemble(x: np.ndarray, y: np.ndarray, plan: BinPlan, settings: TreeSettings, *, base_score: float,
-                  features: list[str], noise: Noise | None = None, seed: int = 0) -> TreeEnsemble:
+                  features: list[str], noise: Noise | None = None, seed: int = 0, forest: bool = False
+                  ) -> TreeEnsemble:
     """The same trees grown on rows held in one place (yardsticks, tests): the federated loop with one
-    partner. `noise` (None: exact) noises each level's histograms as a private partner would."""
+    partner. `noise` (None: exact) noises each level's histograms as a private partner would;
+    `forest`: a random forest (every tree from the base score's gradients, averaged)."""
     all_codes = plan.codes(x)
     full = plan
-    ensemble = TreeEnsemble(base_score, list(features))
+    ensemble = TreeEnsemble(base_score, list(features), average=forest)
+    start = TreeEnsemble(base_score, list(features))
     rng = np.random.default_rng(seed)
     for _ in range(settings.trees):
-        g, h = logistic_gradients(ensemble, x, y)
-        keep = rng.random(len(y)) < settings.subsample if settings.subsample < 1 else np.ones(len(y), bool)
+        g, h = logistic_gradients(start if forest else ensemble, x, y)
+        keep = rng.random(len(y)) < settings.row_share if settings.row_share < 1 else np.ones(len(y), bool)
         chosen = full.sample(settings, rng)
         plan = full.subset(chosen)
         codes = all_codes if chosen is None else all_codes[:, chosen]

@@ -22,7 +22,7 @@ from fedcredit.credit.trees import TREE_MODELS, TreeSettings
 from fedcredit.credit.validation import STRICT, Flag, Number, Rule, Schema, Text, Whole, rule, validated
 
 PARTNER_KINDS = ("bank", "insurer", "platform")
-MODELS = ("logistic", "mlp", "scorecard", "gbdt")   # gbdt: fedcredit.credit.trees ([gbdt])
+MODELS = ("logistic", "mlp", "scorecard", "gbdt", "random_forest")   # trees: fedcredit.credit.trees ([gbdt])
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 OPTIMIZERS = ("sgd", "adam")
 PRIVACY_MODES = ("sample", "client", "off")
@@ -224,8 +224,8 @@ class Scenario:
 
     @property
     def trees(self) -> TreeSettings | None:
-        """The [gbdt] settings when the federation grows trees, else None."""
-        return self.gbdt if self.federation.model in TREE_MODELS else None
+        """The [gbdt] settings a tree model uses (`TreeSettings.resolved`), else None."""
+        return self.gbdt.resolved(self.federation.model) if self.federation.model in TREE_MODELS else None
 
     @property
     def client_dp(self) -> PrivacyPolicy | None:

@@ -3,7 +3,7 @@
 A `TreeEnsemble` is a gradient-boosted sum of binary trees over the design matrix of the shared
 `FeatureTransform` (numeric columns standardised, missing indicators, one-hot levels):
 
-    logit P(bad | x) = base_score + Σ_t tree_t(x)
+    logit P(bad | x) = base_score + Σ_t tree_t(x)      (a random forest: the mean over t)
 
 Each tree splits on one design feature `j` at a float32 `threshold`: a row goes left when
 x_j ≤ threshold, else right. Every node keeps `value` (its leaf weight, −η·G/(H + λ) of the summed
@@ -14,6 +14,7 @@ JSON format (`TreeEnsemble.to_dict` writes it, `TreeEnsemble.from_dict` reads it
 "fedcredit-trees/1":
 
     {"format": "fedcredit-trees/1", "objective": "binary:logistic", "base_score": float (logit),
+     "aggregation": "sum" (boosted: base + Σ trees) | "mean" (a random forest: base + mean of trees),
      "features": [design feature names], "trees": [
         {"feature": [int, ...],      # per node: design feature index, -1 for a leaf
          "threshold": [float, ...],  # float32 value (x_j ≤ threshold goes left); 0 for a leaf
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Annotated, Any
 
 import numpy as np
@@ -42,7 +43,9 @@ from pydantic.dataclasses import dataclass as schema_dataclass
 from fedcredit.credit.validation import STRICT, Number, Whole, rule
 
 FORMAT = "fedcredit-trees/1"
-TREE_MODELS = ("gbdt",)
+GBDT, RANDOM_FOREST = "gbdt", "random_forest"
+TREE_MODELS = (GBDT, RANDOM_FOREST)
+FOREST_SUBSAMPLE, FOREST_COLSAMPLE = 0.632, 0.5   # a random forest's default row and column shares per tree
 MAX_BINS_LIMIT = 255        # as scikit-learn's HistGradientBoostingClassifier
 
 
@@ -57,16 +60,22 @@ class TreeSettings:
     `colsample` share of the columns (drawn per tree by the coordinator, public; under DP the noise
     scales with the square root of the columns released, so fewer columns a tree is less noise). `max_bins`
     value bins per numeric column, cut at quantiles of the shared transform's statistics (None: 32,
-    or as many as the private statistics provide when fewer)."""
+    or as many as the private statistics provide when fewer).
+
+    A random forest (`model = "random_forest"`) grows the same trees, each from the gradients at the
+    base score (not boosted: its trees are independent), with full Newton leaf weights (learning_rate
+    is not used) on a `subsample` (default FOREST_SUBSAMPLE) of the rows and a `colsample` (default
+    FOREST_COLSAMPLE) of the columns, and averages them (`resolved`). Unset shares are 1 for gbdt."""
 
     trees: Annotated[Whole, Field(ge=1, le=2000)] = rule("must be a whole number of trees from 1 to 2000", 50)
     max_depth: Annotated[Whole, Field(ge=1, le=12)] = rule("must be a whole number from 1 to 12", 3)
     learning_rate: Annotated[Number, Field(gt=0, le=1)] = rule("must be in (0, 1]", 0.3)
     min_child_weight: Annotated[Number, Field(ge=0)] = rule("must be ≥ 0 (a hessian sum)", 1.0)
     l2: Annotated[Number, Field(ge=0)] = rule("must be ≥ 0 (λ, the L2 penalty on leaf weights)", 1.0)
-    subsample: Annotated[Number, Field(gt=0, le=1)] = rule("must be a share in (0, 1]", 1.0)
+    subsample: Annotated[Number, Field(gt=0, le=1)] | None = rule("must be a share in (0, 1]", None)
     min_split_gain: Annotated[Number, Field(ge=0)] = rule("must be ≥ 0", 0.0)
-    colsample: Annotated[Number, Field(gt=0, le=1)] = rule("must be a share in (0, 1] (of the columns, per tree)", 1.0)
+    colsample: Annotated[Number, Field(gt=0, le=1)] | None = rule(
+        "must be a share in (0, 1] (of the columns, per tree)", None)
     max_bins: Annotated[Whole, Field(ge=2, le=MAX_BINS_LIMIT)] | None = rule(
         f"must be a whole number from 2 to {MAX_BINS_LIMIT} (value bins per numeric column)", None)
 
@@ -81,9 +90,21 @@ class TreeSettings:
         """−η·G/(H + λ) (Chen & Guestrin 2016, eq. 5), H taken ≥ 0 (a noised sum may not be)."""
         return float(-self.learning_rate * gradient / (max(hessian, 0.0) + self.l2 + 1e-12))
 
+    @property
+    def row_share(self) -> float:
+        """The share of a partner's rows a tree uses (unset: all)."""
+        return self.subsample or 1.0
+
     def columns_per_tree(self, columns: int) -> int:
         """How many of `columns` transform columns a tree's histograms cover (at least 1)."""
-        return max(1, min(columns, int(round(self.colsample * columns))))
+        return max(1, min(columns, int(round((self.colsample or 1.0) * columns))))
+
+    def resolved(self, model: str) -> TreeSettings:
+        """The settings a run of `model` uses: unset shares filled in, a forest's learning rate 1."""
+        forest = model == RANDOM_FOREST
+        return replace(self, subsample=self.subsample or (FOREST_SUBSAMPLE if forest else 1.0),
+                       colsample=self.colsample or (FOREST_COLSAMPLE if forest else 1.0),
+                       learning_rate=1.0 if forest else self.learning_rate)
 
 
 @dataclass
@@ -173,13 +194,18 @@ class TreeEnsemble:
     base_score: float
     features: list[str]
     trees: list[Tree] = field(default_factory=list)
+    average: bool = False          # a random forest: base_score + the MEAN of the trees (else their sum)
+
+    @property
+    def _weight(self) -> float:
+        return 1.0 / len(self.trees) if self.average and self.trees else 1.0
 
     def raw_score(self, x: np.ndarray) -> np.ndarray:
         """(n,) logits of P(bad) for a design matrix x (n, features), float64."""
-        out = np.full(len(x), float(self.base_score))
+        out = np.zeros(len(x))
         for tree in self.trees:
             out += tree.predict(x)
-        return out
+        return float(self.base_score) + self._weight * out
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.raw_score(x)))
@@ -189,23 +215,26 @@ class TreeEnsemble:
         out = np.zeros((len(x), len(self.features)))
         for tree in self.trees:
             tree.contributions(x, out)
-        return out
+        return self._weight * out
 
     @property
     def expected(self) -> float:
-        """The logit every path starts from: base_score + Σ root values."""
-        return float(self.base_score + sum(t.value[0] for t in self.trees))
+        """The logit every path starts from: base_score + Σ (or mean of) the root values."""
+        return float(self.base_score + self._weight * sum(t.value[0] for t in self.trees))
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "objective": "binary:logistic", "base_score": float(self.base_score),
+                "aggregation": "mean" if self.average else "sum",
                 "features": list(self.features), "trees": [t.to_dict() for t in self.trees]}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TreeEnsemble:
         if raw.get("format") != FORMAT:
             raise ValueError(f"not a {FORMAT} tree ensemble (format {raw.get('format')!r})")
+        if raw.get("aggregation", "sum") not in ("sum", "mean"):
+            raise ValueError(f"aggregation must be 'sum' or 'mean' (got {raw.get('aggregation')!r})")
         ensemble = cls(float(raw["base_score"]), [str(f) for f in raw["features"]],
-                       [Tree.from_dict(t) for t in raw["trees"]])
+                       [Tree.from_dict(t) for t in raw["trees"]], raw.get("aggregation", "sum") == "mean")
         for t in ensemble.trees:
             if max(t.feature) >= len(ensemble.features):
                 raise ValueError("a tree splits on a feature the ensemble does not list")

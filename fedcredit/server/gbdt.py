@@ -34,7 +34,7 @@ from fedcredit.credit.histograms import BinError, BinPlan, grow_level
 from fedcredit.credit.protocol import GROWING_KEY, HISTOGRAMS_ACTION, TREES_KEY, PartnerReport
 from fedcredit.credit.rundir import MODEL
 from fedcredit.credit.statistics import RangeStats
-from fedcredit.credit.trees import Tree, TreeEnsemble
+from fedcredit.credit.trees import RANDOM_FOREST, Tree, TreeEnsemble
 from fedcredit.privacy.histograms import HESSIAN_SCALE
 from fedcredit.privacy.report import write_privacy_report
 from fedcredit.privacy.statistics import summed_sd
@@ -70,10 +70,12 @@ class TreeGrowing:
     """Grows one federation's ensemble on a `FederatedTraining` after its round 0."""
 
     def __init__(self, run: FederatedTraining, transform: FeatureTransform):
-        self.run, self.transform, self.settings = run, transform, run.scenario.gbdt
+        self.run, self.transform, self.settings = run, transform, run.scenario.trees
         self.bins = bin_plan(run, transform)
         run.task = replace(run.task, bins=self.bins)
-        self.ensemble = TreeEnsemble(base_score(run.released_stats[1]), transform.feature_names)
+        self.forest = run.fed.model == RANDOM_FOREST    # independent trees from the base score, averaged
+        self.ensemble = TreeEnsemble(base_score(run.released_stats[1]), transform.feature_names, average=self.forest)
+        self.start = TreeEnsemble(self.ensemble.base_score, transform.feature_names)
         self.phases: list[int] = []           # message phases per tree
         self.tree_seconds: list[float] = []
 
@@ -82,7 +84,8 @@ class TreeGrowing:
         run = self.run
         growing = json.dumps({"tree": tree_no, "level": level, "nodes": open_nodes, "partial": tree.to_dict(),
                               "columns": columns})
-        config = run._config(**{TREES_KEY: self.ensemble.to_json(), GROWING_KEY: growing, "server-round": tree_no})
+        gradients_at = self.start if self.forest else self.ensemble
+        config = run._config(**{TREES_KEY: gradients_at.to_json(), GROWING_KEY: growing, "server-round": tree_no})
         messages = [Message(RecordDict({"config": config}), dst_node_id=n, message_type=f"query.{HISTOGRAMS_ACTION}")
                     for n in nodes]
         run.asked = len(messages)
@@ -173,7 +176,7 @@ class TreeGrowing:
         summary["stopping"] = {"rule": "trees", "reason": ended or f"tree cap: {grown} tree(s) grown",
                                "monitored": None, "best_round": None, "best_loss": None, "saved_round": grown,
                                "saved": "the ensemble of every tree grown", "cap": self.settings.trees}
-        summary["gbdt"] = {**self.settings.to_dict(), "trees_grown": grown, "message_phases": sum(self.phases),
+        summary[run.fed.model] = {**self.settings.to_dict(), "trees_grown": grown, "message_phases": sum(self.phases),
                            "phases_per_tree": self.phases, "columns": len(self.bins.columns),
                            "bins": {c.column: c.bins for c in self.bins.columns},
                            "base_score": self.ensemble.base_score,
@@ -181,7 +184,8 @@ class TreeGrowing:
         metadata = model_metadata(summary, reports, self.transform, run.scenario, run.released_stats,
                                   run.stats_contributors, read_data=bool(run.task.roster))
         metadata["privacy"] = metadata["privacy"].replace("DP-SGD, Opacus", PRIVATE_SENTENCE)
-        artefact = ScoringModel(run.scenario.dataset, self.transform, "gbdt", (), {}, metadata, trees=self.ensemble)
+        artefact = ScoringModel(run.scenario.dataset, self.transform, run.fed.model, (), {}, metadata,
+                                trees=self.ensemble)
         artefact.save(run.run_dir.file(MODEL))
         summary["model_id"] = artefact.id
         evaluations = released_evaluations({r.partner: r.evaluation for r in reports})

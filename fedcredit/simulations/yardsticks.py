@@ -42,10 +42,10 @@ def _fit(features: pd.DataFrame, label: np.ndarray, spec: DatasetSpec, fed: Fede
     """A scorecard (`card` given and model "scorecard") is LR on the WOE of bins from exact pooled counts,
     scored on WOE (unrounded points: the same ranking up to rounding); `trees` given: boosted trees."""
     if trees is not None:
-        from fedcredit.simulations.tree_yardsticks import fit_hgb
+        from fedcredit.simulations.tree_yardsticks import fit_reference
 
         transform = FeatureTransform.fit_rows(features, spec)
-        return transform, fit_hgb(transform.transform(features), label, trees, seed=fed.seed)
+        return transform, fit_reference(transform.transform(features), label, trees, fed.model, seed=fed.seed)
     if fed.model == "scorecard" and card is not None:
         transform = fit_scorecard_rows(features, label, spec, card)[0]
     else:
@@ -69,7 +69,7 @@ def centralised(data: Mapping[str, PartnerData], spec: DatasetSpec, fed: Federat
         scores.append(p)
         labels.append(d.test.label)
     pooled = exact_metrics(np.concatenate(labels), np.concatenate(scores))
-    return {"pooled": pooled, "partners": per_partner, "steps": getattr(clf, "steps_", clf.n_iter_)}
+    return {"pooled": pooled, "partners": per_partner, "steps": getattr(clf, "steps_", None)}
 
 
 def local_private(d: PartnerData, spec: DatasetSpec, fed: FederationSettings, policy: PrivacyPolicy,
@@ -80,7 +80,7 @@ def local_private(d: PartnerData, spec: DatasetSpec, fed: FederationSettings, po
     if trees is not None:
         from fedcredit.simulations.tree_yardsticks import local_private_trees
 
-        return local_private_trees(d, spec, trees, policy, seed=fed.seed)
+        return local_private_trees(d, spec, trees, policy, seed=fed.seed, forest=fed.model == "random_forest")
 
     from fedcredit.credit.model import Rows, build_model, make_optimizer, predict_proba, train_epochs
     from fedcredit.privacy.accountant import calibrate_noise

@@ -180,7 +180,23 @@ def test_private_runs_refuse_more_bins_than_private_statistics_have(tmp_path) ->
         load_scenario(path)
     path.write_text(tomli_w.dumps({**raw, "gbdt": {"max_bins": 16, "trees": 7}}))
     scenario = load_scenario(path)
-    assert scenario.trees == TreeSettings(trees=7, max_bins=16) and SPEC["label"] == scenario.dataset.label
+    assert scenario.gbdt == TreeSettings(trees=7, max_bins=16) and SPEC["label"] == scenario.dataset.label
+    assert scenario.trees == TreeSettings(trees=7, max_bins=16, subsample=1.0, colsample=1.0)   # gbdt: all rows
+
+
+def test_a_random_forest_averages_independent_trees(partners) -> None:
+    transform, bins, x, y, _ = partners
+    settings = TreeSettings(trees=6, max_depth=3).resolved("random_forest")
+    assert (settings.row_share, settings.colsample, settings.learning_rate) == (0.632, 0.5, 1.0)
+    forest = grow_ensemble(x, y, bins, settings, base_score=-1.0, features=transform.feature_names, forest=True)
+    mean = np.mean([t.predict(x) for t in forest.trees], axis=0)
+    np.testing.assert_allclose(forest.raw_score(x), -1.0 + mean, rtol=1e-12)
+    np.testing.assert_allclose(forest.contributions(x).sum(axis=1) + forest.expected, forest.raw_score(x), atol=1e-9)
+    assert TreeEnsemble.from_json(forest.to_json()).average and forest.to_dict()["aggregation"] == "mean"
+    assert len({tuple(t.feature) for t in forest.trees}) > 1               # rows and columns drawn per tree
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(y, forest.raw_score(x)) > 0.65
 
 
 def test_a_column_sample_grows_each_tree_on_its_columns_only(partners) -> None:

@@ -27,10 +27,10 @@ from tests.conftest import make_partner_frame, write_scenario
 pytestmark = pytest.mark.e2e
 
 
-def _scenario(folder: Path, gbdt: dict, **kwargs) -> Path:
+def _scenario(folder: Path, gbdt: dict, model: str = "gbdt", **kwargs) -> Path:
     frames = {"bank-a": make_partner_frame(1500, 1), "insurer-b": make_partner_frame(1000, 2, shift=0.5),
               "platform-c": make_partner_frame(700, 3, shift=1.0)}
-    path = write_scenario(folder, frames, federation={"model": "gbdt"}, **kwargs)
+    path = write_scenario(folder, frames, federation={"model": model}, **kwargs)
     raw = tomllib.loads(path.read_text())
     path.write_text(tomli_w.dumps({**raw, "gbdt": gbdt}))
     return path
@@ -95,3 +95,20 @@ def test_a_fixed_noise_that_cannot_fit_one_tree_is_refused_before_anything_runs(
         simulate(RunSettings(scenario=str(scenario), out_dir=str(tmp_path / "run")), yardsticks=False)
     for ledger in (tmp_path / "s" / "ledgers").glob("*.privacy-ledger.jsonl"):
         assert PrivacyLedger.inspect(ledger).entries() == []                 # nothing was released
+
+
+def test_a_random_forest_grows_averaged_trees_and_scores_through_the_artefact(tmp_path: Path) -> None:
+    scenario = _scenario(tmp_path / "s", {"trees": 6, "max_depth": 3}, model="random_forest")
+    out = tmp_path / "run"
+    summary = simulate(RunSettings(scenario=str(scenario), out_dir=str(out)), yardsticks=False).summary
+    forest = summary["random_forest"]
+    assert summary["model"] == "random_forest" and forest["trees_grown"] == 6 and forest["subsample"] == 0.632
+    assert summary["federated"]["auc"] > 0.65
+    model = ScoringModel.load(out / "model.pt")
+    assert model.model_name == "random_forest" and model.trees.average
+    applicants = make_partner_frame(200, 9).drop(columns="bad_flag")
+    applicants.to_csv(tmp_path / "applicants.csv", index=False)
+    assert main(["score", str(out / "model.pt"), str(tmp_path / "applicants.csv"), "--out",
+                 str(tmp_path / "scores.csv")]) == 0
+    features = applicants[["age", "income", "late", "housing"]].replace({"late": {98.0: np.nan}})
+    assert pd.read_csv(tmp_path / "scores.csv")["pd"].to_numpy() == pytest.approx(model.predict_proba(features))
