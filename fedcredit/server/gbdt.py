@@ -76,6 +76,10 @@ class TreeGrowing:
         self.forest = run.fed.model == RANDOM_FOREST    # independent trees from the base score, averaged
         self.ensemble = TreeEnsemble(base_score(run.released_stats[1]), transform.feature_names, average=self.forest)
         self.start = TreeEnsemble(self.ensemble.base_score, transform.feature_names)
+        if run.secure:   # SecAgg+ masks model updates; a tree needs each node's summed histograms in clear
+            run._notice("secure aggregation does not cover tree histograms: each partner's histograms reach the "
+                        "coordinator (noised and charged under a record-level DP policy); only the summed trees "
+                        "reach the other partners")
         self.phases: list[int] = []           # message phases per tree
         self.tree_seconds: list[float] = []
 
