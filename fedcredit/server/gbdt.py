@@ -149,7 +149,11 @@ class TreeGrowing:
                     [*failures, *(f"{r.partner}: {r.declined}" for r in reports if r.declined)])
             self.ensemble.trees.append(tree)
             self.tree_seconds.append(time.monotonic() - started)
-            record = run._record(tree_no, [], started, failures)
+            record = {"round": tree_no, "pooled": None, "partners": {}, "train_loss": None, "train_steps": 0,
+                      "seconds": round(time.monotonic() - started, 3), "failures": failures,
+                      "message_phases": self.phases[-1], "nodes": len(tree.feature),
+                      "not_evaluated": "a tree ensemble is evaluated once it is grown (the final model)"}
+            run.run_dir.append_round(record)
             contributed = sum(1 for r in reports if not r.declined)
             declined = [r.partner for r in reports if r.declined]
             others = f" ({', '.join(declined)} declined)" if declined else ""
