@@ -107,7 +107,8 @@ def _model_terms(model: ScoringModel | None) -> dict[str, Any]:
         return {"coefficients": None, "note": f"no {MODEL} in the run directory"}
     if model.trees is not None:
         trees = model.trees.trees
-        return {"coefficients": None, "note": f"a boosted tree ensemble ({len(trees)} trees, "
+        kind = "random forest" if model.trees.average else "boosted tree ensemble"
+        return {"coefficients": None, "note": f"a {kind} ({len(trees)} trees, "
                                               f"{sum(len(t.feature) for t in trees)} nodes) has no coefficient table; "
                                               "its trees are in the model artefact (JSON); see the calibration and "
                                               "PSI sections"}
