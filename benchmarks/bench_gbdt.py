@@ -14,6 +14,7 @@ state, so no point spends another's budget. Prints a table and writes benchmarks
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -123,7 +124,9 @@ def private(tmp: Path, gbdt: dict, epsilon: float, rounds: int) -> dict:
             "federated_gbdt_auc_reported": s["federated"]["auc"], "federated_gbdt_auc_exact": t_exact,
             "federated_lr_auc_reported": lr["summary"]["federated"]["auc"], "federated_lr_auc_exact": l_exact,
             "gbdt_minus_lr_exact": t_exact - l_exact,
-            "noise_multiplier_per_level": s["partners"][0]["privacy"].get("noise_multiplier")}
+            "noise_multiplier_per_level": sorted({r["noise_multiplier"] for r in json.loads(
+                (trees["run_dir"] / "privacy_report.json").read_text())["rounds"]
+                if r["mechanism"] == "gaussian-histogram"})}
 
 
 def main() -> None:
