@@ -118,6 +118,8 @@ def render_plan(plan: ScenarioPlan) -> str:
             warnings.append(f"{p.name}: {q.reason}")
         warnings += [f"{p.name}: {w}" for w in q.warnings]
     lines.append("ε at each partner's δ; 'this run' is the run's own spend (per-run cap), 'after' the lifetime total.")
+    if any("histogram_gradient_sum" in p.noise_sd for p in plan.partners):
+        lines.append("trees (gbdt / random_forest): 'σ DP-SGD' is the noise multiplier of each tree level's histograms.")
     if plan.statistics:
         warnings.append(plan.statistics)
     lines += [f"warning: {w}" for w in warnings]
