@@ -9,7 +9,7 @@ here, where the modeller holds every table) beside the noised one. Each point us
 state, so no point spends another's budget. Prints a table and writes benchmarks/results/gbdt.json.
 
     .venv/bin/python benchmarks/bench_gbdt.py [--trees 50] [--depth 3] [--learning-rate 0.3]
-        [--dp-trees 20] [--dp-depth 2] [--dp-colsample 0.2] [--epsilon 3] [--rounds 20]
+        [--dp-trees 20] [--dp-depth 2] [--dp-colsample 0.2] [--dp-max-bins 16] [--epsilon 3] [--rounds 20]
         [--datasets taiwan german synthetic] [--skip-dp]
 """
 
@@ -156,9 +156,10 @@ def main() -> None:
     parser.add_argument("--dp-trees", type=int, default=20)
     parser.add_argument("--dp-depth", type=int, default=2)
     parser.add_argument("--dp-colsample", type=float, default=0.2)
+    parser.add_argument("--dp-max-bins", type=int, default=16)
     parser.add_argument("--epsilon", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=20, help="federated LR rounds")
-    parser.add_argument("--datasets", nargs="+", choices=["taiwan", "german", "synthetic"], default=["taiwan", "german"])
+    parser.add_argument("--datasets", nargs="*", choices=["taiwan", "german", "synthetic"], default=["taiwan", "german"])
     parser.add_argument("--skip-dp", action="store_true")
     args = parser.parse_args()
     gbdt = {"trees": args.trees, "max_depth": args.depth, "learning_rate": args.learning_rate}
@@ -172,7 +173,7 @@ def main() -> None:
             rows.append(compare(name, writers[name], tmp, gbdt, args.rounds))
         if not args.skip_dp:
             dp = private(tmp, {**gbdt, "trees": args.dp_trees, "max_depth": args.dp_depth,
-                               "colsample": args.dp_colsample}, args.epsilon, args.rounds)
+                               "colsample": args.dp_colsample, "max_bins": args.dp_max_bins}, args.epsilon, args.rounds)
     report = {"settings": gbdt, "lr_rounds": args.rounds, "comparison": rows, "private": dp,
               "targets": {"gbdt_within_hgb": 0.005}}
     RESULTS.mkdir(exist_ok=True)
