@@ -9,7 +9,7 @@ here, where the modeller holds every table) beside the noised one. Each point us
 state, so no point spends another's budget. Prints a table and writes benchmarks/results/gbdt.json.
 
     .venv/bin/python benchmarks/bench_gbdt.py [--trees 50] [--depth 3] [--learning-rate 0.3]
-        [--dp-trees 20] [--dp-depth 2] [--dp-colsample 0.2] [--dp-max-bins 16] [--epsilon 3] [--rounds 20]
+        [--dp-trees 80] [--dp-depth 1] [--dp-colsample 0.1] [--dp-max-bins 8] [--epsilon 3] [--rounds 20]
         [--datasets taiwan german synthetic] [--skip-dp]
 """
 
@@ -153,10 +153,10 @@ def main() -> None:
     parser.add_argument("--trees", type=int, default=50)
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--learning-rate", type=float, default=0.3)
-    parser.add_argument("--dp-trees", type=int, default=20)
-    parser.add_argument("--dp-depth", type=int, default=2)
-    parser.add_argument("--dp-colsample", type=float, default=0.2)
-    parser.add_argument("--dp-max-bins", type=int, default=16)
+    parser.add_argument("--dp-trees", type=int, default=80)
+    parser.add_argument("--dp-depth", type=int, default=1)
+    parser.add_argument("--dp-colsample", type=float, default=0.1)
+    parser.add_argument("--dp-max-bins", type=int, default=8)
     parser.add_argument("--epsilon", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=20, help="federated LR rounds")
     parser.add_argument("--datasets", nargs="*", choices=["taiwan", "german", "synthetic"], default=["taiwan", "german"])
