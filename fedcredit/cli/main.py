@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--scenario", type=Path, help="scenario TOML (default: the embedded synthetic consortium)")
     sim.add_argument("--out", type=Path, help="run directory to create (default: runs/<scenario>-<time>)")
     sim.add_argument("--rounds", type=int, help="override [federation].rounds")
-    sim.add_argument("--model", choices=["logistic", "mlp", "scorecard"], help="override [federation].model")
+    sim.add_argument("--model", choices=["logistic", "mlp", "scorecard", "gbdt", "random_forest"],
+                     help="override [federation].model")
     sim.add_argument("--strategy", choices=["fedavg", "fedprox", "fedadam"], help="override [federation].strategy")
     sim.add_argument("--no-yardsticks", action="store_true", help="skip the centralised and local-only models")
     sim.add_argument("--verbose", action="store_true", help="show Flower's own log lines")

@@ -128,6 +128,29 @@ def _planned(context: Context, task) -> dict[str, float]:
     return {k: float(v) for k, v in saved.items() if k != "run"} if saved and saved.get("run") == task.run else {}
 
 
+@app.query("histograms")
+def histograms(msg: Message, context: Context) -> Message:
+    """Model "gbdt": one tree level's gradient and hessian histograms of the partner's training rows
+    (noised and charged under DP; `fedcredit.clients.gbdt`), or a reply that declines."""
+    import json
+
+    import torch
+
+    from fedcredit.clients.gbdt import level_histograms
+    from fedcredit.credit.protocol import GROWING_KEY, TREES_KEY
+    from fedcredit.credit.trees import TreeEnsemble
+
+    task, data = _data(msg, context, "train")
+    config = msg.content["config"]
+    result, report = level_histograms(data, task, TreeEnsemble.from_json(str(config[TREES_KEY])),
+                                      json.loads(str(config[GROWING_KEY])), planned=_planned(context, task))
+    reply = _reply(msg, report)
+    if result is not None:
+        reply.content["histograms"] = ArrayRecord({"grad": torch.from_numpy(result[0]),
+                                                   "hess": torch.from_numpy(result[1])})
+    return reply
+
+
 @app.train(mods=[secure_aggregation_mod, client_dp_mod])
 def train(msg: Message, context: Context) -> Message:
     """Evaluate the received global model when asked, train it locally (through the privacy
@@ -158,13 +181,19 @@ def evaluate(msg: Message, context: Context) -> Message:
     DP); send it and the partner's lifetime privacy statement. Asked for the fairness release: the
     score histograms by protected group instead (noised and charged the same way under DP)."""
     from fedcredit.clients.partner import evaluation_report, fairness_report
-    from fedcredit.credit.protocol import FAIRNESS_KEY, VALIDATE_KEY
+    from fedcredit.credit.protocol import FAIRNESS_KEY, TREES_KEY, VALIDATE_KEY
 
     task, data = _data(msg, context, "evaluate")
     config = msg.content["config"]
+    if TREES_KEY in config:   # model "gbdt": the ensemble travels as its JSON (fedcredit.credit.trees)
+        from fedcredit.credit.trees import TreeEnsemble
+
+        state = TreeEnsemble.from_json(str(config[TREES_KEY]))
+    else:
+        state = msg.content["arrays"].to_torch_state_dict()
     if bool(config.get(FAIRNESS_KEY, False)):
-        return _reply(msg, fairness_report(data, task, msg.content["arrays"].to_torch_state_dict(),
-                                           round=int(config.get("server-round", 0)), planned=_planned(context, task)))
-    return _reply(msg, evaluation_report(data, task, msg.content["arrays"].to_torch_state_dict(),
+        return _reply(msg, fairness_report(data, task, state, round=int(config.get("server-round", 0)),
+                                           planned=_planned(context, task)))
+    return _reply(msg, evaluation_report(data, task, state,
                                          round=int(config.get("server-round", 0)), planned=_planned(context, task),
                                          validate=bool(config.get(VALIDATE_KEY, False))))

@@ -35,6 +35,7 @@ from fedcredit.credit.model import Rows, build_model, make_loader, make_optimize
 from fedcredit.credit.protocol import BINS, RANGE, PartnerReport, TaskConfig
 from fedcredit.credit.scenario import FederationSettings, Partner
 from fedcredit.credit.statistics import EXACT_PER_DECADE, PRIVATE_PER_DECADE, RangeStats
+from fedcredit.credit.trees import TreeEnsemble, TreeModule
 from fedcredit.privacy.accountant import Charge, PrivacySpent, Release
 from fedcredit.privacy.anchor import DatasetAnchor
 from fedcredit.privacy.gate import PrivacyGate, RunShape
@@ -197,6 +198,11 @@ def run_shape(data: PartnerData, task: TaskConfig, *, rows: int | None = None) -
     """The releases a run plans, with the public row count (release 1's, once drawn)."""
     fed = task.federation
     rows = rows if rows is not None else int(task.weights.get(data.partner.name, len(data.train)))
+    if task.trees is not None:   # model "gbdt": trees × levels of gradient histograms
+        from fedcredit.privacy.histograms import tree_run_shape
+
+        return tree_run_shape(task.trees, rows=rows, evaluations=task.evaluations, train_rows=data.train_rows,
+                              test_rows=data.test_rows)
     return RunShape(fed.rounds, fed.batch_size, fed.local_epochs, max(rows, 1), task.evaluations, data.train_rows,
                     data.test_rows, train_parts=data.train_parts if data.fold else ())
 
@@ -465,7 +471,9 @@ def train_round(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.T
                              privacy=privacy, **evaluated, **validation)
 
 
-def _model(task: TaskConfig, state: Mapping[str, torch.Tensor]) -> torch.nn.Module:
+def _model(task: TaskConfig, state: Mapping[str, torch.Tensor] | TreeEnsemble) -> torch.nn.Module:
+    if isinstance(state, TreeEnsemble):   # model "gbdt": the ensemble itself travels (fedcredit.credit.trees)
+        return TreeModule(state)
     fed = task.federation
     model = build_model(fed.model, task.transform.n_features, hidden=fed.hidden, seed=fed.seed)
     model.load_state_dict(dict(state))

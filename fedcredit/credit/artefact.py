@@ -6,6 +6,9 @@ and bytes, in name order). `load` recomputes it and refuses a file whose content
 (edited or damaged after it was saved). A file saved before ids existed has none: it loads, its
 `id` is computed from what it holds, and `sealed` is False (`fedcredit model inspect` says so; save
 it again to seal it).
+
+A tree ensemble (model "gbdt") has no tensors: its trees are `model.trees`, in the JSON format of
+`fedcredit.credit.trees` (written and read there), inside the same content (and so its id).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from fedcredit.credit.errors import InputError
 from fedcredit.credit.features import FeatureTransform
 from fedcredit.credit.model import MODEL_NAMES, build_model, predict_proba
 from fedcredit.credit.schema import DatasetSpec
+from fedcredit.credit.trees import TREE_MODELS, TreeEnsemble, TreeModule
 
 FORMAT = "fedcredit-model/1"
 
@@ -41,6 +45,7 @@ class ScoringModel:
     state_dict: Mapping[str, torch.Tensor]
     metadata: dict[str, Any] = field(default_factory=dict)
     sealed: bool = True   # False: loaded from a file saved before content ids (nothing to check it against)
+    trees: TreeEnsemble | None = None   # model "gbdt": the ensemble (state_dict is then empty)
 
     @property
     def id(self) -> str:
@@ -49,11 +54,16 @@ class ScoringModel:
 
     def _content(self) -> dict[str, Any]:
         return {"format": FORMAT, "spec": self.spec.to_dict(), "transform": self.transform.to_dict(),
-                "model": {"name": self.model_name, "hidden": list(self.hidden)}, "metadata": self.metadata}
+                "model": {"name": self.model_name, "hidden": list(self.hidden),
+                          **({"trees": self.trees.to_dict()} if self.trees is not None else {})},
+                "metadata": self.metadata}
 
     def module(self) -> torch.nn.Module:
         """The network with the stored weights, in float64: a row's score does not depend on how many
-        rows are scored with it (float32 matrix kernels round differently by batch shape)."""
+        rows are scored with it (float32 matrix kernels round differently by batch shape). A tree
+        ensemble's module compares the float32 design values with its float32 thresholds."""
+        if self.trees is not None:
+            return TreeModule(self.trees).double()
         net = build_model(self.model_name, self.transform.n_features, hidden=self.hidden)
         net.load_state_dict(dict(self.state_dict))
         return net.double()
@@ -83,13 +93,18 @@ class ScoringModel:
         try:
             model = cls(DatasetSpec.from_dict(payload["spec"]), FeatureTransform.from_dict(payload["transform"]),
                         str(payload["model"]["name"]), tuple(payload["model"]["hidden"]),
-                        dict(payload["state_dict"]), dict(payload.get("metadata", {})), sealed="id" in payload)
+                        dict(payload["state_dict"]), dict(payload.get("metadata", {})), sealed="id" in payload,
+                        trees=TreeEnsemble.from_dict(payload["model"]["trees"]) if "trees" in payload["model"] else None)
         except (KeyError, TypeError, ValueError) as exc:   # a damaged payload: say so, not a KeyError
             raise InputError(f"a damaged {FORMAT} file ({type(exc).__name__}: {exc}): use the run "
                              "directory's original model.pt", source=str(path)) from exc
-        if model.model_name not in MODEL_NAMES:
+        if model.model_name not in MODEL_NAMES + TREE_MODELS:
             raise InputError(f"model kind {model.model_name!r} cannot be scored here yet (known: "
-                             f"{list(MODEL_NAMES)}); vertical models are not supported yet", source=str(path))
+                             f"{list(MODEL_NAMES + TREE_MODELS)}); vertical models are not supported yet",
+                             source=str(path))
+        if (model.model_name in TREE_MODELS) != (model.trees is not None):
+            raise InputError(f"a damaged {FORMAT} file: model {model.model_name!r} "
+                             f"{'without' if model.trees is None else 'with'} trees", source=str(path))
         if "id" in payload and payload["id"] != model.id:
             raise InputError(f"the file's content does not match its id {payload['id']} (it was changed or "
                              "damaged after it was saved): refusing it; use the original model.pt from the run "

@@ -13,10 +13,12 @@ from typing import Any
 from fedcredit.credit import strict_json
 from fedcredit.credit.fairness import FairnessTask, GroupScores
 from fedcredit.credit.features import ColumnPlan, FeatureTransform
+from fedcredit.credit.histograms import BinPlan
 from fedcredit.credit.metrics import ScoreHistogram
 from fedcredit.credit.scenario import FederationSettings, Partner
 from fedcredit.credit.schema import DatasetSpec
 from fedcredit.credit.statistics import BinStats, RangeStats
+from fedcredit.credit.trees import TreeSettings
 
 STATS_ACTION = "stats"          # message type "query.stats": round 0, column statistics
 TASK_KEY = "task"               # ConfigRecord entry with the TaskConfig JSON
@@ -26,6 +28,9 @@ EVALUATE_KEY = "evaluate"       # a train message: also evaluate the received mo
 VALIDATE_KEY = "validate"       # train/evaluate message: hold validation rows out of training, score the model on them
 FAIRNESS_KEY = "fairness"       # evaluate message: release the model's score histograms by protected group instead
 RANGE, BINS = "range", "bins"
+HISTOGRAMS_ACTION = "histograms"   # message type "query.histograms": one tree level's gradient histograms (gbdt)
+TREES_KEY = "trees"             # ConfigRecord entry: the tree ensemble JSON (fedcredit.credit.trees)
+GROWING_KEY = "growing"         # query.histograms: JSON {"tree": t, "level": d, "nodes": [...], "partial": tree}
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class TaskConfig:
     plan: ColumnPlan | None = None                 # round 0, release 2: where to bin each numeric column
     evaluations: int = 0                           # how many evaluations the run plans (a DP partner budgets them)
     fairness: FairnessTask | None = None           # the fairness release's groups and cutoff (its message only)
+    trees: TreeSettings | None = None              # model "gbdt": the [gbdt] settings (a DP partner budgets its levels)
+    bins: BinPlan | None = None                    # model "gbdt", after round 0: each column's histogram bins
 
     def to_json(self) -> str:
         return strict_json.dumps({
@@ -56,6 +63,8 @@ class TaskConfig:
             "run": self.run, "run_dir": self.run_dir, "weights": self.weights,
             "plan": self.plan.to_dict() if self.plan else None, "evaluations": self.evaluations,
             **({"fairness": self.fairness.to_dict()} if self.fairness else {}),
+            **({"trees": self.trees.to_dict()} if self.trees else {}),
+            **({"bins": self.bins.to_dict()} if self.bins else {}),
         })
 
     @classmethod
@@ -70,6 +79,8 @@ class TaskConfig:
             plan=ColumnPlan.from_dict(raw["plan"]) if raw.get("plan") else None,
             evaluations=int(raw.get("evaluations", 0)),
             fairness=FairnessTask.from_dict(raw["fairness"]) if raw.get("fairness") else None,
+            trees=TreeSettings.from_dict(raw["trees"]) if raw.get("trees") else None,
+            bins=BinPlan.from_dict(raw["bins"]) if raw.get("bins") else None,
         )
 
 

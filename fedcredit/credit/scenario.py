@@ -19,10 +19,11 @@ from fedcredit.credit.reading import DECIMALS, SEPARATORS
 from fedcredit.credit.schema import DatasetSpec, DatasetTable
 from fedcredit.credit.scorecard import ScorecardSettings
 from fedcredit.credit.strict_json import first_nonfinite
+from fedcredit.credit.trees import TREE_MODELS, TreeSettings
 from fedcredit.credit.validation import STRICT, Flag, Number, Rule, Schema, Text, Whole, rule, validated
 
 PARTNER_KINDS = ("bank", "insurer", "platform")
-MODELS = ("logistic", "mlp", "scorecard")
+MODELS = ("logistic", "mlp", "scorecard", "gbdt", "random_forest")   # trees: fedcredit.credit.trees ([gbdt])
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 OPTIMIZERS = ("sgd", "adam")
 PRIVACY_MODES = ("sample", "client", "off")
@@ -228,12 +229,18 @@ class Scenario:
     source: Path | None = None
     scorecard: ScorecardSettings = field(default_factory=ScorecardSettings)
     fairness: FairnessSettings = field(default_factory=FairnessSettings)
+    gbdt: TreeSettings = field(default_factory=TreeSettings)
 
     @property
     def planned_evaluations(self) -> int:
         """The releases on held-out rows a DP partner budgets for a run: the scheduled evaluations, and
         the fairness release of the final model when the dataset declares protected columns."""
         return len(self.federation.evaluation_rounds(private=True)) + (1 if self.dataset.protected else 0)
+
+    @property
+    def trees(self) -> TreeSettings | None:
+        """The [gbdt] settings a tree model uses (`TreeSettings.resolved`), else None."""
+        return self.gbdt.resolved(self.federation.model) if self.federation.model in TREE_MODELS else None
 
     @property
     def client_dp(self) -> PrivacyPolicy | None:
@@ -266,6 +273,7 @@ class Scenario:
             "federation": self.federation.to_dict(),
             "scorecard": self.scorecard.to_dict(),
             "fairness": self.fairness.to_dict(),
+            "gbdt": self.gbdt.to_dict(),
         }
 
     @classmethod
@@ -305,7 +313,12 @@ class Scenario:
         _check_scorecard(file.scorecard, spec, where)
         spec = _check_fairness(file.fairness, spec, private=any(p.privacy.enabled for p in partners), where=where,
                                given="fairness" in file.model_fields_set)
-        scenario = cls(name, spec, tuple(partners), federation, source, file.scorecard, file.fairness)
+        _check_trees(file.gbdt, federation, partners, where)
+        if federation.model in TREE_MODELS and spec.protected:
+            raise InputError(f"fair-lending checks (protected columns {list(spec.protected)}) are not yet available "
+                             f"for model '{federation.model}': use a logistic, mlp or scorecard model, or remove "
+                             "[dataset] protected", source=where, field="model")
+        scenario = cls(name, spec, tuple(partners), federation, source, file.scorecard, file.fairness, file.gbdt)
         if scenario.min_available_nodes > len(partners):
             raise InputError(f"asks for {scenario.min_available_nodes} nodes but lists only "
                              f"{len(partners)} partners", source=where, field="min_available_nodes")
@@ -371,6 +384,18 @@ def _check_fairness(fair: FairnessSettings, spec: DatasetSpec, *, private: bool,
     return spec
 
 
+def _check_trees(trees: TreeSettings, federation: FederationSettings, partners: list[Partner], where: str) -> None:
+    """Under record-level DP the shared transform's numeric columns have PRIVATE_BINS bins: no more
+    value bins can be cut from them (exact statistics have EXACT_BINS)."""
+    from fedcredit.credit.features import PRIVATE_BINS
+
+    private = [p.name for p in partners if p.privacy.enabled]
+    if federation.model in TREE_MODELS and private and trees.max_bins is not None and trees.max_bins > PRIVATE_BINS:
+        raise InputError(f"max_bins {trees.max_bins} is more than the {PRIVATE_BINS} bins a numeric column has in "
+                         f"the private statistics of partner(s) {private} (record-level DP): use max_bins ≤ "
+                         f"{PRIVATE_BINS}, or leave it out", source=f"{where} [gbdt]", field="max_bins")
+
+
 # ---- the files' schemas ------------------------------------------------------------------------
 
 
@@ -415,6 +440,7 @@ class ScenarioFile(Schema):
     federation: FederationSettings = rule("must be the [federation] table", default_factory=FederationSettings)
     scorecard: ScorecardSettings = rule("must be the [scorecard] table", default_factory=ScorecardSettings)
     fairness: FairnessSettings = rule("must be the [fairness] table", default_factory=FairnessSettings)
+    gbdt: TreeSettings = rule("must be the [gbdt] table", default_factory=TreeSettings)
     privacy: dict[str, Any] | None = rule("must be the [privacy] table", None)
     synthetic: dict[str, Any] | None = rule("must be a table", None)
     coordinator: dict[str, Any] | None = rule("must be the [coordinator] table", None)

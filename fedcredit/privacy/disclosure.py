@@ -29,6 +29,7 @@ _FINAL_SUM = ("only the final model's, summed over every partner and both labels
 _TO_PARTNERS = (
     ("report.partner", "yes: the names key the FedAvg weights every partner receives"),
     ("arrays.*", "only inside the global model (the weighted mean of every partner's update)"),
+    ("histograms.*", "only inside the trees (splits and leaf values from every partner's summed histograms)"),
     ("metrics.num-examples", "yes: every partner's FedAvg weight is in the task each partner receives"),
     ("report.rows_train", "yes: as that FedAvg weight"),
     ("report.stats.*", "only inside the shared transform fitted from every partner's statistics, and summed over "

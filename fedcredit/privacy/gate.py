@@ -49,6 +49,7 @@ class RunShape:
     test_rows: tuple[float, float]
     stats_releases: int = STATS_RELEASES
     train_parts: tuple[tuple[float, float], ...] = ()
+    unit: str = "round"          # what one of `rounds` is called in messages ("tree": a gbdt run)
 
     @property
     def train_cells(self) -> tuple[tuple[float, float], ...]:
@@ -147,7 +148,7 @@ class PrivacyGate:
                                            shape)
             if 0 < rounds < shape.rounds:
                 warnings.append(f"at the fixed noise multiplier {train_noise:g} only {rounds} of {shape.rounds} "
-                                "rounds fit the budget: this partner stops after them")
+                                f"{shape.unit}s fit the budget: this partner stops after them")
         planned = stats + evals + shape.train_charges(Release(train_noise, q, shape.steps_per_round * max(rounds, 1)))
         run = compose_rows(done + planned, delta)
         after = compose_rows(prior + planned, delta)
@@ -223,7 +224,7 @@ class PrivacyGate:
         one_round = compose([Release(sigma, shape.sample_rate, shape.steps_per_round)], self.policy.delta).epsilon
         cap = min(self.policy.epsilon, self.policy.run_cap)
         if one_round > cap:
-            raise InputError(f"noise multiplier {sigma:g} spends epsilon {one_round:.3f} in a single round, "
+            raise InputError(f"noise multiplier {sigma:g} spends epsilon {one_round:.3f} in a single {shape.unit}, "
                              f"over the budget {cap:g}: raise the noise or leave it out to calibrate",
                              source=self.source, field="noise_multiplier")
 
@@ -251,7 +252,7 @@ class PrivacyGate:
         if noise is None:
             left = RunShape(max(shape.rounds - server_round + 1, 1), shape.batch_size, shape.local_epochs,
                             shape.rows, shape.evaluations, shape.train_rows, shape.test_rows, stats_releases=0,
-                            train_parts=shape.train_parts)
+                            train_parts=shape.train_parts, unit=shape.unit)
             plan = self.plan_run(left)
             if plan.train_noise is None:
                 return RoundPlan(False, None, q, steps, None, plan.reason)

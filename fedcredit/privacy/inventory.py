@@ -28,7 +28,8 @@ class Item:
 
 
 STATS, TRAIN, EVALUATE = "query.stats", "train", "evaluate"
-ALL = (STATS, TRAIN, EVALUATE)
+HISTOGRAMS = "query.histograms"     # model "gbdt": one tree level's gradient histograms
+ALL = (STATS, TRAIN, EVALUATE, HISTOGRAMS)
 
 _STATEMENT = ("the partner's privacy statement: computed from the ledger's release parameters (noise, sample "
               "rate, steps, delta) and the policy, not from rows")
@@ -82,6 +83,11 @@ INVENTORY: tuple[Item, ...] = (
                                             "epochs"),
     Item("report.steps", ALL, PUBLIC, "optimizer steps: batches per epoch (from the noised row count) × epochs; "
                                       "0 in a reply that trained nothing"),
+    # boosted trees (model "gbdt"): one tree level's histograms
+    Item("histograms.grad", (HISTOGRAMS,), NOISED, "gaussian-histogram, training rows: per open node, column and "
+                                                   "bin, the sum of the rows' loss gradients, each clipped to [-1, 1]"),
+    Item("histograms.hess", (HISTOGRAMS,), NOISED, "gaussian-histogram, training rows: per open node, column and "
+                                                   "bin, the sum of the rows' hessians, each clipped to [0, 1/4]"),
     # evaluation of the received model on held-out rows
     Item("report.evaluation.bad", (TRAIN, EVALUATE), NOISED, "gaussian-evaluation, held-out rows"),
     Item("report.evaluation.good", (TRAIN, EVALUATE), NOISED, "gaussian-evaluation, held-out rows"),

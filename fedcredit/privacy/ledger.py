@@ -37,7 +37,8 @@ from fedcredit.privacy.anchor import DatasetAnchor
 from fedcredit.protection.chain import ChainError, ChainRead, HashChainLog
 
 FORMAT = "fedcredit-privacy-ledger/1"
-MECHANISMS = ("dp-sgd", "gaussian-statistics", "gaussian-evaluation", "gaussian-fairness")
+MECHANISMS = ("dp-sgd", "gaussian-statistics", "gaussian-evaluation", "gaussian-fairness",
+              "gaussian-histogram")   # histogram: a gbdt level
 HELD_OUT_MECHANISMS = ("gaussian-evaluation", "gaussian-fairness")   # releases on the held-out rows
 
 

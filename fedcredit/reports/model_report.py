@@ -105,6 +105,13 @@ def _model_terms(model: ScoringModel | None) -> dict[str, Any]:
     """The logistic regression's coefficients (intercept first, then `transform.feature_names`'s order)."""
     if model is None:
         return {"coefficients": None, "note": f"no {MODEL} in the run directory"}
+    if model.trees is not None:
+        trees = model.trees.trees
+        kind = "random forest" if model.trees.average else "boosted tree ensemble"
+        return {"coefficients": None, "note": f"a {kind} ({len(trees)} trees, "
+                                              f"{sum(len(t.feature) for t in trees)} nodes) has no coefficient table; "
+                                              "its trees are in the model artefact (JSON); see the calibration and "
+                                              "PSI sections"}
     if model.model_name != "logistic":
         n = sum(int(np.prod(t.shape)) for t in model.state_dict.values())
         return {"coefficients": None, "note": f"a {model.model_name} network ({n} weights) has no coefficient "

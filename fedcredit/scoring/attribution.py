@@ -13,6 +13,11 @@ applicant `b` (the training population's mean design row, `fedcredit.credit.refe
   point, as compared in Ancona et al. (2018, "Towards better understanding of gradient-based
   attribution methods", ICLR). It is exact for a linear model and an approximation otherwise.
 
+Boosted trees (`[federation] model = "gbdt"`): Saabas's path attributions (`fedcredit.credit.trees`):
+along the row's path in every tree, each split credits the change of the node value to its feature,
+so the contributions sum exactly to logit(x) minus the ensemble's expected logit (the training
+population's, from the root values) — the tree analogue of "relative to the average applicant".
+
 A scorecard (`[federation] model = "scorecard"`): its design matrix holds each characteristic's points
 and its logit is (offset − Σ points) / factor, so with the reference b_j = the characteristic's best
 attainable points the contribution is exactly (max_j − points_j) / factor: the points below max
@@ -44,6 +49,7 @@ class Attribution:
         self.module = module
         binned = model.transform.binned
         self.linear = model.model_name in ("logistic", "scorecard")
+        self.trees = model.trees
         self.columns: list[str] = []
         owner: list[int] = []
         if binned is not None:     # one design column per characteristic; the reference is its best value
@@ -67,6 +73,8 @@ class Attribution:
 
     def contributions(self, x: np.ndarray) -> np.ndarray:
         """(n, columns) contributions to the logit, in `self.columns` order."""
+        if self.trees is not None:
+            return self.trees.contributions(x) @ self.groups
         if self.linear:   # Σ_d w_d·x_d per column as one float32 product, minus Σ_d w_d·b_d (float64)
             return (x @ self.weighted_groups).astype(np.float64) - self.offset
         delta = x.astype(np.float64) - self.baseline

@@ -83,7 +83,7 @@ class FederatedTraining(StatisticsRound, FairnessRound):
         # A DP partner plans (and budgets) the evaluations of the private schedule.
         self.task = TaskConfig(scenario.dataset, self.fed, roster=scenario.partners if simulation else (),
                                run=run_dir.run_id, run_dir=str(run_dir.path) if simulation else "",
-                               evaluations=scenario.planned_evaluations)
+                               evaluations=scenario.planned_evaluations, trees=scenario.trees)
         self.evaluated: set[int] = set(self.fed.evaluation_rounds(private=False))   # set after round 0
         self.notices: list[str] = []                      # what the coordinator warned about (also in the summary)
         self.refused: list[str] = []                      # nodes refused for their identity (also in the summary)
@@ -252,14 +252,19 @@ class FederatedTraining(StatisticsRound, FairnessRound):
 
     def run(self) -> dict[str, Any]:
         started = time.monotonic()
+        total = self.scenario.trees.trees if self.scenario.trees else self.fed.rounds   # gbdt: a tree a round
         log(INFO, "%s", start_line(self.scenario.name, len(self.scenario.partners), self.fed.model,
-                                   self.fed.strategy, self.fed.rounds), extra=progress_extra(0, self.fed.rounds))
+                                   self.fed.strategy, total), extra=progress_extra(0, total))
         transform = self.fit_transform()
         stats_seconds = time.monotonic() - started
         asked, used, declined = self.statistics_from
-        log(INFO, "%s", statistics_line(self.fed.rounds, asked=asked, contributed=len(used), declined=declined,
+        log(INFO, "%s", statistics_line(total, asked=asked, contributed=len(used), declined=declined,
                                         features=transform.n_features, seconds=stats_seconds, waited=self.waited),
-            extra=progress_extra(0, self.fed.rounds))
+            extra=progress_extra(0, total))
+        if self.scenario.trees is not None:   # model "gbdt": trees grown from the partners' histograms
+            from fedcredit.server.gbdt import grow_trees
+
+            return grow_trees(self, transform, started, stats_seconds)
         model = build_model(self.fed.model, transform.n_features, hidden=self.fed.hidden, seed=self.fed.seed)
         arrays = ArrayRecord(model.state_dict())
         last_loss, last_steps, trained_rounds, ended = None, 0, 0, ""

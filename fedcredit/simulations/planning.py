@@ -61,7 +61,7 @@ def evaluations(scenario: Scenario) -> int:
 def plan_scenario(scenario: Scenario, data: dict[str, PartnerData], task: TaskConfig) -> ScenarioPlan:
     """Each partner's plan for one run (nothing is released; ledgers are only read and reconciled)."""
     task = TaskConfig(task.spec, task.federation, run=task.run or "plan", run_dir=task.run_dir,
-                      evaluations=evaluations(scenario))
+                      evaluations=evaluations(scenario), trees=scenario.trees)
     plans, bins_sd = [], []
     columns = len(scenario.dataset.features)
     for partner in scenario.partners:
@@ -76,7 +76,11 @@ def plan_scenario(scenario: Scenario, data: dict[str, PartnerData], task: TaskCo
         sd = {"statistics_range_count": range_noise_sd(policy.stats_noise_multiplier, columns),
               "statistics_bins_count": bins_noise_sd(policy.stats_noise_multiplier, len(scenario.dataset.numeric))}
         bins_sd.append(sd["statistics_bins_count"])
-        if plan.train_noise:
+        if plan.train_noise and scenario.trees is not None:   # gbdt: per level, each gradient sum of a bin
+            from fedcredit.privacy.histograms import noise_sd
+
+            sd["histogram_gradient_sum"] = noise_sd(plan.train_noise, scenario.trees.columns_per_tree(columns))[0]
+        elif plan.train_noise:
             sd["dp_sgd_gradient_sum"] = plan.train_noise * policy.max_grad_norm
         if plan.eval_noise:
             sd["evaluation_count"] = plan.eval_noise
@@ -117,6 +121,8 @@ def render_plan(plan: ScenarioPlan) -> str:
             warnings.append(f"{p.name}: {q.reason}")
         warnings += [f"{p.name}: {w}" for w in q.warnings]
     lines.append("ε at each partner's δ; 'this run' is the run's own spend (per-run cap), 'after' the lifetime total.")
+    if any("histogram_gradient_sum" in p.noise_sd for p in plan.partners):
+        lines.append("trees (gbdt / random_forest): 'σ DP-SGD' is the noise multiplier of each tree level's histograms.")
     if plan.statistics:
         warnings.append(plan.statistics)
     lines += [f"warning: {w}" for w in warnings]

@@ -64,7 +64,7 @@ class SimulationResult:
 
 def _task(scenario: Scenario, run_dir: Path | None) -> TaskConfig:
     return TaskConfig(scenario.dataset, scenario.federation, run=RunDirectory(run_dir).run_id if run_dir else "",
-                      run_dir=str(run_dir or ""))
+                      run_dir=str(run_dir or ""), trees=scenario.trees)
 
 
 def open_partners(scenario: Scenario, run_dir: Path | None = None, *, purpose: str = "check"
@@ -265,14 +265,14 @@ def _add_yardsticks(summary: dict[str, Any], scenario: Scenario, staging: Path, 
         report(on_yardstick, done, total, f"yardstick {done}/{total}  {what}  ({time.monotonic() - t:.1f} s)")
 
     t = time.monotonic()
-    cen = centralised(data, scenario.dataset, scenario.federation, scenario.scorecard)
+    cen = centralised(data, scenario.dataset, scenario.federation, scenario.scorecard, scenario.trees)
     summary["centralized"] = cen["pooled"]
     step(f"centralised model on {len(data)} partners' pooled training rows: AUC {_auc(cen['pooled'])} "
          "on the pooled test rows", t)
     model = ScoringModel.load(run_dir.file(summary["artefact"]))
     for p in summary["partners"]:
         d, t = data[p["name"]], time.monotonic()
-        p["local"], p_local = local_only(d, scenario.dataset, scenario.federation, scenario.scorecard)
+        p["local"], p_local = local_only(d, scenario.dataset, scenario.federation, scenario.scorecard, scenario.trees)
         p["centralized"] = cen["partners"][p["name"]]
         # the modeller holds every table here: the federated model scored exactly (not a partner release)
         p_fed = model.predict_proba(d.test.features)
@@ -281,7 +281,7 @@ def _add_yardsticks(summary: dict[str, Any], scenario: Scenario, staging: Path, 
         if d.partner.privacy.enabled:   # the fair alternative under the partner's own policy
             t = time.monotonic()
             p["local_private"], p_private = local_private(d, scenario.dataset, scenario.federation,
-                                                          d.partner.privacy)
+                                                          d.partner.privacy, scenario.trees)
             p["gain_private"] = federation_gain(d.test.label, p_private, p_fed)
             step(f"local-only model of {p['name']} under its DP policy: AUC {_auc(p['local_private'])} "
                  "on its test rows", t)

@@ -2,7 +2,10 @@
 (possible only in simulation, where the modeller holds every table), a local-only model per
 partner, and — for a partner with a DP policy — a local-only model under that same policy
 (DP-SGD calibrated to its per-run cap): what it could do alone without breaking its own rule.
-All use the same preprocessing method, model and training loop as the clients.
+All use the same preprocessing method, model and training loop as the clients; for boosted trees
+(model "gbdt") the centralised and local-only models are scikit-learn's HistGradientBoostingClassifier
+with the [gbdt] settings, and the local model under DP is our own grower with the same noise
+(`fedcredit.simulations.tree_yardsticks`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from fedcredit.credit.scenario import FederationSettings, PrivacyPolicy
 from fedcredit.credit.schema import DatasetSpec
 from fedcredit.credit.scorecard import ScorecardSettings
 from fedcredit.credit.scorecard import fit_rows as fit_scorecard_rows
+from fedcredit.credit.trees import TreeSettings
 
 MIN_STEPS = 1000  # a yardstick is trained to convergence, not starved on a small partner
 
@@ -34,9 +38,14 @@ def yardstick_epochs(rows: int, fed: FederationSettings) -> int:
 
 
 def _fit(features: pd.DataFrame, label: np.ndarray, spec: DatasetSpec, fed: FederationSettings,
-         card: ScorecardSettings | None = None) -> tuple[FeatureTransform, CreditClassifier]:
+         card: ScorecardSettings | None = None, trees: TreeSettings | None = None) -> tuple[FeatureTransform, Any]:
     """A scorecard (`card` given and model "scorecard") is LR on the WOE of bins from exact pooled counts,
-    scored on WOE (unrounded points: the same ranking up to rounding)."""
+    scored on WOE (unrounded points: the same ranking up to rounding); `trees` given: boosted trees."""
+    if trees is not None:
+        from fedcredit.simulations.tree_yardsticks import fit_reference
+
+        transform = FeatureTransform.fit_rows(features, spec)
+        return transform, fit_reference(transform.transform(features), label, trees, fed.model, seed=fed.seed)
     if fed.model == "scorecard" and card is not None:
         transform = fit_scorecard_rows(features, label, spec, card)[0]
     else:
@@ -48,11 +57,11 @@ def _fit(features: pd.DataFrame, label: np.ndarray, spec: DatasetSpec, fed: Fede
 
 
 def centralised(data: Mapping[str, PartnerData], spec: DatasetSpec, fed: FederationSettings,
-                card: ScorecardSettings | None = None) -> dict[str, Any]:
+                card: ScorecardSettings | None = None, trees: TreeSettings | None = None) -> dict[str, Any]:
     """Pool every partner's training rows, fit once, score the pooled and per-partner test rows."""
     train_x = pd.concat([d.train.features for d in data.values()], ignore_index=True)
     train_y = np.concatenate([d.train.label for d in data.values()])
-    transform, clf = _fit(train_x, train_y, spec, fed, card)
+    transform, clf = _fit(train_x, train_y, spec, fed, card, trees)
     per_partner, scores, labels = {}, [], []
     for name, d in data.items():
         p = clf.predict_proba(transform.transform(d.test.features))[:, 1]
@@ -60,14 +69,18 @@ def centralised(data: Mapping[str, PartnerData], spec: DatasetSpec, fed: Federat
         scores.append(p)
         labels.append(d.test.label)
     pooled = exact_metrics(np.concatenate(labels), np.concatenate(scores))
-    return {"pooled": pooled, "partners": per_partner, "steps": clf.steps_}
+    return {"pooled": pooled, "partners": per_partner, "steps": getattr(clf, "steps_", None)}
 
 
-def local_private(d: PartnerData, spec: DatasetSpec, fed: FederationSettings, policy: PrivacyPolicy
-                  ) -> tuple[dict[str, Any], np.ndarray]:
+def local_private(d: PartnerData, spec: DatasetSpec, fed: FederationSettings, policy: PrivacyPolicy,
+                  trees: TreeSettings | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """The partner alone under its own DP policy: the federation's rounds × epochs of DP-SGD on its
     rows, the noise calibrated to its per-run cap (preprocessing fitted exactly — generous to it);
-    (metrics, P(bad)) on its test rows."""
+    (metrics, P(bad)) on its test rows. `trees`: the same trees grown from its own noised histograms."""
+    if trees is not None:
+        from fedcredit.simulations.tree_yardsticks import local_private_trees
+
+        return local_private_trees(d, spec, trees, policy, seed=fed.seed, forest=fed.model == "random_forest")
 
     from fedcredit.credit.model import Rows, build_model, make_optimizer, predict_proba, train_epochs
     from fedcredit.privacy.accountant import calibrate_noise
@@ -89,10 +102,10 @@ def local_private(d: PartnerData, spec: DatasetSpec, fed: FederationSettings, po
     return exact_metrics(d.test.label, p), p
 
 
-def local_only(d: PartnerData, spec: DatasetSpec, fed: FederationSettings, card: ScorecardSettings | None = None
-               ) -> tuple[dict[str, Any], np.ndarray]:
+def local_only(d: PartnerData, spec: DatasetSpec, fed: FederationSettings, card: ScorecardSettings | None = None,
+               trees: TreeSettings | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """The partner alone: its own preprocessing, model and training rows; (metrics, P(bad)) on its test rows."""
-    transform, clf = _fit(d.train.features, d.train.label, spec, fed, card)
+    transform, clf = _fit(d.train.features, d.train.label, spec, fed, card, trees)
     p = clf.predict_proba(transform.transform(d.test.features))[:, 1]
     return exact_metrics(d.test.label, p), p
 

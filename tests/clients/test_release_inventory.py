@@ -180,3 +180,37 @@ def test_a_fairness_release_is_inventoried_noised_and_withholds_its_sums(tmp_pat
     assert "report.fairness.columns.age.<25.bad" in leaves and not any(".sums" in p for p in leaves)
     assert classify("report.fairness.columns.sex.F.good", "evaluate").protection == NOISED
     assert classify("report.fairness.columns.sex.F.good", "train") is None   # only an evaluate message carries it
+
+
+def test_a_gbdt_partners_histogram_and_tree_evaluation_replies_are_inventoried_and_noised(dp_partner) -> None:
+    import json
+
+    from fedcredit.credit.histograms import BinPlan
+    from fedcredit.credit.protocol import GROWING_KEY, TREES_KEY
+    from fedcredit.credit.trees import Tree, TreeEnsemble, TreeSettings
+
+    scenario, task = dp_partner
+    task = replace(task, federation=replace(task.federation, model="gbdt"), trees=TreeSettings(trees=3, max_depth=2))
+    context = Context(run_id=1, node_id=1, node_config={"partition-id": 0}, state=RecordDict(), run_config={})
+    first = _check(_send(task, context, "query.stats", **{PHASE_KEY: RANGE}), "query.stats")
+    plan = ColumnPlan.fit(first.stats, scenario.dataset, noise_sd=first.stats_noise_sd)
+    task = replace(task, plan=plan, weights={"bank-a": first.rows_train})
+    second = _check(_send(task, context, "query.stats", **{PHASE_KEY: BINS}), "query.stats")
+    transform = FeatureTransform.fit(plan, second.stats, scenario.dataset, noise_sd=second.stats_noise_sd)
+    bins = BinPlan.fit(transform, plan, second.stats, None)
+    task = replace(task, transform=transform, plan=None, bins=bins)
+    ensemble = TreeEnsemble(-1.0, transform.feature_names)
+    growing = json.dumps({"tree": 1, "level": 0, "nodes": [0], "partial": Tree().to_dict()})
+    reply = _send(task, context, "query.histograms", **{TREES_KEY: ensemble.to_json(), GROWING_KEY: growing})
+    content = {"metrics": dict(reply.content["metrics"]), "report": str(reply.content["report"][REPORT_KEY]),
+               "histograms": {k: "tensor" for k in reply.content["histograms"].keys()}}
+    for path, value in reply_paths(content):
+        assert not any(path == w or path.startswith(w.rstrip("*")) for w in WITHHELD), f"{path} must be withheld"
+        assert classify(path, "query.histograms") is not None, f"{path} = {value!r} is not in the release inventory"
+    assert classify("histograms.grad", "query.histograms").protection == NOISED
+    level = PartnerReport.from_json(str(reply.content["report"][REPORT_KEY]))
+    hess = reply.content["histograms"].to_torch_state_dict()["hess"].numpy()
+    assert level.stats_noise_sd > 0 and (hess < 0).any()                     # noised: some hessian sums below 0
+    assert level.privacy["noise_multiplier"] == pytest.approx(first.privacy["planned"]["dp-sgd"])
+    final = _check(_send(task, context, "evaluate", **{TREES_KEY: ensemble.to_json()}), "evaluate")
+    assert final.evaluation is not None and final.evaluation.private
