@@ -70,12 +70,12 @@ def level_histograms(data: PartnerData, task: TaskConfig, ensemble: TreeEnsemble
                                 privacy=privacy_statement(gate, data, status="declined", history=True))
         noise = plan.noise_multiplier
     grad, hess, release, sd = noisy_histograms(grad, hess, noise, len(bins.columns))
-    after, reason = gate.admit(Charge(release, data.train_rows))
+    after, reason = gate.admit([Charge(release, rows) for rows in data.train_parts])
     if after is None:
         return None, report(data, task, gate, declined=reason,
                             privacy=privacy_statement(gate, data, status="declined", history=True))
-    charge(gate, data, task, release, mechanism=MECHANISM, round=tree_no, rows=data.train_rows,
-           epsilon=after.epsilon)   # before the histograms leave
+    for rows in data.train_parts:   # before the histograms leave (a `fedcredit cv` fold: each part around it)
+        charge(gate, data, task, release, mechanism=MECHANISM, round=tree_no, rows=rows, epsilon=after.epsilon)
     return (grad, hess), report(data, task, gate, stats_noise_sd=sd,
                                 privacy=privacy_statement(gate, data, spent=after, release=release))
 

@@ -202,7 +202,7 @@ def run_shape(data: PartnerData, task: TaskConfig, *, rows: int | None = None) -
         from fedcredit.privacy.histograms import tree_run_shape
 
         return tree_run_shape(task.trees, rows=rows, evaluations=task.evaluations, train_rows=data.train_rows,
-                              test_rows=data.test_rows)
+                              test_rows=data.test_rows, train_parts=data.train_parts if data.fold else ())
     return RunShape(fed.rounds, fed.batch_size, fed.local_epochs, max(rows, 1), task.evaluations, data.train_rows,
                     data.test_rows, train_parts=data.train_parts if data.fold else ())
 

@@ -52,8 +52,9 @@ def noisy_histograms(grad: np.ndarray, hess: np.ndarray, noise_multiplier: float
 
 
 def tree_run_shape(trees: TreeSettings, *, rows: int, evaluations: int, train_rows: tuple[float, float],
-                   test_rows: tuple[float, float]) -> RunShape:
+                   test_rows: tuple[float, float], train_parts: tuple[tuple[float, float], ...] = ()) -> RunShape:
     """A gbdt run as the gate plans it: `trees` rounds of `max_depth` Gaussian mechanisms at sampling
     rate 1 (one "batch" of all `rows` rows, `max_depth` "epochs" of one step: a level each)."""
     rows = max(int(rows), 1)
-    return RunShape(trees.trees, rows, trees.max_depth, rows, evaluations, train_rows, test_rows, unit="tree")
+    return RunShape(trees.trees, rows, trees.max_depth, rows, evaluations, train_rows, test_rows, unit="tree",
+                    train_parts=train_parts)

@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from fedcredit.clients.partner import PartnerData
-from fedcredit.credit.loading import PartnerTable
 from fedcredit.credit.artefact import ScoringModel
 from fedcredit.credit.features import FeatureTransform
+from fedcredit.credit.loading import PartnerTable
 from fedcredit.credit.scenario import Scenario
 from fedcredit.privacy.accountant import Release, compose
 from fedcredit.privacy.membership import canary_audit, loss_threshold_attack, row_losses
