@@ -18,7 +18,8 @@ def free_port() -> int:
 
 def free_port_block(size: int, *, tries: int = 200) -> int:
     """First of `size` consecutive free loopback ports, below the kernel's ephemeral range (so no
-    process's outgoing connection or bind(0) takes one of them while a test starts its servers)."""
+    process's outgoing connection or bind(0) takes one of them while a test starts its servers) and
+    above Ray's own (client server 10001, workers 10002–19999: a head given a port there exits)."""
     import random
 
     try:
@@ -26,7 +27,7 @@ def free_port_block(size: int, *, tries: int = 200) -> int:
     except (OSError, ValueError, IndexError):
         low = 32768
     for _ in range(tries):
-        first = random.randrange(10_000, max(low - size, 10_001))
+        first = random.randrange(20_000, max(low - size, 20_001))
         sockets = []
         try:
             for port in range(first, first + size):
