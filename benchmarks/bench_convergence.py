@@ -32,7 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fedcredit.credit.atomic import atomic_write_json  # noqa: E402
 from fedcredit.credit.scenario import load_scenario  # noqa: E402
 from fedcredit.server.app import RunSettings  # noqa: E402
-from fedcredit.simulations.datasets import write_german_partners, write_taiwan_partners  # noqa: E402
+from fedcredit.simulations.datasets import (  # noqa: E402
+    write_default_without_dp,
+    write_german_partners,
+    write_taiwan_partners,
+)
 from fedcredit.simulations.runner import check_partners, simulate  # noqa: E402
 from fedcredit.simulations.yardsticks import centralised, local_only  # noqa: E402
 
@@ -43,18 +47,7 @@ BEFORE = {"stop": "rounds", "min_local_steps": 0}   # the former default behavio
 
 def default_without_dp(out: Path) -> Path:
     """The embedded default consortium's scenario with privacy off (absolute paths to its vaults)."""
-    from fedcredit.privacy.embedded import default_scenario_path
-
-    source = default_scenario_path()
-    raw = tomllib.loads(source.read_text(encoding="utf-8"))
-    raw["privacy"] = {"mode": "off"}
-    for p in raw["partners"]:
-        for key in ("data", "key"):
-            if p.get(key):
-                p[key] = str((source.parent / p[key]).resolve())
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scenario.toml").write_text(tomli_w.dumps(raw), encoding="utf-8")
-    return out / "scenario.toml"
+    return write_default_without_dp(out)
 
 
 def small_taiwan(out: Path, share: float = 0.2) -> Path:

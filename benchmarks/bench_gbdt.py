@@ -40,7 +40,11 @@ from fedcredit.credit.protocol import TaskConfig  # noqa: E402
 from fedcredit.credit.scenario import load_scenario  # noqa: E402
 from fedcredit.credit.trees import TreeSettings  # noqa: E402
 from fedcredit.server.app import RunSettings  # noqa: E402
-from fedcredit.simulations.datasets import write_german_partners, write_taiwan_partners  # noqa: E402
+from fedcredit.simulations.datasets import (  # noqa: E402
+    write_default_without_dp,
+    write_german_partners,
+    write_taiwan_partners,
+)
 from fedcredit.simulations.runner import simulate  # noqa: E402
 from fedcredit.simulations.tree_yardsticks import fit_hgb  # noqa: E402
 
@@ -58,19 +62,7 @@ def with_gbdt(path: Path, gbdt: dict) -> Path:
 
 def write_default(out: Path, *, rounds: int = 20, extra_federation: dict | None = None) -> Path:
     """The embedded synthetic default consortium (58,000 rows, 3 partners) with privacy off."""
-    from fedcredit.privacy.embedded import default_scenario_path
-
-    source = default_scenario_path()
-    raw = tomllib.loads(source.read_text(encoding="utf-8"))
-    raw["privacy"] = {"mode": "off"}
-    raw["federation"] = {**raw.get("federation", {}), "rounds": rounds, **(extra_federation or {})}
-    for p in raw["partners"]:
-        for key in ("data", "key"):
-            if p.get(key):
-                p[key] = str((source.parent / p[key]).resolve())
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scenario.toml").write_text(tomli_w.dumps(raw), encoding="utf-8")
-    return out / "scenario.toml"
+    return write_default_without_dp(out, federation={"rounds": rounds, **(extra_federation or {})})
 
 
 def pooled_rows(scenario_path: Path) -> tuple[list, list]:

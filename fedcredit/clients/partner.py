@@ -318,12 +318,18 @@ def evaluate_model(data: PartnerData, task: TaskConfig, state: Mapping[str, torc
     if noise is None:
         return None, reason
     private, release, _ = noisy_evaluation(exact, noise)
+    reason = _charge_held_out(gate, data, task, release, mechanism="gaussian-evaluation", round=round)
+    return (None, reason) if reason else (private, "")
+
+
+def _charge_held_out(gate: PrivacyGate, data: PartnerData, task: TaskConfig, release: Release, *, mechanism: str,
+                     round: int) -> str:
+    """Admit and charge a release on the held-out rows before it leaves: "" or why it may not leave."""
     after, reason = gate.admit(Charge(release, data.test_rows))
     if after is None:
-        return None, reason
-    charge(gate, data, task, release, mechanism="gaussian-evaluation", round=round, rows=data.test_rows,
-           epsilon=after.epsilon)
-    return private, ""
+        return reason
+    charge(gate, data, task, release, mechanism=mechanism, round=round, rows=data.test_rows, epsilon=after.epsilon)
+    return ""
 
 
 def _held_out_noise(gate: PrivacyGate, data: PartnerData, task: TaskConfig, noise: float | None
@@ -359,12 +365,8 @@ def fairness_scores(data: PartnerData, task: TaskConfig, state: Mapping[str, tor
     if noise is None:
         return None, reason
     private, release, _ = noisy_group_scores(exact, noise)
-    after, reason = gate.admit(Charge(release, data.test_rows))
-    if after is None:
-        return None, reason
-    charge(gate, data, task, release, mechanism="gaussian-fairness", round=round, rows=data.test_rows,
-           epsilon=after.epsilon)
-    return private, ""
+    reason = _charge_held_out(gate, data, task, release, mechanism="gaussian-fairness", round=round)
+    return (None, reason) if reason else (private, "")
 
 
 def fairness_report(data: PartnerData, task: TaskConfig, state: Mapping[str, torch.Tensor], *, round: int,

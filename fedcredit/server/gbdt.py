@@ -32,13 +32,10 @@ from fedcredit.credit.errors import InputError
 from fedcredit.credit.features import FeatureTransform
 from fedcredit.credit.histograms import BinError, BinPlan, grow_level
 from fedcredit.credit.protocol import GROWING_KEY, HISTOGRAMS_ACTION, TREES_KEY, PartnerReport
-from fedcredit.credit.rundir import MODEL
 from fedcredit.credit.statistics import RangeStats
 from fedcredit.credit.trees import RANDOM_FOREST, Tree, TreeEnsemble
 from fedcredit.privacy.histograms import HESSIAN_SCALE
-from fedcredit.privacy.report import write_privacy_report
 from fedcredit.privacy.statistics import summed_sd
-from fedcredit.reports.model_report import pooled_calibration, released_evaluations, write_model_report
 from fedcredit.server.model_record import model_metadata
 from fedcredit.server.progress import PROGRESS, progress_extra
 
@@ -194,16 +191,7 @@ class TreeGrowing:
         metadata["privacy"] = metadata["privacy"].replace("DP-SGD, Opacus", PRIVATE_SENTENCE)
         artefact = ScoringModel(run.scenario.dataset, self.transform, run.fed.model, (), {}, metadata,
                                 trees=self.ensemble)
-        artefact.save(run.run_dir.file(MODEL))
-        summary["model_id"] = artefact.id
-        evaluations = released_evaluations({r.partner: r.evaluation for r in reports})
-        summary["calibration"] = pooled_calibration(evaluations)
-        run.run_dir.write_summary(summary)
-        write_privacy_report(run.run_dir.path, summary, run.privacy_rounds, run.releases)
-        write_model_report(run.run_dir.path, summary, evaluations,
-                           {n: r.stats for n, r in run.partners.items() if isinstance(r.stats, RangeStats)})
-        log(INFO, "run directory: %s", run.run_dir.path, extra=PROGRESS)
-        return summary
+        return run.write_run(summary, artefact, reports)
 
 
 def grow_trees(run: FederatedTraining, transform: FeatureTransform, started: float, stats_seconds: float

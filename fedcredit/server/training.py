@@ -363,9 +363,15 @@ class FederatedTraining(StatisticsRound, FairnessRound):
                                 arrays.to_torch_state_dict(),
                                 model_metadata(summary, final_reports, transform, self.scenario, self.released_stats,
                                                self.stats_contributors, read_data=bool(self.task.roster)))
+        return self.write_run(summary, artefact, final_reports)
+
+    def write_run(self, summary: dict[str, Any], artefact: ScoringModel, reports: list[PartnerReport]
+                  ) -> dict[str, Any]:
+        """The run directory's outputs: the model artefact, `summary.json` (with the model id and the pooled
+        calibration from the released evaluations), the privacy and model-risk reports."""
         artefact.save(self.run_dir.file(MODEL))
         summary["model_id"] = artefact.id
-        evaluations = released_evaluations({r.partner: r.evaluation for r in final_reports})
+        evaluations = released_evaluations({r.partner: r.evaluation for r in reports})
         summary["calibration"] = pooled_calibration(evaluations)
         self.run_dir.write_summary(summary)
         write_privacy_report(self.run_dir.path, summary, self.privacy_rounds, self.releases)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -138,3 +139,22 @@ def write_german_partners(out_dir: str | Path, *, rounds: int = 20, extra_federa
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return out_dir / "scenario.toml"
+
+
+def write_default_without_dp(out: str | Path, *, federation: dict | None = None) -> Path:
+    """The embedded default consortium's scenario with privacy off (absolute paths to its vaults) and
+    `federation` keys over its own, written as `out/scenario.toml`; returns that path (benchmarks)."""
+    from fedcredit.privacy.embedded import default_scenario_path
+
+    source = default_scenario_path()
+    raw = tomllib.loads(source.read_text(encoding="utf-8"))
+    raw["privacy"] = {"mode": "off"}
+    raw["federation"] = {**raw.get("federation", {}), **(federation or {})}
+    for p in raw["partners"]:
+        for key in ("data", "key"):
+            if p.get(key):
+                p[key] = str((source.parent / p[key]).resolve())
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "scenario.toml").write_text(tomli_w.dumps(raw), encoding="utf-8")
+    return out / "scenario.toml"
