@@ -147,25 +147,51 @@ def _serve(listener: socket.socket, parent: int, target) -> None:
                 conn.close()
 
 
+FOLDER_PREFIX = "fcw-"
+
+
+def sweep_stale(root: Path) -> list[Path]:
+    """Remove the socket folders (``fcw-<launcher pid>-*``, ours) of fork servers whose launcher is gone:
+    a SIGKILL leaves them behind. A folder whose launcher pid is alive, or that is not ours, is kept.
+    Returns the folders removed."""
+    removed = []
+    for folder in root.glob(f"{FOLDER_PREFIX}*-*"):
+        try:
+            pid = int(folder.name[len(FOLDER_PREFIX):].split("-", 1)[0])
+            if folder.stat().st_uid != os.getuid() or _alive(pid):
+                continue
+            (folder / "s").unlink(missing_ok=True)
+            folder.rmdir()
+            removed.append(folder)
+        except (ValueError, OSError):
+            continue
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """Whether our process `pid` still runs (another user's process under that pid: ours is gone)."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def start_server() -> str:
     """Start the fork server as a child of this process (the SuperNode launcher); return the socket
     path it will listen on (the launcher runs cold until it does). Put it in ENV_SOCKET."""
     import subprocess
 
-    folder = Path(tempfile.mkdtemp(prefix="fcw-"))      # 0700; short: a socket path has ≤ 107 bytes
+    sweep_stale(Path(tempfile.gettempdir()))
+    # 0700; named after this launcher (see sweep_stale); short: a socket path has ≤ 107 bytes
+    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
     path = folder / "s"
     subprocess.Popen([sys.executable, "-m", __name__, str(path), str(os.getpid())], stdin=subprocess.DEVNULL)
     return str(path)
 
 
 def _wait_gone(pid: int) -> None:
-    while True:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        except PermissionError:
-            return
+    while _alive(pid):
         time.sleep(0.1)
 
 

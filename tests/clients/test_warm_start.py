@@ -121,3 +121,16 @@ def test_a_server_stopped_while_it_still_imports_leaves_no_folder(tmp_path: Path
     finally:
         kill_tree([proc.pid])
     assert not folder.exists()
+
+
+def test_socket_folders_a_killed_launcher_left_are_swept(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"{warm_start.FOLDER_PREFIX}{dead.pid}-abc"
+    live = tmp_path / f"{warm_start.FOLDER_PREFIX}{os.getpid()}-def"
+    other = tmp_path / f"{warm_start.FOLDER_PREFIX}notapid"
+    for folder in (stale, live, other):
+        folder.mkdir()
+        (folder / "s").touch()
+    assert warm_start.sweep_stale(tmp_path) == [stale]
+    assert not stale.exists() and (live / "s").exists() and (other / "s").exists()
