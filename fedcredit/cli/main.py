@@ -32,8 +32,15 @@ def _simulate(args: argparse.Namespace) -> int:
     from fedcredit.privacy.report import render_text
 
     print()
-    print(comparison_table(result.summary))
     report = json.loads((result.run_dir / "privacy_report.json").read_text())
+    if result.summary.get("partitioning") == "vertical":
+        from fedcredit.simulations.vertical import vertical_table
+
+        print(vertical_table(result.summary))
+        print("\n" + render_text(report))
+        print(f"\nrun directory: {result.run_dir}")
+        return 0
+    print(comparison_table(result.summary))
     print("\n" + render_text(report))
     from fedcredit.reports import model_report
 

@@ -197,3 +197,27 @@ def evaluate(msg: Message, context: Context) -> Message:
     return _reply(msg, evaluation_report(data, task, state,
                                          round=int(config.get("server-round", 0)), planned=_planned(context, task),
                                          validate=bool(config.get(VALIDATE_KEY, False))))
+
+
+@app.query("vertical")
+def vertical(msg: Message, context: Context) -> Message:
+    """A vertical federation's phase (`fedcredit.clients.vertical`): alignment by PSI, the party's share of
+    the joint Gram matrix, its model part, its partial scores. Payloads to other parties arrive and leave
+    sealed end to end; the coordinator relays them."""
+    import json
+
+    from fedcredit.clients.vertical import run_phase
+    from fedcredit.clients.vertical_party import open_party_data
+    from fedcredit.credit.protocol import REPORT_KEY
+
+    task = _task(msg)
+    config = msg.content["config"]
+    phase = str(config["vphase"])
+    inputs = msg.content.config_records.get("vin")
+    data = open_party_data(_partner(context, task), task, purpose="train" if phase != "evaluate" else "evaluate")
+    outputs, info, report = run_phase(phase, data, task, json.loads(str(config.get("vinfo", "{}"))),
+                                      {k: bytes(v) for k, v in inputs.items()} if inputs is not None else {})
+    content = RecordDict({"report": ConfigRecord({REPORT_KEY: report.to_json()}),
+                          "vinfo": ConfigRecord({"json": json.dumps(info)}),
+                          "vout": ConfigRecord(dict(outputs))})
+    return Message(content=content, reply_to=msg)

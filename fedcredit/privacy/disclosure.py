@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from fedcredit.privacy.inventory import INVENTORY, NOISED, WITHHELD
+from fedcredit.privacy.inventory import INVENTORY, NOISED, SEALED, WITHHELD
 
 _KEPT = "not kept with exact counts from fewer than 3 partners"
 _FINAL_SUM = ("only the final model's, summed over every partner and both labels on the coarse score grid, in "
@@ -37,6 +37,7 @@ _TO_PARTNERS = (
                        f"references ({_KEPT})"),
     ("report.evaluation.bad", _FINAL_SUM),
     ("report.evaluation.good", _FINAL_SUM),
+    ("vout.*", "sealed to one party (see the field): the coordinator relays ciphertext"),
 )
 _SECURE = ("arrays.*",)          # masked by SecAgg+: the coordinator sees only the sum
 _SUM = "only the weighted sum with the other partners' updates"
@@ -54,8 +55,10 @@ def statement() -> list[dict[str, str]]:
     DP, what SecAgg+ changes, and what the other partners see."""
     rows = []
     for item in INVENTORY:
-        dp = f"noised: {item.how}" if item.protection == NOISED else f"as sent: {item.how}"
-        off = "exact" if item.protection == NOISED else "as sent"
+        dp = {NOISED: f"noised: {item.how}", SEALED: f"sealed: {item.how}"}.get(item.protection,
+                                                                                f"as sent: {item.how}")
+        off = {NOISED: "exact", SEALED: "sealed (the party's payload is the same, exact where the DP column "
+                                        "says noised)"}.get(item.protection, "as sent")
         secure = _SUM if item.path in _SECURE else "same (sent in clear beside the masked update)"
         rows.append({"field": item.path, "messages": ", ".join(item.messages), "privacy_off": off, "dp": dp,
                      "secagg": secure, "other_partners": _partners(item.path)})

@@ -16,20 +16,22 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-NOISED, PUBLIC = "noised", "public"
+NOISED, PUBLIC, SEALED = "noised", "public", "sealed"   # sealed: end-to-end encrypted to one other party
 
 
 @dataclass(frozen=True)
 class Item:
     path: str              # where it appears in a reply, e.g. "report.stats.magnitudes.*.counts"
     messages: tuple[str, ...]
-    protection: str        # NOISED or PUBLIC
+    protection: str        # NOISED, PUBLIC, or SEALED (the coordinator relays ciphertext; `how` says what
+                           # the receiving party learns and how that is protected)
     how: str               # mechanism and rows (noised), or why it is public
 
 
 STATS, TRAIN, EVALUATE = "query.stats", "train", "evaluate"
 HISTOGRAMS = "query.histograms"     # model "gbdt": one tree level's gradient histograms
-ALL = (STATS, TRAIN, EVALUATE, HISTOGRAMS)
+VERTICAL = "query.vertical"         # a vertical federation's phases (fedcredit.clients.vertical)
+ALL = (STATS, TRAIN, EVALUATE, HISTOGRAMS, VERTICAL)
 
 _STATEMENT = ("the partner's privacy statement: computed from the ledger's release parameters (noise, sample "
               "rate, steps, delta) and the policy, not from rows")
@@ -89,11 +91,12 @@ INVENTORY: tuple[Item, ...] = (
     Item("histograms.hess", (HISTOGRAMS,), NOISED, "gaussian-histogram, training rows: per open node, column and "
                                                    "bin, the sum of the rows' hessians, each clipped to [0, 1/4]"),
     # evaluation of the received model on held-out rows
-    Item("report.evaluation.bad", (TRAIN, EVALUATE), NOISED, "gaussian-evaluation, held-out rows"),
-    Item("report.evaluation.good", (TRAIN, EVALUATE), NOISED, "gaussian-evaluation, held-out rows"),
-    Item("report.evaluation.bins", (TRAIN, EVALUATE), PUBLIC, "every bin of the coarse score grid"),
-    Item("report.evaluation.edges", (TRAIN, EVALUATE), PUBLIC, _SHAPE),
-    Item("report.evaluation.noise_sd", (TRAIN, EVALUATE), PUBLIC, "the noise multiplier of the evaluation release"),
+    Item("report.evaluation.bad", (TRAIN, EVALUATE, VERTICAL), NOISED, "gaussian-evaluation, held-out rows"),
+    Item("report.evaluation.good", (TRAIN, EVALUATE, VERTICAL), NOISED, "gaussian-evaluation, held-out rows"),
+    Item("report.evaluation.bins", (TRAIN, EVALUATE, VERTICAL), PUBLIC, "every bin of the coarse score grid"),
+    Item("report.evaluation.edges", (TRAIN, EVALUATE, VERTICAL), PUBLIC, _SHAPE),
+    Item("report.evaluation.noise_sd", (TRAIN, EVALUATE, VERTICAL), PUBLIC,
+         "the noise multiplier of the evaluation release"),
     # fairness: the final model's held-out scores by protected group (an evaluate message that asks for it)
     Item("report.fairness.columns.*.bad", (EVALUATE,), NOISED, "gaussian-fairness, held-out rows (a row adds one "
                                                                "count per protected column: sensitivity √columns)"),
@@ -102,6 +105,44 @@ INVENTORY: tuple[Item, ...] = (
     Item("report.fairness.edges", (EVALUATE,), PUBLIC, "the coarse score grid plus the coordinator's cutoff"),
     Item("report.fairness.cutoff", (EVALUATE,), PUBLIC, "the coordinator's cutoff (from the scenario's cutoff_score)"),
     Item("report.fairness.noise_sd", (EVALUATE,), PUBLIC, "the noise multiplier × √(protected columns)"),
+    # vertical federation (same customers, other columns): alignment, the joint Gram matrix, the model parts
+    Item("vinfo.channel", (VERTICAL,), PUBLIC, "an X25519 public key made for this run (end-to-end sealing)"),
+    Item("vinfo.keys_fingerprint", (VERTICAL,), PUBLIC, "SHA-256 of the party's whole normalised key set (to "
+                                                        "reuse an alignment): confirms only a guess of the whole set"),
+    Item("vinfo.cached.*", (VERTICAL,), PUBLIC, "ids of alignments the party cached: hashes of parties' names and "
+                                                 "key-set fingerprints"),
+    Item("vinfo.label_holder", (VERTICAL,), PUBLIC, "whether the party holds the label: its configuration"),
+    Item("vinfo.intersection", (VERTICAL,), PUBLIC, "how many customers every party holds: the output of the "
+                                                    "private set intersection, revealed by design"),
+    Item("vinfo.rows", (VERTICAL,), PUBLIC, "the shared customers outside the held-out split (a hash of each key "
+                                            "decides; the dealer needs the count): follows from the intersection"),
+    Item("vinfo.test_rows", (VERTICAL,), PUBLIC, "the shared customers in the held-out split"),
+    Item("vinfo.columns", (VERTICAL,), PUBLIC, "the width of the party's block of the joint Gram matrix"),
+    Item("vinfo.bound", (VERTICAL,), PUBLIC, "the row-norm bound of the party's block: a function of its width"),
+    Item("vinfo.features.*", (VERTICAL,), PUBLIC, "the names of the party's model inputs: its configured columns "
+                                                  "and the levels its transform keeps (under DP fitted from its "
+                                                  "own noised statistics: post-processing)"),
+    Item("vinfo.noise_sd", (VERTICAL,), PUBLIC, "the Gram release's noise sd: noise multiplier × sensitivity"),
+    Item("vinfo.declined", (VERTICAL,), PUBLIC, "why the party declines: budget figures from its ledger and policy"),
+    Item("vout.blinded", (VERTICAL,), SEALED, "each normalised key hashed to the curve and raised to the party's "
+                                              "secret (ECDH-PSI, X25519), in a random order: without the secret "
+                                              "no key can be recovered or tested (DDH); the label holder and the "
+                                              "coordinator see it"),
+    Item("vout.reblinded", (VERTICAL,), SEALED, "the label holder's blinded keys raised to this party's secret too, "
+                                                "in the order received: lets the label holder find shared customers "
+                                                "only"),
+    Item("vout.positions.*", (VERTICAL,), SEALED, "to one passive party: which of its blinded keys are shared, in "
+                                                  "the agreed order (AES-GCM): the intersection it needs to take part"),
+    Item("vout.masked.*", (VERTICAL,), SEALED, "to the other party of one secure product: the party's block minus a "
+                                               "mask from the dealer (uniformly random in Z_2^64); the dealer "
+                                               "holds the mask but never sees this"),
+    Item("vout.gram", (VERTICAL,), SEALED, "to the label holder: the party's Gram block and secure-product shares, "
+                                           "each noised (gaussian-gram, training rows)"),
+    Item("vout.weights.*", (VERTICAL,), SEALED, "to one passive party: its model weights, solved from the noised "
+                                                "joint Gram matrix (post-processing)"),
+    Item("vout.scores", (VERTICAL,), SEALED, "to the label holder: the party's partial scores of the held-out "
+                                             "customers (not noised: the model's own output, as scoring an "
+                                             "applicant sends it; never of a training row)"),
 )
 
 # Under a DP policy these are never sent (the reply carries null or omits them).

@@ -130,6 +130,17 @@ def _train(grid: Grid, context: Context, settings: RunSettings) -> bool:
     if settings.trainings:
         config.update({"scenario": settings.scenario, "out-dir": settings.out_dir})
     run_dir.write_config({"run_config": config, "scenario": scenario.to_dict()})
+    if scenario.vertical:      # same partners' apps, the vertical phases (`fedcredit.server.vertical`)
+        from fedcredit.server.vertical import VerticalTraining
+
+        try:
+            VerticalTraining(grid, scenario, run_dir, simulation=not settings.deployment, context=context,
+                             registered=settings.registered_nodes).run()
+        except (FederationError, InputError) as exc:
+            log(ERROR, "fedcredit: the run cannot finish: %s", exc)
+            run_dir.write_failure(str(exc))
+            return False
+        return True
     # The round loop waits for the scenario's nodes once and then addresses the partners it knows;
     # the strategy must never block on a node that died (its sampler waits for min_available_nodes).
     strategy = build_strategy(scenario.federation, 1)

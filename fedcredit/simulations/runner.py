@@ -47,7 +47,7 @@ OBJECT_STORE_BYTES = 100 * 1024 * 1024
 PARTNERS_PER_ACTOR = 5      # from this many partners per CPU, one Ray actor per CPU
 # what a run writes into its staging folder (ledgers/: privacy ledger_dir = "run")
 RUN_FILES = {CONFIG, ROUNDS, MODEL, SUMMARY, FAILED, JSON_NAME, HTML_NAME, model_report.JSON_NAME,
-             model_report.HTML_NAME, "ledgers", SCORECARD_CSV, SCORECARD_JSON}
+             model_report.HTML_NAME, "ledgers", SCORECARD_CSV, SCORECARD_JSON, "parties", "vertical_model.json"}
 os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")  # silence a Ray FutureWarning (no GPUs here)
 # Ray starts its workers at niceness 15: the one actor that does every partner's work would then
 # starve beside any other busy process (a round, or round 0's start-up, outlasting its timeout).
@@ -371,6 +371,10 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
               else {"ray_address": None, "ray_nodes": 1, "ray_cpus": float(os.cpu_count() or 1),
                     "cpus_per_actor": backend_config(partners=len(scenario.partners))["client_resources"]["num_cpus"]})
     final, staging = _staging_for(settings, scenario)
+    if scenario.vertical:
+        return _simulate_vertical(settings, scenario, final, staging, engine, started, verbose=verbose,
+                                  yardsticks=yardsticks, on_round=on_round, log_stream=log_stream,
+                                  ray_address=ray_address, cpus_per_actor=cpus_per_actor)
     try:
         check_partners(scenario, staging)                     # bad input stops here
     except BaseException:
@@ -393,6 +397,39 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
     run_dir.write_summary(summary)
     write_privacy_report(staging, summary)
     write_model_report(staging, summary)      # now with the yardsticks
+    if final.exists():
+        final.rmdir()
+    staging.rename(final)
+    return SimulationResult(final, summary)
+
+
+def _simulate_vertical(settings: RunSettings, scenario: Scenario, final: Path, staging: Path, engine: dict[str, Any],
+                       started: float, *, verbose: bool, yardsticks: bool, on_round: Progress | None,
+                       log_stream: TextIO | None, ray_address: str, cpus_per_actor: int) -> SimulationResult:
+    """`simulate` for a vertical scenario: the parties' tables checked, the same apps run, the vertical
+    yardsticks (`fedcredit.simulations.vertical`) added."""
+    from fedcredit.simulations.vertical import check_parties, vertical_yardsticks
+
+    try:
+        check_parties(scenario, staging)                      # bad input stops here, before any PSI message
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    staged = RunSettings(str(scenario.source), str(staging), settings.rounds, settings.model, settings.strategy)
+    run_flower_simulation(staged, len(scenario.partners), verbose=verbose, on_round=on_round, log_stream=log_stream,
+                          ray_address=ray_address, cpus_per_actor=cpus_per_actor)
+    run_dir = RunDirectory(staging)
+    summary = _finished_summary(run_dir)
+    summary["simulation_engine"] = engine
+    fed_seconds = time.monotonic() - started
+    if yardsticks:
+        t = time.monotonic()
+        vertical_yardsticks(summary, scenario, staging)
+        summary["timing"]["seconds_yardsticks"] = round(time.monotonic() - t, 3)
+    summary["timing"]["seconds_wall"] = round(time.monotonic() - started, 3)
+    summary["timing"]["seconds_simulation"] = round(fed_seconds, 3)
+    run_dir.write_summary(summary)
+    write_privacy_report(staging, summary)
     if final.exists():
         final.rmdir()
     staging.rename(final)

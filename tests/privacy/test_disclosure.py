@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fedcredit.privacy.disclosure import markdown, statement
-from fedcredit.privacy.inventory import INVENTORY, NOISED, WITHHELD
+from fedcredit.privacy.inventory import INVENTORY, NOISED, SEALED, WITHHELD
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
 
@@ -15,8 +15,8 @@ def test_every_inventory_field_has_a_row_per_mode() -> None:
     assert set(rows) == {i.path for i in INVENTORY} | set(WITHHELD)
     for item in INVENTORY:
         row = rows[item.path]
-        assert row["dp"].startswith("noised" if item.protection == NOISED else "as sent")
-        assert row["privacy_off"] == ("exact" if item.protection == NOISED else "as sent")
+        want = {NOISED: ("noised", "exact"), SEALED: ("sealed", "sealed")}.get(item.protection, ("as sent", "as sent"))
+        assert row["dp"].startswith(want[0]) and row["privacy_off"].startswith(want[1])
     for path in WITHHELD:
         assert rows[path]["dp"] == "not sent" and rows[path]["privacy_off"] == "exact"
 

@@ -1,0 +1,181 @@
+"""One party of a vertical federation: its table (keys, own columns, the label at the label holder), its
+privacy gate, and what it remembers between the messages of one run.
+
+Deployment starts a fresh ClientApp process per message, so a party keeps between phases a small state
+file (0600, written atomically) in its privacy folder: its PSI secret and shuffle, its channel key, the
+alignment (its own row numbers in the agreed order), its fitted transform and planned noise. Never a row,
+never a customer key. The alignment is also cached per pair of key-set fingerprints, so a second run on the
+same files skips the PSI; a changed file changes its fingerprint.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fedcredit.clients.partner import audit_log, file_fingerprint, privacy_folder
+from fedcredit.credit.atomic import atomic_write_text
+from fedcredit.credit.customer_keys import key_set_fingerprint
+from fedcredit.credit.errors import InputError
+from fedcredit.credit.party_table import PartyTable, prepare_party_table
+from fedcredit.credit.protocol import TaskConfig
+from fedcredit.credit.reading import read_table, read_table_bytes
+from fedcredit.credit.scenario import Partner
+from fedcredit.privacy.anchor import DatasetAnchor
+from fedcredit.privacy.gate import PrivacyGate
+from fedcredit.privacy.ledger import PrivacyLedger, ledger_path
+from fedcredit.protection.access import AccessPolicy, open_vault, reuse_vault
+from fedcredit.protection.keys import load_key
+from fedcredit.protection.vault import is_vault
+
+SPLIT_DOMAIN = b"fedcredit-vertical-split-v1\0"
+_CACHE: dict[tuple[Any, ...], PartyData] = {}
+
+
+def key_fractions(keys: list[str]) -> np.ndarray:
+    """Each normalised key's place in [0, 1) from a hash of the key alone: every party computes the same
+    place for the same customer, so all hold out the same customers without telling each other, and
+    adding or removing a customer moves no other across the split."""
+    out = np.empty(len(keys))
+    for i, k in enumerate(keys):
+        out[i] = int.from_bytes(hashlib.sha256(SPLIT_DOMAIN + k.encode()).digest()[:8], "big") / 2.0 ** 64
+    return out
+
+
+@dataclass(frozen=True)
+class PartyData:
+    """A party's checked table (rows in file order) and the fingerprint of the file's bytes."""
+
+    partner: Partner
+    table: PartyTable
+    fingerprint: str
+
+    @property
+    def keys_fingerprint(self) -> str:
+        return key_set_fingerprint(self.table.keys)
+
+    @property
+    def holds_label(self) -> bool:
+        return self.table.label is not None
+
+
+def open_party_data(partner: Partner, task: TaskConfig, *, purpose: str, round: int | None = None) -> PartyData:
+    """Load and check a party's table for `purpose` (a vault is decrypted in memory only, for a purpose the
+    party allows, with an audit event), kept in this process's memory while its file is unchanged."""
+    source = f"partner '{partner.name}'"
+    if partner.data is None:
+        raise InputError("has no data path: give `data` in its [[partners]] entry or partner config", source=source)
+    path = Path(partner.data)
+    stat = path.stat() if path.exists() else None
+    key = (partner, task.federation.min_rows, stat and (stat.st_mtime_ns, stat.st_size))
+    if stat is not None and path.is_file() and is_vault(path):
+        access = dict(policy=AccessPolicy(frozenset(partner.purposes)), audit=audit_log(partner, task),
+                      partner=partner.name, run=task.run, round=round)
+        if key in _CACHE:
+            reuse_vault(path, purpose=purpose, **access)
+            return _CACHE[key]
+        plaintext = open_vault(path, load_key(partner.key) if partner.key else None, purpose=purpose, **access)
+        frame = read_table_bytes(plaintext, source=f"{source} ({path})", sep=partner.sep, decimal=partner.decimal)
+        fingerprint = hashlib.sha256(plaintext).hexdigest()
+    elif key in _CACHE:
+        return _CACHE[key]
+    else:
+        frame = read_table(path, source=f"{source} ({path})", sep=partner.sep, decimal=partner.decimal)
+        fingerprint = file_fingerprint(path)
+    data = PartyData(partner, _prepare(frame, partner, f"{source} ({path})", task.federation.min_rows), fingerprint)
+    if len(_CACHE) >= 8:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = data
+    return data
+
+
+def _prepare(frame: pd.DataFrame, partner: Partner, source: str, min_rows: int) -> PartyTable:
+    return prepare_party_table(frame, partner, source=source, min_rows=min_rows)
+
+
+def party_gate(data: PartyData, task: TaskConfig, *, rows: int, readonly: bool = False) -> PrivacyGate | None:
+    """The party's privacy gate when its policy asks for record-level DP, else None (its ledger reconciled
+    with the dataset's anchor and audit trail, as a horizontal partner's)."""
+    policy = data.partner.privacy
+    if not policy.enabled:
+        return None
+    folder = privacy_folder(data.partner, task)
+    ledger = PrivacyLedger.open(ledger_path(folder, data.partner.name), data.fingerprint, data.partner.name,
+                                anchor=DatasetAnchor(data.fingerprint), audit=audit_log(data.partner, task).path,
+                                readonly=readonly)
+    return PrivacyGate(policy, ledger, rows=max(rows, 1), source=f"partner '{data.partner.name}' privacy",
+                       run=task.run)
+
+
+# -- what a party remembers between messages ------------------------------------------------------
+def _folder(partner: Partner, task: TaskConfig) -> Path:
+    return privacy_folder(partner, task) / "vertical"
+
+
+def _write_private(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    atomic_write_text(path, json.dumps(payload))      # mkstemp: 0600
+
+
+class PartyState:
+    """The state file of one party in one run: a JSON object of named values; bytes are stored base64."""
+
+    def __init__(self, partner: Partner, task: TaskConfig):
+        self.path = _folder(partner, task) / f"{partner.name}.{task.run or 'run'}.state.json"
+        self.values: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+    def get_bytes(self, name: str) -> bytes:
+        if name not in self.values:
+            raise InputError(f"holds no '{name}' for this run: a message came out of order (or the state file was "
+                             "removed mid-run); start the run again", source=f"party state {self.path}")
+        return base64.b64decode(self.values[name])
+
+    def update(self, **values: Any) -> None:
+        for name, value in values.items():
+            self.values[name] = base64.b64encode(value).decode() if isinstance(value, bytes) else value
+        _write_private(self.path, self.values)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def alignment_id(names_and_fingerprints: dict[str, str]) -> str:
+    """The cache key of an alignment: the parties' names and key-set fingerprints."""
+    return hashlib.sha256(json.dumps(sorted(names_and_fingerprints.items())).encode()).hexdigest()
+
+
+class AlignmentCache:
+    """A party's finished alignments, by `alignment_id` (its own row numbers in the agreed order; the label
+    holder keeps per party the positions it sent too, not needed again)."""
+
+    def __init__(self, partner: Partner, task: TaskConfig):
+        self.path = _folder(partner, task) / f"{partner.name}.alignments.json"
+
+    def _read(self) -> dict[str, Any]:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def ids(self) -> list[str]:
+        return sorted(self._read())
+
+    def get(self, ident: str) -> np.ndarray | None:
+        rows = self._read().get(ident)
+        return None if rows is None else np.asarray(rows, dtype=np.int64)
+
+    def put(self, ident: str, rows: np.ndarray) -> None:
+        saved = self._read()
+        saved[ident] = [int(r) for r in rows]
+        while len(saved) > 8:
+            saved.pop(next(iter(saved)))
+        _write_private(self.path, saved)
