@@ -14,7 +14,8 @@ put in this documented canonical form (`normalise_key`):
 
 None, NaN, NA/NaT and keys that are empty after step 4 have no canonical form (None).
 
-`read_keys` normalises a whole key column and refuses empty or repeated keys with one
+`read_keys` normalises a whole key column and refuses empty or repeated keys (and long numeric
+keys read as floats, which may have lost digits) with one
 `InputError` that counts them and gives the first few row numbers — never a key value: keys must
 not appear in any message or log. `key_set_fingerprint` names a set of keys (order-independent)
 so an alignment can be cached per pair of key sets.
@@ -33,6 +34,7 @@ import pandas as pd
 from fedcredit.credit.errors import InputError
 
 ROWS_SHOWN = 5
+FLOAT_EXACT = 2.0 ** 53   # from here on, a float64 cannot hold every integer: a long key read as float lost digits
 FINGERPRINT_LABEL = b"fedcredit-key-set-v1\0"
 
 
@@ -78,8 +80,13 @@ def read_keys(values: Sequence | pd.Series, *, source: str, partner: str, field:
     numbers, never a key) if some rows have an empty key or some keys repeat after normalisation.
     """
     raw = values.tolist() if isinstance(values, pd.Series) else list(values)
-    keys = [normalise_key(v) for v in raw]
     where = f"{source} (partner '{partner}')"
+    inexact = [i for i, v in enumerate(raw) if isinstance(v, float) and abs(v) >= FLOAT_EXACT]
+    if inexact:
+        raise InputError(f"{len(inexact)} keys in column '{field}' were read as floating-point numbers too large "
+                         f"to hold every digit ({_rows(inexact)}): read the key column as text so no digit is lost",
+                         source=where, field=field)
+    keys = [normalise_key(v) for v in raw]
     empty = [i for i, k in enumerate(keys) if k is None]
     if empty:
         raise InputError(f"{len(empty)} rows have an empty key in column '{field}' ({_rows(empty)}): every row "

@@ -76,6 +76,8 @@ def _split(points: bytes, what: str) -> list[bytes]:
 
 def _blind(secret: X25519PrivateKey, points: bytes, what: str) -> bytes:
     """x([secret]P) for every point P, concatenated in the same order."""
+    if len(points) % POINT:
+        raise ValueError(f"{what}: {len(points)} bytes is not a whole number of {POINT}-byte points")
     load, exchange = X25519PublicKey.from_public_bytes, secret.exchange
     try:
         return b"".join([exchange(load(points[i:i + POINT])) for i in range(0, len(points), POINT)])
