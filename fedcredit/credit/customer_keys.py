@@ -106,7 +106,11 @@ def read_keys(values: Sequence | pd.Series, *, source: str, partner: str, field:
 
 
 def key_set_fingerprint(keys: Sequence[str]) -> str:
-    """SHA-256 hex over the sorted normalised keys (the same set in any order gives the same value)."""
+    """SHA-256 hex over the sorted normalised keys (the same set in any order gives the same value).
+
+    Each key is length-prefixed (4 bytes, big-endian) after a fixed label. Keep it with the party:
+    whoever sees it can tell whether the set changed and test a guess of the whole set.
+    """
     digest = hashlib.sha256(FINGERPRINT_LABEL)
     for key in sorted(keys):
         encoded = key.encode("utf-8")

@@ -5,13 +5,14 @@ through the relay. A message from A to B is sealed with
 
     shared = X25519(a, B)                                   (static–static Diffie–Hellman)
     key    = HKDF-SHA256(shared, salt=None, length=32,
-                         info = b"fedcredit-channel-v1" || min(A, B) || max(A, B) || context)
+                         info = b"fedcredit-channel-v1" || A || B || context)    (sender, recipient)
     sealed = nonce (12 random bytes) || AES-256-GCM(key, nonce, payload, associated data = context)
 
 (HKDF: RFC 5869; AES-GCM: NIST SP 800-38D; random 96-bit nonces are safe far beyond the few
-messages a federation sends under one key pair.) Both public keys enter the key derivation in a
-canonical order, so A→B and B→A use the same key; `context` (e.g. b"psi-positions/run-id/party")
-binds a message to its purpose: opening it under another context fails. The relay sees only the
+messages a federation sends under one key pair.) Both public keys enter the key derivation in the
+order sender, recipient, so A→B and B→A use different keys: a relay that sends A's message back to
+A cannot pass it off as B's. `context` (e.g. b"psi-positions/run-id/party") binds a message to its
+purpose: opening it under another context fails. The relay sees only the
 length of the payload. A wrong key, a wrong context, a truncated or altered message all raise
 `ChannelError` — one error, no partial plaintext.
 
@@ -66,24 +67,24 @@ class ChannelKey:
             raise ChannelError(f"a channel key is {KEY_BYTES} bytes, not {len(raw)}")
         return cls(X25519PrivateKey.from_private_bytes(raw))
 
-    def _aead(self, their_public: bytes, context: bytes) -> AESGCM:
+    def _aead(self, their_public: bytes, context: bytes, *, sending: bool) -> AESGCM:
         if len(their_public) != KEY_BYTES:
             raise ChannelError(f"the other party's public key is {KEY_BYTES} bytes, not {len(their_public)}")
         try:
             shared = self._private.exchange(X25519PublicKey.from_public_bytes(their_public))
         except ValueError as exc:   # a low-order public key (all-zero shared secret)
             raise ChannelError(f"the other party's public key is not usable ({exc})") from exc
-        mine = self.public_bytes()
-        ordered = b"".join(sorted((mine, bytes(their_public))))
+        mine, theirs = self.public_bytes(), bytes(their_public)
+        direction = mine + theirs if sending else theirs + mine   # sender's key first
         key = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None,
-                   info=INFO + ordered + context).derive(shared)
+                   info=INFO + direction + context).derive(shared)
         return AESGCM(key)
 
 
 def seal(mine: ChannelKey, their_public: bytes, payload: bytes, *, context: bytes) -> bytes:
     """Encrypt and authenticate `payload` for the holder of `their_public`: 12 + len(payload) + 16 bytes."""
     nonce = os.urandom(NONCE_BYTES)
-    return nonce + mine._aead(their_public, context).encrypt(nonce, payload, context)
+    return nonce + mine._aead(their_public, context, sending=True).encrypt(nonce, payload, context)
 
 
 def open_sealed(mine: ChannelKey, their_public: bytes, sealed: bytes, *, context: bytes) -> bytes:
@@ -93,7 +94,7 @@ def open_sealed(mine: ChannelKey, their_public: bytes, sealed: bytes, *, context
     """
     if len(sealed) < NONCE_BYTES + TAG_BYTES:
         raise ChannelError(f"a sealed message has at least {NONCE_BYTES + TAG_BYTES} bytes, not {len(sealed)}")
-    aead = mine._aead(their_public, context)
+    aead = mine._aead(their_public, context, sending=False)
     try:
         return aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], context)
     except InvalidTag as exc:

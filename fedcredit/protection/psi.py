@@ -39,6 +39,12 @@ with no party. What each learns:
 * the hub: every party's set size and, for each party, which of its own rows that party also
   holds (pairwise intersections, hence also the joint one); nothing about a party's other keys.
 
+One public bit survives blinding: whether a key's hash lies on the curve or on its twist (about half
+of them do each; [a]P stays on P's curve). The blinded sets thus show how many of a party's keys
+hash onto the curve — a count that cannot be tied to any key, as positions are in a secret random
+order. A hash onto the curve alone would need field arithmetic of our own (try-and-increment with a
+Legendre symbol), which this module avoids.
+
 Not covered: malicious parties (a party may put keys it does not own into its set to test
 membership — the usual limit of PSI; the consortium agreement must forbid it) and a coordinator
 that swaps public keys (the semi-honest coordinator relays them faithfully).

@@ -43,6 +43,8 @@ def test_wrong_key_context_or_tampering_fail_with_one_error():
         open_sealed(bureau, relay.public_bytes(), sealed, context=CONTEXT)          # wrong sender
     with pytest.raises(ChannelError, match="does not open"):
         open_sealed(bureau, lender.public_bytes(), sealed, context=b"psi-positions/run-1/insurer")
+    with pytest.raises(ChannelError, match="does not open"):   # reflected back to its sender
+        open_sealed(lender, bureau.public_bytes(), sealed, context=CONTEXT)
     for i in (0, 12, len(sealed) - 1):
         tampered = bytearray(sealed)
         tampered[i] ^= 1

@@ -157,3 +157,27 @@ def test_shuffled_order_hides_row_order():
     order = party.rows(np.arange(1000))
     assert sorted(order.tolist()) == list(range(1000))
     assert not np.array_equal(order, np.arange(1000))
+
+
+def _on_curve(point: bytes) -> bool:
+    """Whether u lies on curve25519 (else on its twist): v = u³ + 486662u² + u is a square mod p."""
+    p = 2 ** 255 - 19
+    u = int.from_bytes(point, "little") % p
+    return pow((u ** 3 + 486662 * u * u + u) % p, (p - 1) // 2, p) in (0, 1)
+
+
+def test_keys_hashing_onto_the_curve_and_its_twist_both_align():
+    """Half the hashes are twist points: they must be blinded, commute and match like curve points."""
+    keys = _ids(0, 400)
+    hashes = hashed_points(keys)
+    on_curve = [_on_curve(hashes[i:i + POINT]) for i in range(0, len(hashes), POINT)]
+    assert 100 < sum(on_curve) < 300
+    theirs = keys[::2] + _ids(400, 600)
+    _, _, rows_a, rows_b = _pair(keys, theirs)
+    assert sorted(rows_a.tolist()) == list(range(0, 400, 2))
+    assert [keys[i] for i in rows_a] == [theirs[j] for j in rows_b]
+    assert {on_curve[i] for i in rows_a.tolist()} == {True, False}
+    # blinding keeps each point on its own curve (the one public bit the module docstring states)
+    party = PsiParty.create(keys)
+    blob, rows = party.blinded(), party.rows(np.arange(len(keys)))
+    assert [_on_curve(blob[i:i + POINT]) for i in range(0, len(blob), POINT)] == [on_curve[r] for r in rows]
