@@ -32,8 +32,9 @@ Protocol for a label holder (hub) H and passive parties P1..Pm, relayed by the c
 Threat model: semi-honest (honest-but-curious) parties and coordinator; the coordinator colludes
 with no party. What each learns:
 
-* the coordinator: every set's size (message lengths), blinded points it cannot link to keys or to
-  each other, and from the length of each sealed positions message the joint intersection size;
+* the coordinator: every set's size (message lengths), blinded points it cannot link to keys nor
+  H's points to a party's (H's re-blinded copy [a][b]Pi never leaves H), and from the length of
+  each sealed positions message the joint intersection size;
 * a passive party: H's set size, the joint intersection size and which of its own rows are in it
   (in H's random order) — nothing about keys it does not hold, nor whom else H aligned with;
 * the hub: every party's set size and, for each party, which of its own rows that party also
