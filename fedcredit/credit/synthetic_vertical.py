@@ -34,6 +34,7 @@ SEGMENT = ("mass", "affluent", "private")
 TIER = ("basic", "plus", "premium")
 UNKNOWN_LATE = 98   # the bureau's code for "not reported"
 MIN_POPULATION = 1_000
+DEFAULT_POPULATION = 20_000
 # What `synth --vertical` writes: privacy on, the horizontal embedded default's budget
 # (fedcredit.privacy.embedded.DEMO_PRIVACY: ten runs' worth of the per-run cap).
 PRIVACY = {"mode": "sample", "epsilon": 10.0, "run_epsilon": 1.0, "delta": 1e-6}
@@ -167,7 +168,7 @@ def scenario(rows: int, seed: int, fmt: str, sizes: dict[str, int]) -> dict[str,
     }
 
 
-def write_vertical_consortium(out_dir: Path, *, rows: int = 20_000, seed: int = 0, fmt: str = "csv",
+def write_vertical_consortium(out_dir: Path, *, rows: int = DEFAULT_POPULATION, seed: int = 0, fmt: str = "csv",
                               replace: bool = False, on_progress: Progress | None = None) -> Path:
     """Write lender, platform and bureau files plus a vertical `scenario.toml` into `out_dir`,
     atomically (the rules of `synthetic_files.write_consortium`: new or empty folder, or with `replace`
