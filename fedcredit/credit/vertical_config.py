@@ -75,8 +75,10 @@ def check_vertical(file: Any, partners: Sequence[Any], where: str) -> DatasetSpe
                 "drop": p.spec.drop}
         for key, cols in used.items():
             if p.id in cols:
-                raise InputError(f"the id column '{p.id}' is also listed in {key}: the key is only for aligning "
-                                 f"customers and never a model input; remove it from {key}", source=at, field=key)
+                listed, fix = (("the label", "choose another column as the label") if key == "label" else
+                               (f"listed in {key}", f"remove it from {key}"))
+                raise InputError(f"the id column '{p.id}' is also {listed}: the key is only for aligning customers "
+                                 f"and never a model input; {fix}", source=at, field=key)
     holders = [p for p in partners if p.spec.label]
     if not holders:
         raise InputError("no party holds the label: give exactly one party (the lender) `label = \"...\"` "
@@ -107,7 +109,7 @@ def check_vertical(file: Any, partners: Sequence[Any], where: str) -> DatasetSpe
 def _refuse_horizontal_only(file: Any, partners: Sequence[Any], where: str) -> None:
     given = file.model_fields_set
     if file.dataset is not None:
-        raise InputError("[dataset] is for horizontal scenarios: in a vertical one each party declares its own "
+        raise InputError("is for horizontal scenarios: in a vertical one each party declares its own "
                          "columns (id, label, numeric, categorical, ...) in its [[partners]] entry; move them "
                          "there and remove [dataset]", source=f"{where} [dataset]")
     fed = file.federation
@@ -127,10 +129,11 @@ def _refuse_horizontal_only(file: Any, partners: Sequence[Any], where: str) -> N
             raise InputError(f"partner-level DP (mode 'client') {_NOT_VERTICAL}: use mode 'sample' (record-level "
                              "DP, charged to each party's ledger) or 'off'", source=f"{where} partner '{p.name}'",
                              field="mode")
-    for table, what in (("fairness", "fair-lending checks ([fairness])"), ("scorecard", "the [scorecard] table"),
-                        ("gbdt", "the [gbdt] table")):
+    for table, what in (("fairness", "fair-lending checks are"), ("scorecard", "scorecard settings are"),
+                        ("gbdt", "tree settings are")):
         if table in given:
-            raise InputError(f"{what} {_NOT_VERTICAL} yet: remove the [{table}] table", source=f"{where} [{table}]")
+            raise InputError(f"{what} not available for vertical runs yet: remove the [{table}] table",
+                             source=f"{where} [{table}]")
 
 
 def _joint_spec(holder: DatasetSpec, specs: Sequence[DatasetSpec]) -> DatasetSpec:
