@@ -39,6 +39,19 @@ class PartyTable:
                           None if self.label is None else self.label[idx], self.label_values)
 
 
+_SPLIT_KEY = "fedcredit-vsplit"   # 16 characters: the SipHash key of `key_fractions`; never changes
+
+
+def key_fractions(keys: list[str]) -> np.ndarray:
+    """Each customer's place in [0, 1) from its normalised key alone (a keyed hash), so every party puts
+    the same shared customer on the same side of a train/test split without a message (cf.
+    `loading.row_fractions`); shape (len(keys),)."""
+    if not keys:
+        return np.zeros(0)
+    hashed = pd.util.hash_array(np.asarray(keys, dtype=object), hash_key=_SPLIT_KEY, categorize=False)
+    return (hashed >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
 def prepare_party_table(frame: pd.DataFrame, partner: Partner, *, source: str, min_rows: int,
                         min_bad: int = 1, label_column: str | None = None) -> PartyTable:
     """Check a party's raw table (as `read_table` returns it) against its [[partners]] entry.

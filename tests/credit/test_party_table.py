@@ -13,7 +13,7 @@ import tomli_w
 
 from fedcredit.credit.customer_keys import key_set_fingerprint, normalise_key, read_keys
 from fedcredit.credit.errors import InputError
-from fedcredit.credit.party_table import load_party_table, prepare_party_table
+from fedcredit.credit.party_table import key_fractions, load_party_table, prepare_party_table
 from fedcredit.credit.reading import read_table
 from fedcredit.credit.scenario import Partner, load_scenario
 
@@ -139,3 +139,15 @@ def test_keys_have_one_canonical_form() -> None:
     keys = read_keys(["B", "a "], source="f", partner="p", field="id")
     assert keys == ["b", "a"] and key_set_fingerprint(keys) == key_set_fingerprint(["a", "b"])
     assert key_set_fingerprint(keys) != key_set_fingerprint(["a", "c"])
+
+
+def test_key_fractions_put_a_customer_on_the_same_side_at_every_party(tmp_path: Path) -> None:
+    lender_p, bureau_p = _scenario(tmp_path)
+    lender_f, bureau_f = _frames(400)
+    lender = prepare_party_table(_text(lender_f, tmp_path, "l.csv"), lender_p, source="l.csv", min_rows=20)
+    bureau = prepare_party_table(_text(bureau_f, tmp_path, "b.csv"), bureau_p, source="b.csv", min_rows=20)
+    by_key = dict(zip(bureau.keys, key_fractions(bureau.keys), strict=True))
+    fractions = key_fractions(lender.keys)
+    assert [by_key[k] for k in lender.keys] == fractions.tolist()          # other spelling, other order
+    assert ((fractions >= 0) & (fractions < 1)).all() and 0.15 < (fractions < 0.25).mean() < 0.35
+    assert key_fractions([]).shape == (0,)
