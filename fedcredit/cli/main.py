@@ -53,6 +53,9 @@ def _synth(args: argparse.Namespace) -> int:
     from fedcredit.credit.synthetic import default_consortium, scaled_consortium
     from fedcredit.credit.synthetic_files import write_consortium
 
+    if args.vertical:
+        return _synth_vertical(args)
+    args.rows = 100_000 if args.rows is None else args.rows
     spec = (scaled_consortium(args.partners, args.rows, seed=args.seed) if args.partners
             else default_consortium(seed=args.seed))
     try:
@@ -62,6 +65,26 @@ def _synth(args: argparse.Namespace) -> int:
     except FileExistsError as exc:
         raise InputError(str(exc)) from None
     print(f"wrote {len(spec.partners)} partners, {sum(p.rows for p in spec.partners)} rows: {path}")
+    return 0
+
+
+def _synth_vertical(args: argparse.Namespace) -> int:
+    from fedcredit.credit.synthetic_vertical import DEFAULT_POPULATION, write_vertical_consortium
+
+    for flag, given in (("--partners", args.partners), ("--model", args.model != "logistic")):
+        if given:
+            raise InputError(f"{flag} is for the horizontal consortium: --vertical writes a lender, a payments "
+                             "platform and a bureau trained with logistic regression; drop it")
+    try:
+        with ProgressView() as view:
+            rows = DEFAULT_POPULATION if args.rows is None else args.rows
+            path = write_vertical_consortium(Path(args.out), rows=rows, seed=args.seed, fmt=args.format,
+                                             replace=args.force, on_progress=view.steps("synth", "parties"))
+    except FileExistsError as exc:
+        raise InputError(str(exc)) from None
+    except ValueError as exc:
+        raise InputError(str(exc), source="synth --vertical") from None
+    print(f"wrote a vertical consortium (lender, platform, bureau): {path}")
     return 0
 
 
@@ -88,13 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     syn = sub.add_parser("synth", help="write a synthetic consortium (partner tables + scenario.toml)")
     syn.add_argument("--out", required=True, help="folder to write (new or empty unless --force)")
     syn.add_argument("--partners", type=int, default=0, help="number of partners (default: the 3-partner default)")
-    syn.add_argument("--rows", type=int, default=100_000, help="total rows with --partners")
+    syn.add_argument("--rows", type=int, help="total rows with --partners (default 100000); with --vertical the "
+                     "customers the parties share (default 20000)")
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--format", choices=["csv", "csv.gz", "parquet"], default="csv")
     syn.add_argument("--rounds", type=int, default=20)
     syn.add_argument("--model", choices=["logistic", "mlp"], default="logistic")
     syn.add_argument("--force", action="store_true", help="replace a synthetic consortium already in --out "
                      "(never a folder holding other files, e.g. privacy ledgers)")
+    syn.add_argument("--vertical", action="store_true", help="write a cross-industry consortium instead: a lender "
+                     "(with the label), a payments platform and a bureau holding other columns about overlapping "
+                     "customers (partitioning = \"vertical\")")
     syn.set_defaults(func=_synth)
 
     register_privacy(sub)

@@ -10,19 +10,27 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic.dataclasses import dataclass as schema_dataclass
 
 from fedcredit.credit.errors import InputError
 from fedcredit.credit.fairness import FairnessSettings
 from fedcredit.credit.reading import DECIMALS, SEPARATORS
-from fedcredit.credit.schema import DatasetSpec, DatasetTable
+from fedcredit.credit.schema import DatasetSpec, DatasetTable, is_code
 from fedcredit.credit.scorecard import ScorecardSettings
 from fedcredit.credit.strict_json import first_nonfinite
 from fedcredit.credit.trees import TREE_MODELS, TreeSettings
 from fedcredit.credit.validation import STRICT, Flag, Number, Rule, Schema, Text, Whole, rule, validated
+from fedcredit.credit.vertical_config import (
+    COLUMN_KEYS,
+    check_vertical,
+    party_spec,
+    refuse_party_keys,
+    spec_from_dict,
+)
 
-PARTNER_KINDS = ("bank", "insurer", "platform")
+PARTNER_KINDS = ("bank", "insurer", "platform", "bureau")
+PARTITIONINGS = ("horizontal", "vertical")   # same columns, other customers | same customers, other columns
 MODELS = ("logistic", "mlp", "scorecard", "gbdt", "random_forest")   # trees: fedcredit.credit.trees ([gbdt])
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 OPTIMIZERS = ("sgd", "adam")
@@ -118,20 +126,37 @@ class Partner:
     purposes: tuple[str, ...] = SIMULATION_PURPOSES
     sep: str | None = None      # CSV column separator; None = sniffed from the file
     decimal: str | None = None  # CSV decimal mark; None = "." (or "," sniffed in a ';' file)
+    # vertical scenarios only: the column its customers are aligned on, and its own column contract
+    # (its label and `bad` for the label holder; label "" for a passive party)
+    id: str | None = None
+    spec: DatasetSpec | None = None
+
+    @property
+    def holds_label(self) -> bool:
+        """True for a vertical federation's label holder."""
+        return self.spec is not None and bool(self.spec.label)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "data": str(self.data) if self.data else None,
-                "privacy": self.privacy.to_dict(),
-                "key": self.key, "purposes": list(self.purposes), "sep": self.sep, "decimal": self.decimal}
+        out = {"name": self.name, "kind": self.kind, "data": str(self.data) if self.data else None,
+               "privacy": self.privacy.to_dict(),
+               "key": self.key, "purposes": list(self.purposes), "sep": self.sep, "decimal": self.decimal}
+        if self.id is not None:      # only when set: a horizontal partner keeps its old form
+            out["id"] = self.id
+        if self.spec is not None:
+            out["spec"] = self.spec.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Partner:
         return cls(raw["name"], raw["kind"], Path(raw["data"]) if raw.get("data") else None,
                    PrivacyPolicy(**raw["privacy"]) if raw.get("privacy") else PrivacyPolicy(), raw.get("key"),
-                   tuple(raw.get("purposes", SIMULATION_PURPOSES)), raw.get("sep"), raw.get("decimal"))
+                   tuple(raw.get("purposes", SIMULATION_PURPOSES)), raw.get("sep"), raw.get("decimal"),
+                   raw.get("id"), spec_from_dict(raw["spec"]) if raw.get("spec") else None)
 
 
 _AT_LEAST_1 = Annotated[Whole, Field(ge=1)]
+_NAMES = "must be a list of column names"
+_CODES = "must be a table of column = [codes]"
 
 
 @schema_dataclass(frozen=True, config=STRICT)
@@ -183,6 +208,8 @@ class FederationSettings:
     # training rows outside fold `cv_fold` (0-based) of `cv_folds` and evaluate on that fold; 0: no folds
     cv_folds: Annotated[Whole, Field(ge=0)] = rule("must be a whole number ≥ 0 (set by `fedcredit cv`)", 0)
     cv_fold: Annotated[Whole, Field(ge=0)] = rule("must be a whole number ≥ 0 (set by `fedcredit cv`)", 0)
+    # "vertical": the parties hold other columns about the same customers (fedcredit.credit.vertical_config)
+    partitioning: Literal[PARTITIONINGS] = rule(f"choose one of {list(PARTITIONINGS)}", "horizontal")
 
     @model_validator(mode="after")
     def _secure_aggregation_averages(self) -> FederationSettings:
@@ -220,7 +247,10 @@ class FederationSettings:
 
 @dataclass(frozen=True)
 class Scenario:
-    """A validated scenario: the dataset contract, the partners and the federation settings."""
+    """A validated scenario: the dataset contract, the partners and the federation settings.
+
+    In a vertical scenario `dataset` is the joint contract of the joined rows (`check_vertical`); each
+    party's own is its `Partner.spec`."""
 
     name: str
     dataset: DatasetSpec
@@ -246,6 +276,19 @@ class Scenario:
     def client_dp(self) -> PrivacyPolicy | None:
         """The shared policy when the federation uses partner-level DP (mode "client")."""
         return self.partners[0].privacy if self.partners[0].privacy.mode == "client" else None
+
+    @property
+    def vertical(self) -> bool:
+        """True when the parties hold other columns about the same customers."""
+        return self.federation.partitioning == "vertical"
+
+    @property
+    def label_holder(self) -> Partner:
+        """The vertical federation's one party holding the label (InputError for a horizontal scenario)."""
+        holders = [p for p in self.partners if p.holds_label]
+        if not self.vertical or len(holders) != 1:
+            raise InputError("has no label holder: it is not a vertical scenario", source=str(self.source))
+        return holders[0]
 
     @property
     def min_available_nodes(self) -> int:
@@ -287,6 +330,11 @@ class Scenario:
     def from_file(cls, file: ScenarioFile, *, base_dir: Path, name: str, source: Path | None = None) -> Scenario:
         """A validated scenario file → Scenario (paths resolved against `base_dir`)."""
         where = str(source) if source else "scenario"
+        vertical = file.federation.partitioning == "vertical"
+        if not vertical:
+            if file.dataset is None:
+                raise InputError("missing the [dataset] table", source=where, field="dataset")
+            refuse_party_keys(file.partners, where)
         default_policy = (PrivacyPolicy.from_dict(file.privacy, base_dir=base_dir, source=f"{where} [privacy]")
                           if file.privacy is not None else PrivacyPolicy())
         partners: list[Partner] = []
@@ -296,6 +344,10 @@ class Scenario:
                 raise InputError("appears twice", source=f"{where} partner '{partner.name}'", field="name")
             partners.append(partner)
         federation = file.federation
+        if vertical:
+            joint = check_vertical(file, partners, where)
+            return cls(name, joint, tuple(partners), federation, source, file.scorecard, file.fairness,
+                       file.gbdt)._nodes_checked(where)
         modes = {p.privacy.mode for p in partners}
         if "client" in modes and len(modes) > 1:
             raise InputError("partner-level DP (mode 'client') is federation-wide: set it in [privacy] for every "
@@ -319,10 +371,13 @@ class Scenario:
                              f"for model '{federation.model}': use a logistic, mlp or scorecard model, or remove "
                              "[dataset] protected", source=where, field="model")
         scenario = cls(name, spec, tuple(partners), federation, source, file.scorecard, file.fairness, file.gbdt)
-        if scenario.min_available_nodes > len(partners):
-            raise InputError(f"asks for {scenario.min_available_nodes} nodes but lists only "
-                             f"{len(partners)} partners", source=where, field="min_available_nodes")
-        return scenario
+        return scenario._nodes_checked(where)
+
+    def _nodes_checked(self, where: str) -> Scenario:
+        if self.min_available_nodes > len(self.partners):
+            raise InputError(f"asks for {self.min_available_nodes} nodes but lists only "
+                             f"{len(self.partners)} partners", source=where, field="min_available_nodes")
+        return self
 
 
 def _check_scorecard(card: ScorecardSettings, spec: DatasetSpec, where: str) -> None:
@@ -413,6 +468,23 @@ class PartnerEntry(Schema):
     public_key: Any = None
     sep: Literal[SEPARATORS] | None = rule(f"must be one of {_choices(SEPARATORS)}", None)
     decimal: Literal[DECIMALS] | None = rule(f"must be one of {_choices(DECIMALS)}", None)
+    # a vertical scenario's party: its key column and its own columns (the [dataset] keys' meaning)
+    id: Text | None = rule("must name the party's customer key column (e.g. \"customer_id\")", None)
+    label: Text | None = rule("must name the label column as a string (label holder only)", None)
+    bad: Any = rule('must be a number or a non-empty string (e.g. 1 or "Y")', None)
+    numeric: tuple[Text, ...] | None = rule(_NAMES, None)
+    categorical: tuple[Text, ...] | None = rule(_NAMES, None)
+    drop: tuple[Text, ...] | None = rule(_NAMES, None)
+    log: tuple[Text, ...] | None = rule(_NAMES, None)
+    levels: dict[str, Any] | None = rule(_CODES, None)
+    missing: dict[str, Any] | None = rule(_CODES, None)
+
+    @field_validator("bad")
+    @classmethod
+    def _bad_is_a_code(cls, value: Any) -> Any:
+        if value is not None and not is_code(value):
+            raise ValueError("not a code")
+        return value
 
     def partner(self, default_policy: PrivacyPolicy, *, base_dir: Path, where: str,
                 purposes: tuple[str, ...] = SIMULATION_PURPOSES) -> Partner:
@@ -425,8 +497,10 @@ class PartnerEntry(Schema):
         key = self.key
         if key is not None and not key.startswith(("env:", "passphrase-env:")):
             key = str((base_dir / key).resolve())
+        columns = {k: getattr(self, k) for k in COLUMN_KEYS if getattr(self, k) is not None}
         return Partner(self.name, self.kind, (base_dir / self.data).resolve() if self.data else None, policy, key,
-                       self.purposes or purposes, self.sep, self.decimal)
+                       self.purposes or purposes, self.sep, self.decimal, self.id,
+                       party_spec(columns, at=at) if columns else None)
 
 
 class ScenarioFile(Schema):
@@ -434,7 +508,7 @@ class ScenarioFile(Schema):
     (A coordinator's file is a scenario file whose [coordinator] table the deployment reads.)"""
 
     __file_schema__: ClassVar[bool] = True
-    dataset: DatasetTable = rule("must be the [dataset] table", missing="missing the [dataset] table")
+    dataset: DatasetTable | None = rule("must be the [dataset] table", None)   # required unless vertical
     partners: tuple[PartnerEntry, ...] = rule("needs at least one [[partners]] entry", min_length=1,
                                               missing="needs at least one [[partners]] entry")
     federation: FederationSettings = rule("must be the [federation] table", default_factory=FederationSettings)

@@ -43,7 +43,7 @@ class DatasetSpec:
 
     @property
     def expected_columns(self) -> set[str]:
-        return {self.label, *self.features, *self.drop, *self.protected}
+        return {self.label, *self.features, *self.drop, *self.protected} - {""}   # "": a passive party's
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -7,6 +7,7 @@ import os
 import shutil
 import tomllib
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,24 @@ def write_consortium(spec: ConsortiumSpec, out_dir: Path, *, fmt: str = "csv", r
         raise ValueError(f"rounds must be a whole number ≥ 1, got {rounds!r}")
     if not isinstance(model, str) or not model:
         raise ValueError(f"model must be a non-empty string, got {model!r}")
+
+    def fill(tmp: Path) -> None:
+        written, total = 0, spec.total_rows
+        for profile in spec.partners:   # stream: one partner in memory at a time
+            name = profile.name + FORMATS[fmt]
+            report(on_progress, written, total, f"generating and writing {name} ({profile.rows:,} rows)")
+            _write_frame(generate_partner(profile, spec.seed), tmp / name, fmt)
+            written += profile.rows
+        report(on_progress, written, total, "all partners written")
+        (tmp / "scenario.toml").write_text(_scenario_toml(_scenario(spec, fmt, rounds, model)),
+                                           encoding="utf-8")
+
+    return write_folder(out_dir, fill, replace=replace)
+
+
+def write_folder(out_dir: Path, fill: Callable[[Path], None], *, replace: bool = False) -> Path:
+    """`fill(tmp)` writes data files and `scenario.toml` into a temporary sibling folder, which is then
+    renamed to `out_dir` (the rules of `write_consortium`). Returns the scenario path."""
     out_dir = Path(out_dir).expanduser().absolute()
     refusal = _refusal(out_dir, replace)
     if refusal:
@@ -105,15 +124,7 @@ def write_consortium(spec: ConsortiumSpec, out_dir: Path, *, fmt: str = "csv", r
     olds: list[Path] = []
     done = False
     try:
-        written, total = 0, spec.total_rows
-        for profile in spec.partners:   # stream: one partner in memory at a time
-            name = profile.name + FORMATS[fmt]
-            report(on_progress, written, total, f"generating and writing {name} ({profile.rows:,} rows)")
-            _write_frame(generate_partner(profile, spec.seed), tmp / name, fmt)
-            written += profile.rows
-        report(on_progress, written, total, "all partners written")
-        (tmp / "scenario.toml").write_text(_scenario_toml(_scenario(spec, fmt, rounds, model)),
-                                           encoding="utf-8")
+        fill(tmp)
         # Swap in. A concurrent writer may put its own complete copy in place between
         # our steps; then the last writer wins (a few attempts) instead of failing.
         for attempt in range(3):

@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import tomli_w
 
@@ -139,6 +140,110 @@ def write_german_partners(out_dir: str | Path, *, rounds: int = 20, extra_federa
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return out_dir / "scenario.toml"
+
+
+# ---- vertical splits (issue 11): the same customers, other columns at each party -----------------------
+
+TAIWAN_LENDER = ("LIMIT_BAL", "SEX", "EDUCATION", "MARRIAGE", "AGE", *[f"BILL_AMT{i}" for i in range(1, 7)])
+TAIWAN_BUREAU = ("PAY_0", *[f"PAY_{i}" for i in range(2, 7)], *[f"PAY_AMT{i}" for i in range(1, 7)])
+TAIWAN_CATEGORICAL = ("SEX", "EDUCATION", "MARRIAGE")
+VERTICAL_KEY = "customer_id"
+VERTICAL_LABEL = "default"
+
+
+def taiwan_key(customer: int | str) -> str:
+    """The customer key the Taiwan vertical split writes for the dataset's ID."""
+    return f"TW-{int(customer):06d}"
+
+
+def german_key(row: int) -> str:
+    """The customer key the German vertical split writes for the file's row (0-based)."""
+    return f"DE-{int(row):04d}"
+
+
+def vertical_memberships(n: int, *, overlap: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which of `n` customers the label holder and the passive party hold: `round(overlap·n)` both, the
+    rest split (half and half, at random) between only-the-first and only-the-second; two bool arrays."""
+    if not 0 < overlap <= 1:
+        raise ValueError(f"overlap must be a share in (0, 1], got {overlap!r}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x7E471CA1]))
+    order = rng.permutation(n)
+    both = int(round(overlap * n))
+    only_first = (n - both) // 2
+    first = np.zeros(n, dtype=bool)
+    second = np.zeros(n, dtype=bool)
+    first[order[:both + only_first]] = True
+    second[order[:both]] = True
+    second[order[both + only_first:]] = True
+    return first, second
+
+
+def _write_vertical(frame: pd.DataFrame, keys: list[str], parties: list[dict], out_dir: str | Path, *,
+                    overlap: float, seed: int, privacy: dict | None, extra_federation: dict | None) -> Path:
+    """Each party's columns of its share of the rows (`vertical_memberships`), keys first, each file in its
+    own random order, plus a vertical scenario.toml; built in a temp folder and renamed into place."""
+    holds = vertical_memberships(len(frame), overlap=overlap, seed=seed)
+    frame = frame.assign(**{VERTICAL_KEY: keys})
+    out_dir = Path(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    entries = []
+    for i, (party, held) in enumerate(zip(parties, holds, strict=True)):
+        columns = [VERTICAL_KEY, *party.get("numeric", ()), *party.get("categorical", ())]
+        columns += [party["label"]] if "label" in party else []
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), i, 0x5B0FF1E]))
+        rows = rng.permutation(np.flatnonzero(held))
+        frame.iloc[rows][columns].to_csv(tmp / party["data"], index=False)
+        entries.append({**party, "id": VERTICAL_KEY})
+    scenario: dict = {"federation": {"partitioning": "vertical", "model": "logistic", **(extra_federation or {})},
+                      "partners": entries}
+    if privacy:
+        scenario["privacy"] = privacy
+    (tmp / "scenario.toml").write_text(tomli_w.dumps(scenario))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return out_dir / "scenario.toml"
+
+
+def write_taiwan_vertical(out_dir: str | Path, *, overlap: float = 0.85, seed: int = 0, privacy: dict | None = None,
+                          extra_federation: dict | None = None) -> Path:
+    """Split Taiwan by columns: a lender (LIMIT_BAL, SEX, EDUCATION, MARRIAGE, AGE, BILL_AMT1–6 and the
+    label `default`) and a bureau (PAY_0, PAY_2–6 and PAY_AMT1–6, all numeric), keyed by `taiwan_key(ID)`;
+    `overlap` of all customers are in both files, the rest only in one (`vertical_memberships`), each file
+    shuffled on its own. Returns the path of the vertical scenario (no [privacy] unless `privacy`)."""
+    frame = read_table(require(TAIWAN)).rename(columns={"next_payment": VERTICAL_LABEL})
+    levels = {c: TAIWAN_DATASET["levels"][c] for c in TAIWAN_CATEGORICAL}
+    parties = [
+        {"name": "lender", "kind": "bank", "data": "lender.csv", "label": VERTICAL_LABEL, "bad": 1,
+         "numeric": [c for c in TAIWAN_LENDER if c not in TAIWAN_CATEGORICAL],
+         "categorical": list(TAIWAN_CATEGORICAL), "levels": levels},
+        {"name": "bureau", "kind": "bureau", "data": "bureau.csv", "numeric": list(TAIWAN_BUREAU)},
+    ]
+    keys = [taiwan_key(i) for i in frame["ID"]]
+    return _write_vertical(frame, keys, parties, out_dir, overlap=overlap, seed=seed, privacy=privacy,
+                           extra_federation=extra_federation)
+
+
+# German by columns: the lender keeps the account and loan (attributes 1–10 and the class), an insurer the
+# customer's circumstances (11–20).
+GERMAN_LENDER = GERMAN_COLUMNS[:10]
+GERMAN_INSURER = GERMAN_COLUMNS[10:20]
+
+
+def write_german_vertical(out_dir: str | Path, *, overlap: float = 0.85, seed: int = 0, privacy: dict | None = None,
+                          extra_federation: dict | None = None) -> Path:
+    """Split German credit by columns: a lender (attributes 1–10, label `class`, bad 2) and an insurer
+    (11–20), keyed by `german_key(row)`, as `write_taiwan_vertical`. Returns the scenario path."""
+    frame = pd.read_csv(require(GERMAN), sep=r"\s+", header=None, names=list(GERMAN_COLUMNS), dtype=str)
+
+    def columns(names: tuple[str, ...]) -> dict:
+        return {"numeric": [c for c in names if c in GERMAN_NUMERIC],
+                "categorical": [c for c in names if c not in GERMAN_NUMERIC]}
+    parties = [{"name": "lender", "kind": "bank", "data": "lender.csv", "label": "class", "bad": 2,
+                **columns(GERMAN_LENDER)},
+               {"name": "insurer", "kind": "insurer", "data": "insurer.csv", **columns(GERMAN_INSURER)}]
+    return _write_vertical(frame, [german_key(i) for i in range(len(frame))], parties, out_dir, overlap=overlap,
+                           seed=seed, privacy=privacy, extra_federation=extra_federation)
 
 
 def write_default_without_dp(out: str | Path, *, federation: dict | None = None) -> Path:
