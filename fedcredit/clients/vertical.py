@@ -32,14 +32,13 @@ from fedcredit.clients.vertical_party import (
     AlignmentCache,
     PartyData,
     PartyState,
-    alignment_id,
-    key_fractions,
     party_gate,
 )
 from fedcredit.credit.atomic import atomic_write_json
 from fedcredit.credit.errors import InputError
 from fedcredit.credit.features import ColumnPlan, FeatureTransform
 from fedcredit.credit.metrics import ScoreHistogram
+from fedcredit.credit.party_table import key_fractions
 from fedcredit.credit.protocol import PartnerReport, TaskConfig
 from fedcredit.credit.statistics import PRIVATE_PER_DECADE, RangeStats
 from fedcredit.privacy.accountant import Charge, Release

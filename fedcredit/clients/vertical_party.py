@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from fedcredit.clients.partner import audit_log, file_fingerprint, privacy_folder
 from fedcredit.credit.atomic import atomic_write_text
@@ -36,18 +35,7 @@ from fedcredit.protection.access import AccessPolicy, open_vault, reuse_vault
 from fedcredit.protection.keys import load_key
 from fedcredit.protection.vault import is_vault
 
-SPLIT_DOMAIN = b"fedcredit-vertical-split-v1\0"
 _CACHE: dict[tuple[Any, ...], PartyData] = {}
-
-
-def key_fractions(keys: list[str]) -> np.ndarray:
-    """Each normalised key's place in [0, 1) from a hash of the key alone: every party computes the same
-    place for the same customer, so all hold out the same customers without telling each other, and
-    adding or removing a customer moves no other across the split."""
-    out = np.empty(len(keys))
-    for i, k in enumerate(keys):
-        out[i] = int.from_bytes(hashlib.sha256(SPLIT_DOMAIN + k.encode()).digest()[:8], "big") / 2.0 ** 64
-    return out
 
 
 @dataclass(frozen=True)
@@ -90,15 +78,13 @@ def open_party_data(partner: Partner, task: TaskConfig, *, purpose: str, round: 
     else:
         frame = read_table(path, source=f"{source} ({path})", sep=partner.sep, decimal=partner.decimal)
         fingerprint = file_fingerprint(path)
-    data = PartyData(partner, _prepare(frame, partner, f"{source} ({path})", task.federation.min_rows), fingerprint)
+    table = prepare_party_table(frame, partner, source=f"{source} ({path})", min_rows=task.federation.min_rows,
+                                label_column=task.spec.label or None)
+    data = PartyData(partner, table, fingerprint)
     if len(_CACHE) >= 8:
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[key] = data
     return data
-
-
-def _prepare(frame: pd.DataFrame, partner: Partner, source: str, min_rows: int) -> PartyTable:
-    return prepare_party_table(frame, partner, source=source, min_rows=min_rows)
 
 
 def party_gate(data: PartyData, task: TaskConfig, *, rows: int, readonly: bool = False) -> PrivacyGate | None:

@@ -20,12 +20,12 @@ import numpy as np
 import pandas as pd
 
 from fedcredit.clients.vertical import PART_FORMAT
-from fedcredit.clients.vertical_party import PartyData, key_fractions, open_party_data, party_gate
+from fedcredit.clients.vertical_party import PartyData, open_party_data, party_gate
 from fedcredit.credit.customer_keys import read_keys
 from fedcredit.credit.errors import InputError
 from fedcredit.credit.features import FeatureTransform
 from fedcredit.credit.metrics import ScoreHistogram
-from fedcredit.credit.party_table import prepare_party_table
+from fedcredit.credit.party_table import key_fractions, prepare_party_table
 from fedcredit.credit.protocol import TaskConfig
 from fedcredit.credit.reading import read_table
 from fedcredit.credit.rundir import RunDirectory
