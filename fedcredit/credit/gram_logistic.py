@@ -117,7 +117,8 @@ class GramLogistic:
         return self
 
     def partial_score(self, party: str, x: np.ndarray) -> np.ndarray:
-        """A party's partial score x @ coef (rows of its transformed, clipped features: n × k)."""
+        """A party's partial score x @ coef (rows of its transformed features: n × k), clipped to the
+        same row bound as in training (measured better than unclipped: benchmarks/bench_vertical_lr.py)."""
         coef = self._fitted().coef_by_party[party]
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != len(coef):

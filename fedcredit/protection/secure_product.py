@@ -16,7 +16,8 @@ a dealer is the one in e.g. SecureML (Mohassel & Zhang 2017, §4.1, "multiplicat
 
 Threat model: semi-honest (each party follows the protocol) and non-colluding (the dealer colludes
 with neither party). The dealer sees the seeds and C1, C2 but never E or F: those travel encrypted
-end to end between P and Q (the relay sees ciphertext only). A party sees only the other's masked
+end to end between P and Q (the relay sees ciphertext only); the share sent to the label holder
+travels encrypted too (the dealer knows C2, so share_Q would tell it E^T Z_right). A party sees only the other's masked
 matrix, which is the other's input plus a mask that is uniform on Z_2^64 and unknown to it, hence
 itself uniform and independent of the input (a one-time pad in the ring). Each share alone is
 uniform (C1 is). The product goes to the label holder only, after each party adds its DP noise to
