@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -40,6 +39,7 @@ from fedcredit.credit.atomic import atomic_write_json  # noqa: E402
 from fedcredit.credit.features import FeatureTransform  # noqa: E402
 from fedcredit.credit.gram_logistic import DEFAULT_RIDGE, GramLayout, GramLogistic  # noqa: E402
 from fedcredit.credit.loading import prepare_table, read_table  # noqa: E402
+from fedcredit.credit.metrics import exact_metrics  # noqa: E402
 from fedcredit.credit.schema import DatasetSpec  # noqa: E402
 from fedcredit.privacy import gram  # noqa: E402
 from fedcredit.privacy.accountant import calibrate_noise  # noqa: E402
@@ -134,7 +134,7 @@ def secure_cross_block(z_left: np.ndarray, z_right: np.ndarray, noise_left: np.n
 
 
 def vertical_fit(data: Split, names: Sequence[str], *, c: float, ridge: float, sigma: float | None,
-                 rng: np.random.Generator, replace_one: bool = False, noise_rule: bool = True) -> float:
+                 rng: np.random.Generator, replace_one: bool = False, noise_rule: bool = True) -> dict:
     """Clip, run the protocol with each party's noise (sigma None: none), solve, score the test rows."""
     holder = names[0]
     clipped = {p: gram.clip_rows(data.train[p], gram.row_bound(data.columns[p], per_column=c)) for p in names}
@@ -163,23 +163,31 @@ def vertical_fit(data: Split, names: Sequence[str], *, c: float, ridge: float, s
     model = GramLogistic(ridge=ridge).fit(S, layout, noise_sd=noise if noise_rule else 0.0)
     scores = sum(model.partial_score(p, gram.clip_rows(data.test[p], gram.row_bound(data.columns[p], per_column=c)))
                  for p in names)
-    return float(roc_auc_score(data.y_test, model.predict_proba_from_scores(scores)))
+    return _metrics(data.y_test, model.predict_proba_from_scores(scores))
 
 
-def lr_auc(data: Split, names: Sequence[str]) -> float:
+def _metrics(y: np.ndarray, p_bad: np.ndarray) -> dict:
+    m = exact_metrics(y, p_bad)
+    return {"auc": m["auc"], "ks": m["ks"], "brier": m["brier"]}
+
+
+def lr_metrics(data: Split, names: Sequence[str]) -> dict:
     x_train = np.column_stack([data.train[p] for p in names])
     x_test = np.column_stack([data.test[p] for p in names])
     model = LogisticRegression(max_iter=5000).fit(x_train, data.y_train)
-    return float(roc_auc_score(data.y_test, model.predict_proba(x_test)[:, 1]))
+    return _metrics(data.y_test, model.predict_proba(x_test)[:, 1])
 
 
 def sigma_for(epsilon: float, reserve: float) -> float:
     return calibrate_noise([], budget=epsilon - reserve, delta=DELTA, sample_rate=1.0, steps=1)
 
 
-def summary(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "runs": len(values)}
+def summary(runs: list[dict]) -> dict:
+    """AUC mean ± sd over runs; KS and Brier means."""
+    aucs = [r["auc"] for r in runs]
+    return {"mean": statistics.fmean(aucs), "sd": statistics.stdev(aucs) if len(aucs) > 1 else 0.0,
+            "runs": len(aucs), "ks_mean": statistics.fmean(r["ks"] for r in runs),
+            "brier_mean": statistics.fmean(r["brier"] for r in runs)}
 
 
 def evaluate(dataset: str, splits: list[Split], names: Sequence[str], *, c: float, ridge: float,
@@ -189,8 +197,8 @@ def evaluate(dataset: str, splits: list[Split], names: Sequence[str], *, c: floa
            "splits": len(splits), "c": c, "ridge": ridge,
            "features": {p: int(splits[0].train[p].shape[1]) for p in names},
            "row_bound_columns": dict(splits[0].columns),
-           "centralised_lr": summary([lr_auc(s, names) for s in splits]),
-           "label_holder_alone_lr": summary([lr_auc(s, names[:1]) for s in splits]),
+           "centralised_lr": summary([lr_metrics(s, names) for s in splits]),
+           "label_holder_alone_lr": summary([lr_metrics(s, names[:1]) for s in splits]),
            "vertical_no_dp": summary([vertical_fit(s, names, c=c, ridge=ridge, sigma=None, rng=rng) for s in splits]),
            "dp": []}
     for eps, sigma in sigmas.items():
@@ -210,11 +218,11 @@ def tune(dataset: str, splits: list[Split], names: Sequence[str], sigmas: dict[f
         for ridge in (1e-4, 1e-3, 1e-2):
             for rule in (True,):
                 row = {"dataset": dataset, "c": c, "ridge": ridge, "noise_rule": rule,
-                       "no_dp": statistics.fmean(vertical_fit(s, names, c=c, ridge=ridge, sigma=None, rng=rng)
+                       "no_dp": statistics.fmean(vertical_fit(s, names, c=c, ridge=ridge, sigma=None, rng=rng)["auc"]
                                                  for s in splits)}
                 for eps, sigma in sigmas.items():
                     row[f"eps{eps:g}"] = statistics.fmean(
-                        vertical_fit(s, names, c=c, ridge=ridge, sigma=sigma, rng=rng, noise_rule=rule)
+                        vertical_fit(s, names, c=c, ridge=ridge, sigma=sigma, rng=rng, noise_rule=rule)["auc"]
                         for s in splits for _ in range(seeds))
                 rows.append(row)
                 print("  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
@@ -282,6 +290,11 @@ def main() -> None:
                        f"{x['auc']['mean']:.4f}±{x['auc']['sd']:.4f} (Δ {x['auc']['mean'] - vert:+.4f})"
                        for x in d["dp"])
         print(f"{d['dataset']:<8} {d['rows_train']:>6} {cen:>8.4f} {alone:>8.4f} {vert:>8.4f} {vert - cen:>+8.4f}  {dp}")
+    print("KS / Brier (means): " + "; ".join(
+        f"{d['dataset']} cen. {d['centralised_lr']['ks_mean']:.3f}/{d['centralised_lr']['brier_mean']:.4f}, "
+        f"vert. {d['vertical_no_dp']['ks_mean']:.3f}/{d['vertical_no_dp']['brier_mean']:.4f}, " + ", ".join(
+            f"ε{x['epsilon']:g}{'' if x['relation'] == 'add/remove' else '(repl.)'} "
+            f"{x['auc']['ks_mean']:.3f}/{x['auc']['brier_mean']:.4f}" for x in d["dp"]) for d in report["datasets"]))
     print(f"written: {RESULTS / 'vertical_lr.json'}")
 
 
