@@ -43,7 +43,15 @@ from fedcredit.credit.protocol import PartnerReport, TaskConfig
 from fedcredit.credit.statistics import PRIVATE_PER_DECADE, RangeStats
 from fedcredit.privacy.accountant import Charge, Release
 from fedcredit.privacy.gate import RunShape
-from fedcredit.privacy.gram import block_bound, block_noise, clip_rows, gram_sensitivity, row_bound, symmetric_noise
+from fedcredit.privacy.gram import (
+    block_bound,
+    block_noise,
+    clip_rows,
+    gram_sensitivity,
+    norm_columns,
+    row_bound,
+    symmetric_noise,
+)
 from fedcredit.protection.channel import ChannelKey, open_sealed, pack_array, seal, unpack_array
 from fedcredit.protection.psi import PsiParty, hub_alignment
 from fedcredit.protection.secure_product import add_noise, encode, left_share, masked, right_share
@@ -165,7 +173,7 @@ class VerticalParty:
         """Z for `rows`: the transformed, row-clipped own columns; the label holder's block is
         [1, features, label] (its bound counts the constant and the label: `privacy.gram.block_bound`)."""
         x = clip_rows(transform.transform(self.data.table.features.iloc[rows].reset_index(drop=True)).astype(np.float64),
-                      row_bound(transform.n_features))
+                      row_bound(norm_columns(transform)))
         if not self.data.holds_label:
             return x
         y = self.data.table.label[rows].astype(np.float64)
@@ -194,7 +202,7 @@ class VerticalParty:
                 charge(gate, self.data, self.task, stats_release, mechanism="gaussian-statistics", round=0,
                        rows=train_cell, epsilon=after.epsilon)
         transform, _ = self._fit_transform(train, gate, planned.get("statistics", 0.0))
-        bound = block_bound(transform.n_features, label_holder=self.data.holds_label)
+        bound = block_bound(norm_columns(transform), label_holder=self.data.holds_label)
         z = encode(self._design(train, transform))
         out = {}
         for pair in self.info["pairs"]:
@@ -267,14 +275,14 @@ class VerticalParty:
         transform = FeatureTransform.from_dict(self.state.get("transform"))
         part = {"format": PART_FORMAT, "party": self.name, "run": self.task.run, "label_holder": self.data.holds_label,
                 "id": self.data.partner.id, "spec": self.data.partner.spec.to_dict(), "transform": transform.to_dict(),
-                "bound": row_bound(transform.n_features), "weights": [float(w) for w in weights],
+                "bound": row_bound(norm_columns(transform)), "weights": [float(w) for w in weights],
                 "intercept": intercept}
         return atomic_write_json(part_path(self.data.partner, self.task), part)
 
     def _partial_scores(self, rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
         transform = FeatureTransform.from_dict(self.state.get("transform"))
         x = clip_rows(transform.transform(self.data.table.features.iloc[rows].reset_index(drop=True)).astype(np.float64),
-                      row_bound(transform.n_features))
+                      row_bound(norm_columns(transform)))
         return x @ weights
 
     def score(self) -> Result:

@@ -63,7 +63,8 @@ def open_party_data(partner: Partner, task: TaskConfig, *, purpose: str, round: 
         raise InputError("has no data path: give `data` in its [[partners]] entry or partner config", source=source)
     path = Path(partner.data)
     stat = path.stat() if path.exists() else None
-    key = (partner, task.federation.min_rows, stat and (stat.st_mtime_ns, stat.st_size))
+    key = (json.dumps(partner.to_dict(), sort_keys=True), task.spec.label, task.federation.min_rows,
+           stat and (stat.st_mtime_ns, stat.st_size))
     if stat is not None and path.is_file() and is_vault(path):
         access = dict(policy=AccessPolicy(frozenset(partner.purposes)), audit=audit_log(partner, task),
                       partner=partner.name, run=task.run, round=round)

@@ -38,7 +38,7 @@ from fedcredit.protection.chain import ChainError, ChainRead, HashChainLog
 
 FORMAT = "fedcredit-privacy-ledger/1"
 MECHANISMS = ("dp-sgd", "gaussian-statistics", "gaussian-evaluation", "gaussian-fairness",
-              "gaussian-histogram")   # histogram: a gbdt level
+              "gaussian-histogram", "gaussian-gram")   # histogram: a gbdt level; gram: a vertical Gram release
 HELD_OUT_MECHANISMS = ("gaussian-evaluation", "gaussian-fairness")   # releases on the held-out rows
 
 

@@ -31,7 +31,7 @@ from fedcredit.credit.reading import read_table
 from fedcredit.credit.rundir import RunDirectory
 from fedcredit.credit.scenario import Partner, Scenario
 from fedcredit.privacy.gate import RunShape
-from fedcredit.privacy.gram import clip_rows, row_bound
+from fedcredit.privacy.gram import clip_rows, norm_columns, row_bound
 
 
 def _task(scenario: Scenario, run_dir: Path | None) -> TaskConfig:
@@ -69,7 +69,7 @@ def _rows_of(own: list[str], keys: list[str]) -> np.ndarray:
 
 def _block(d: PartyData, rows: np.ndarray, transform: FeatureTransform) -> np.ndarray:
     x = transform.transform(d.table.features.iloc[rows].reset_index(drop=True)).astype(np.float64)
-    return clip_rows(x, row_bound(transform.n_features))
+    return clip_rows(x, row_bound(norm_columns(transform)))
 
 
 def _metrics(y: np.ndarray, p_bad: np.ndarray) -> dict[str, Any]:
