@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fedcredit.credit.atomic import atomic_write_json  # noqa: E402
 from fedcredit.credit.features import FeatureTransform  # noqa: E402
-from fedcredit.credit.gram_logistic import DEFAULT_RIDGE, GramLayout, GramLogistic  # noqa: E402
+from fedcredit.credit.gram_logistic import DEFAULT_RIDGE, GramLogistic, assemble_gram  # noqa: E402
 from fedcredit.credit.loading import prepare_table, read_table  # noqa: E402
 from fedcredit.credit.metrics import exact_metrics  # noqa: E402
 from fedcredit.credit.schema import DatasetSpec  # noqa: E402
@@ -145,20 +145,11 @@ def vertical_fit(data: Split, names: Sequence[str], *, c: float, ridge: float, s
     sd = {p: 0.0 if sigma is None else
           sigma * gram.gram_sensitivity(bounds[p], list(bounds.values()), replace_one=replace_one) for p in names}
     sizes = [blocks[p].shape[1] for p in names]
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    S = np.zeros((starts[-1], starts[-1]))
-    for i, p in enumerate(names):
-        own = blocks[p].T @ blocks[p] + gram.symmetric_noise(sizes[i], sd[p], rng)
-        S[starts[i]:starts[i + 1], starts[i]:starts[i + 1]] = own
-        for j in range(i + 1, len(names)):
-            q = names[j]
-            cross = secure_cross_block(blocks[p], blocks[q], gram.block_noise(sizes[i], sizes[j], sd[p], rng),
-                                       gram.block_noise(sizes[i], sizes[j], sd[q], rng))
-            S[starts[i]:starts[i + 1], starts[j]:starts[j + 1]] = cross
-            S[starts[j]:starts[j + 1], starts[i]:starts[i + 1]] = cross.T
-    k = data.train[holder].shape[1]
-    layout = GramLayout(constant=0, label=k + 1, parties={holder: slice(1, k + 1), **{
-        p: slice(int(starts[i]), int(starts[i + 1])) for i, p in enumerate(names) if i > 0}})
+    own = {p: blocks[p].T @ blocks[p] + gram.symmetric_noise(sizes[i], sd[p], rng) for i, p in enumerate(names)}
+    cross = {(p, q): secure_cross_block(blocks[p], blocks[q], gram.block_noise(sizes[i], sizes[j], sd[p], rng),
+                                        gram.block_noise(sizes[i], sizes[j], sd[q], rng))
+             for i, p in enumerate(names) for j, q in enumerate(names) if i < j}
+    S, layout = assemble_gram(own, cross, holder)
     noise = math.sqrt(sum(s * s for s in sd.values()))
     model = GramLogistic(ridge=ridge).fit(S, layout, noise_sd=noise if noise_rule else 0.0)
     scores = sum(model.partial_score(p, gram.clip_rows(data.test[p], gram.row_bound(data.columns[p], per_column=c)))

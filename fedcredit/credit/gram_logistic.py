@@ -36,7 +36,7 @@ from scipy.special import expit
 
 DEFAULT_RIDGE = 1e-3
 
-__all__ = ["DEFAULT_RIDGE", "GramLayout", "GramLogistic"]
+__all__ = ["DEFAULT_RIDGE", "GramLayout", "GramLogistic", "assemble_gram"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,42 @@ class GramLayout:
         if len(np.unique(used)) != len(used):
             raise ValueError("the layout uses an index twice (parties, constant and label must be disjoint)")
         return features
+
+
+def assemble_gram(own: Mapping[str, np.ndarray], cross: Mapping[tuple[str, str], np.ndarray],
+                  label_holder: str) -> tuple[np.ndarray, GramLayout]:
+    """The label holder's S and its layout from the released blocks.
+
+    `own`: party → its (noisy) Z_p^T Z_p, the label holder's over [1, X, y] (constant first, label
+    last), in the order the parties come (the label holder's block is put first); `cross`: (p, q) →
+    the reconstructed Z_p^T Z_q, one per pair, either order. ValueError on a missing or misshapen block."""
+    if label_holder not in own:
+        raise ValueError(f"no block of the label holder {label_holder!r}")
+    names = [label_holder, *(p for p in own if p != label_holder)]
+    sizes = {p: np.asarray(own[p]).shape[0] for p in names}
+    starts = dict(zip(names, np.cumsum([0] + [sizes[p] for p in names[:-1]])))
+    S = np.zeros((sum(sizes.values()),) * 2)
+    for p in names:
+        block = np.asarray(own[p], dtype=np.float64)
+        if block.shape != (sizes[p], sizes[p]):
+            raise ValueError(f"the own block of {p!r} is not square: {block.shape}")
+        S[starts[p]:starts[p] + sizes[p], starts[p]:starts[p] + sizes[p]] = block
+    for i, p in enumerate(names):
+        for q in names[i + 1:]:
+            block = cross[(p, q)] if (p, q) in cross else (cross[(q, p)].T if (q, p) in cross else None)
+            if block is None:
+                raise ValueError(f"no cross block for the pair ({p!r}, {q!r})")
+            block = np.asarray(block, dtype=np.float64)
+            if block.shape != (sizes[p], sizes[q]):
+                raise ValueError(f"the cross block ({p!r}, {q!r}) is {block.shape}, expected {(sizes[p], sizes[q])}")
+            S[starts[p]:starts[p] + sizes[p], starts[q]:starts[q] + sizes[q]] = block
+            S[starts[q]:starts[q] + sizes[q], starts[p]:starts[p] + sizes[p]] = block.T
+    k = sizes[label_holder] - 2
+    if k < 1:
+        raise ValueError("the label holder's block must be [1, X, y] with at least one feature")
+    parties = {label_holder: slice(1, k + 1), **{p: slice(int(starts[p]), int(starts[p] + sizes[p]))
+                                                  for p in names[1:]}}
+    return S, GramLayout(constant=0, label=k + 1, parties=parties)
 
 
 class GramLogistic:

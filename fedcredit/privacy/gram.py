@@ -34,8 +34,8 @@ from fedcredit.credit.features import FeatureTransform
 ROW_BOUND_PER_COLUMN = 0.75   # c in row_bound(k) = c·sqrt(k): chosen by benchmarks/bench_vertical_lr.py --tune
 LABEL_HOLDER_EXTRA = 2.0      # the constant 1 and the label y ∈ {0, 1}: 1 + y² ≤ 2 in the squared row norm
 
-__all__ = ["ROW_BOUND_PER_COLUMN", "block_bound", "norm_columns", "block_noise", "clip_rows", "gram_sensitivity", "row_bound",
-           "symmetric_noise"]
+__all__ = ["ROW_BOUND_PER_COLUMN", "block_bound", "block_noise", "clip_rows", "gram_sensitivity", "norm_columns",
+           "row_bound", "symmetric_noise"]
 
 
 def _rng(rng: np.random.Generator | None) -> np.random.Generator:

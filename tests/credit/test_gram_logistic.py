@@ -8,7 +8,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from fedcredit.credit.gram_logistic import GramLayout, GramLogistic
+from fedcredit.credit.gram_logistic import GramLayout, GramLogistic, assemble_gram
 
 
 def _data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,3 +100,25 @@ def test_bad_input_is_refused():
         GramLogistic(ridge=-1.0)
     with pytest.raises(ValueError, match="features"):
         GramLogistic().fit(S, layout).partial_score("lender", np.zeros((2, 5)))
+
+
+def test_assemble_gram_from_released_blocks():
+    x, y = _data(400, 7)
+    holder = np.column_stack([np.ones(400), x[:, :2], y])
+    blocks = {"bureau": x[:, 2:4], "lender": holder, "insurer": x[:, 4:]}
+    own = {p: b.T @ b for p, b in blocks.items()}
+    cross = {("lender", "bureau"): holder.T @ blocks["bureau"], ("insurer", "lender"): blocks["insurer"].T @ holder,
+             ("bureau", "insurer"): blocks["bureau"].T @ blocks["insurer"]}
+    S, layout = assemble_gram(own, cross, "lender")
+    z = np.column_stack([holder, blocks["bureau"], blocks["insurer"]])     # the label holder first
+    np.testing.assert_allclose(S, z.T @ z)
+    assert layout == GramLayout(0, 3, {"lender": slice(1, 3), "bureau": slice(4, 6), "insurer": slice(6, 8)})
+    model = GramLogistic(ridge=0.0).fit(S, layout)
+    reference = GramLogistic(ridge=0.0).fit(*_gram(x, y))          # same rows, another column order
+    np.testing.assert_allclose(model.coef_, reference.coef_, rtol=1e-6)
+    with pytest.raises(ValueError, match="no cross block"):
+        assemble_gram(own, {k: v for k, v in cross.items() if "insurer" not in k[0]}, "lender")
+    with pytest.raises(ValueError, match="label holder"):
+        assemble_gram(own, cross, "nobody")
+    with pytest.raises(ValueError, match="expected"):
+        assemble_gram(own, {**cross, ("lender", "bureau"): cross[("lender", "bureau")][:, :1]}, "lender")
