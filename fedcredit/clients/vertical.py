@@ -16,6 +16,12 @@ coordinator, which also deals the secure products' correlated randomness, sees o
 
 A phase returns (outputs: name → bytes, info: JSON-able dict, report). What the party must remember until its
 next message is in its `PartyState` file; rows and customer keys never are.
+
+Differential privacy, per party, against every other party and the coordinator: the neighbouring datasets differ
+in ONE customer's values (the PSI already tells the label holder which customers are shared, so membership is not
+what the noise hides). Each mechanism's noise is scaled to its replace-one sensitivity — the Gram release's
+2·C_p·C (`privacy.gram.gram_sensitivity`), a histogram's √2 × the add/remove one of the horizontal releases — and
+the ledger records noise ÷ sensitivity as the noise multiplier, so the accountant's epsilon is for that relation.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from fedcredit.protection.psi import PsiParty, hub_alignment
 from fedcredit.protection.secure_product import add_noise, encode, left_share, masked, right_share
 
 PART_FORMAT = "fedcredit-vertical-part/1"
+REPLACE_ONE = 2 ** 0.5     # a histogram's replace-one sensitivity ÷ its add/remove one (a count moves cell)
 Outputs = dict[str, bytes]
 Result = tuple[Outputs, dict[str, Any], PartnerReport]
 
@@ -164,9 +171,9 @@ class VerticalParty:
 
         stats = RangeStats.from_frame(features, np.zeros(len(features)), spec, per_decade=PRIVATE_PER_DECADE,
                                       extremes=False)
-        private, release, sd = noisy_range(stats, stats_noise, public_levels=frozenset(spec.levels))
+        private, _, sd = noisy_range(stats, stats_noise * REPLACE_ONE, public_levels=frozenset(spec.levels))
         plan = ColumnPlan.fit(private, spec, noise_sd=sd)
-        bins, release2, sd2 = noisy_bins(plan.bin_stats(features), stats_noise)
+        bins, _, sd2 = noisy_bins(plan.bin_stats(features), stats_noise * REPLACE_ONE)
         return FeatureTransform.fit(plan, bins, spec, noise_sd=sd2), sd2
 
     def _design(self, rows: np.ndarray, transform: FeatureTransform) -> np.ndarray:
@@ -218,7 +225,8 @@ class VerticalParty:
         if gate is None:
             return 0.0
         bounds = {n: float(b) for n, b in self.info["bounds"].items()}
-        return float(self.state.get("planned")["gram"]) * gram_sensitivity(bounds[self.name], list(bounds.values()))
+        return float(self.state.get("planned")["gram"]) * gram_sensitivity(bounds[self.name], list(bounds.values()),
+                                                                            replace_one=True)
 
     def gram_2(self) -> Result:
         transform = FeatureTransform.from_dict(self.state.get("transform"))
@@ -255,15 +263,19 @@ class VerticalParty:
 
     # -- the model ------------------------------------------------------------------------
     def solve(self) -> Result:
-        from fedcredit.credit.gram_logistic import GramLogistic
+        from fedcredit.credit.gram_logistic import GramLogistic, assemble_gram
+        from fedcredit.protection.secure_product import reconstruct
 
-        layout = self.info["layout"]        # {"order": [party...], "columns": {party: m}, "pairs": [...]}
+        layout = self.info["layout"]        # {"order": [party...], "pairs": [{id, left, right}], "noise_sd": sd}
         blocks = {self.name: _unpack_many(self.state.get_bytes("gram"))}
         for p in layout["order"]:
             if p != self.name:
                 blocks[p] = _unpack_many(self._open_from(p, "gram", self._input(f"gram.{p}")))
-        gram, index = assemble_gram(layout, blocks)
-        model = GramLogistic().fit(gram, gram_layout(layout, index), noise_sd=float(layout.get("noise_sd", 0.0)))
+        cross = {(q["left"], q["right"]): reconstruct(blocks[q["left"]][f"share.{q['id']}"],
+                                                       blocks[q["right"]][f"share.{q['id']}"])
+                 for q in layout["pairs"]}
+        gram, gram_layout = assemble_gram({p: blocks[p]["own"] for p in layout["order"]}, cross, self.name)
+        model = GramLogistic().fit(gram, gram_layout, noise_sd=float(layout.get("noise_sd", 0.0)))
         out = {}
         for p in layout["order"]:
             if p != self.name:
@@ -315,7 +327,8 @@ class VerticalParty:
         if noise is None:
             return {}, {}, self._report(declined="no evaluation fits the budget",
                                         privacy=privacy_statement(gate, self.data, history=True))
-        private, release, _ = noisy_evaluation(exact, noise)
+        private, _, _ = noisy_evaluation(exact, noise * REPLACE_ONE)
+        release = Release(noise, 1.0, 1)
         _, test_cell = self._cells()
         after, reason = gate.admit(Charge(release, test_cell))
         if after is None:
@@ -360,33 +373,3 @@ def _unpack_many(raw: bytes) -> dict[str, np.ndarray]:
 
     with np.load(io.BytesIO(raw), allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
-
-
-def assemble_gram(layout: Mapping[str, Any], blocks: Mapping[str, Mapping[str, np.ndarray]]
-                  ) -> tuple[np.ndarray, dict[str, slice]]:
-    """The joint Gram matrix (D × D) from each party's own block and the two shares of each cross block
-    (decoded: the shares are in the fixed-point ring at the product scale); `index`: each party's columns."""
-    from fedcredit.protection.secure_product import reconstruct
-
-    index, start = {}, 0
-    for p in layout["order"]:
-        index[p] = slice(start, start + int(layout["columns"][p]))
-        start += int(layout["columns"][p])
-    gram = np.zeros((start, start))
-    for p in layout["order"]:
-        gram[index[p], index[p]] = blocks[p]["own"]
-    for pair in layout["pairs"]:
-        left, right, pid = pair["left"], pair["right"], pair["id"]
-        cross = reconstruct(blocks[left][f"share.{pid}"], blocks[right][f"share.{pid}"])
-        gram[index[left], index[right]] = cross
-        gram[index[right], index[left]] = cross.T
-    return gram, index
-
-
-def gram_layout(layout: Mapping[str, Any], index: Mapping[str, slice]) -> Any:
-    """The `GramLogistic` layout: the constant is the label holder's first column, the label its last."""
-    from fedcredit.credit.gram_logistic import GramLayout
-
-    holder = layout["order"][0]
-    features = {p: (slice(s.start + 1, s.stop - 1) if p == holder else s) for p, s in index.items()}
-    return GramLayout(index[holder].start, index[holder].stop - 1, features)
