@@ -138,11 +138,6 @@ class PartyState:
         self.path.unlink(missing_ok=True)
 
 
-def alignment_id(names_and_fingerprints: dict[str, str]) -> str:
-    """The cache key of an alignment: the parties' names and key-set fingerprints."""
-    return hashlib.sha256(json.dumps(sorted(names_and_fingerprints.items())).encode()).hexdigest()
-
-
 class AlignmentCache:
     """A party's finished alignments, by `alignment_id` (its own row numbers in the agreed order; the label
     holder keeps per party the positions it sent too, not needed again)."""

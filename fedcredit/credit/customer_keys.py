@@ -24,10 +24,11 @@ so an alignment can be cached per pair of key sets.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import numbers
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -117,3 +118,9 @@ def key_set_fingerprint(keys: Sequence[str]) -> str:
         digest.update(len(encoded).to_bytes(4, "big"))
         digest.update(encoded)
     return digest.hexdigest()
+
+
+def alignment_id(fingerprints: Mapping[str, str]) -> str:
+    """The id of an alignment: SHA-256 over the parties' names and key-set fingerprints (a party caches its
+    alignment under it; the coordinator compares the ids the parties report)."""
+    return hashlib.sha256(json.dumps(sorted(fingerprints.items())).encode()).hexdigest()

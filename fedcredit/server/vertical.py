@@ -21,6 +21,7 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 
 from fedcredit.credit.atomic import atomic_write_json
+from fedcredit.credit.customer_keys import alignment_id
 from fedcredit.credit.errors import FederationError
 from fedcredit.credit.metrics import UNDEFINED
 from fedcredit.credit.protocol import REPORT_KEY, TASK_KEY, PartnerReport, TaskConfig
@@ -122,8 +123,6 @@ class VerticalTraining(StatisticsRound):
             raise FederationError(f"parties {missing} did not answer (connected nodes: {len(nodes)})")
         channels = {p: hello[p][1]["channel"] for p in self.order}
         fingerprints = {p: hello[p][1]["keys_fingerprint"] for p in self.order}
-        from fedcredit.clients.vertical_party import alignment_id
-
         ident = alignment_id(fingerprints)
         cached = all(ident in hello[p][1]["cached"] for p in self.order)
         align_started = time.monotonic()
