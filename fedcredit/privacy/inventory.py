@@ -109,7 +109,7 @@ INVENTORY: tuple[Item, ...] = (
     Item("vinfo.channel", (VERTICAL,), PUBLIC, "an X25519 public key made for this run (end-to-end sealing)"),
     Item("vinfo.keys_fingerprint", (VERTICAL,), PUBLIC, "SHA-256 of the party's whole normalised key set (to "
                                                         "reuse an alignment): confirms only a guess of the whole set"),
-    Item("vinfo.cached.*", (VERTICAL,), PUBLIC, "ids of alignments the party cached: hashes of parties' names and "
+    Item("vinfo.cached*", (VERTICAL,), PUBLIC, "ids of alignments the party cached: hashes of parties' names and "
                                                  "key-set fingerprints"),
     Item("vinfo.label_holder", (VERTICAL,), PUBLIC, "whether the party holds the label: its configuration"),
     Item("vinfo.intersection", (VERTICAL,), PUBLIC, "how many customers every party holds: the output of the "
@@ -119,7 +119,7 @@ INVENTORY: tuple[Item, ...] = (
     Item("vinfo.test_rows", (VERTICAL,), PUBLIC, "the shared customers in the held-out split"),
     Item("vinfo.columns", (VERTICAL,), PUBLIC, "the width of the party's block of the joint Gram matrix"),
     Item("vinfo.bound", (VERTICAL,), PUBLIC, "the row-norm bound of the party's block: a function of its width"),
-    Item("vinfo.features.*", (VERTICAL,), PUBLIC, "the names of the party's model inputs: its configured columns "
+    Item("vinfo.features*", (VERTICAL,), PUBLIC, "the names of the party's model inputs: its configured columns "
                                                   "and the levels its transform keeps (under DP fitted from its "
                                                   "own noised statistics: post-processing)"),
     Item("vinfo.noise_sd", (VERTICAL,), PUBLIC, "the Gram release's noise sd: noise multiplier × sensitivity"),

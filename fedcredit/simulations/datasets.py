@@ -6,7 +6,6 @@ the caller chooses (a temp or benchmark folder) together with a scenario file.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import tomllib
 from collections.abc import Sequence
@@ -91,7 +90,7 @@ def write_taiwan_partners(out_dir: str | Path, *, rounds: int = 20, extra_federa
         scenario["fairness"] = fairness
     (tmp / "scenario.toml").write_text(tomli_w.dumps(scenario))
     if out_dir.exists():
-        shutil.rmtree(out_dir)
+        out_dir.rmdir()        # empty (checked above)
     tmp.rename(out_dir)
     return out_dir / "scenario.toml"
 
@@ -137,7 +136,7 @@ def write_german_partners(out_dir: str | Path, *, rounds: int = 20, extra_federa
         scenario["fairness"] = fairness
     (tmp / "scenario.toml").write_text(tomli_w.dumps(scenario))
     if out_dir.exists():
-        shutil.rmtree(out_dir)
+        out_dir.rmdir()        # empty (checked above)
     tmp.rename(out_dir)
     return out_dir / "scenario.toml"
 
@@ -185,7 +184,10 @@ def _write_vertical(frame: pd.DataFrame, keys: list[str], parties: list[dict], o
     holds = vertical_memberships(len(frame), overlap=overlap, seed=seed)
     frame = frame.assign(**{VERTICAL_KEY: keys})
     out_dir = Path(out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} exists and is not empty: choose a new folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     entries = []
     for i, (party, held) in enumerate(zip(parties, holds, strict=True)):
         columns = [VERTICAL_KEY, *party.get("numeric", ()), *party.get("categorical", ())]
@@ -200,7 +202,7 @@ def _write_vertical(frame: pd.DataFrame, keys: list[str], parties: list[dict], o
         scenario["privacy"] = privacy
     (tmp / "scenario.toml").write_text(tomli_w.dumps(scenario))
     if out_dir.exists():
-        shutil.rmtree(out_dir)
+        out_dir.rmdir()        # empty (checked above)
     tmp.rename(out_dir)
     return out_dir / "scenario.toml"
 

@@ -24,7 +24,7 @@ from fedcredit.clients.vertical_party import PartyData, open_party_data, party_g
 from fedcredit.credit.customer_keys import read_keys
 from fedcredit.credit.errors import InputError
 from fedcredit.credit.features import FeatureTransform
-from fedcredit.credit.metrics import ScoreHistogram
+from fedcredit.credit.metrics import exact_metrics
 from fedcredit.credit.party_table import key_fractions, prepare_party_table
 from fedcredit.credit.protocol import TaskConfig
 from fedcredit.credit.reading import read_table
@@ -73,13 +73,8 @@ def _block(d: PartyData, rows: np.ndarray, transform: FeatureTransform) -> np.nd
 
 
 def _metrics(y: np.ndarray, p_bad: np.ndarray) -> dict[str, Any]:
-    m = ScoreHistogram.from_scores(y, p_bad).metrics()
-    from sklearn.metrics import roc_auc_score
-
-    out = {k: m.get(k) for k in ("auc", "ks", "gini", "brier", "n", "bad_rate")}
-    if len(np.unique(y)) == 2:     # exact AUC from the rows (the histogram's is binned)
-        out["auc_exact"] = float(roc_auc_score(y, p_bad))
-    return out
+    """Exact metrics of held-out rows (the driver holds them; nothing here is a party's release)."""
+    return dict(exact_metrics(y, p_bad))
 
 
 def vertical_yardsticks(summary: dict[str, Any], scenario: Scenario, run_dir: Path) -> None:
@@ -206,7 +201,7 @@ def vertical_table(summary: Mapping[str, Any]) -> str:
                        ("centralised on the joined rows", "centralized")):
         m = summary.get(key)
         if m:
-            lines.append(f"{label:<36}{num(m.get('auc_exact', m.get('auc'))):>8}{num(m.get('ks')):>8}"
+            lines.append(f"{label:<36}{num(m.get('auc')):>8}{num(m.get('ks')):>8}"
                          f"{num(m.get('gini')):>8}{num(m.get('brier')):>8}")
     lines.append("")
     lines.append(f"{'party':<16}{'kind':<10}{'rows':>8}{'aligned':>9}{'features':>9}{'epsilon':>9}{'budget':>8}")
