@@ -62,7 +62,7 @@ def test_report_json_lists_every_release_and_statement(tmp_path: Path) -> None:
     bank = saved["partners"][0]
     assert len(bank["releases"]) == 6 and bank["epsilon_recomputed"] > 0
     assert bank["recomputed_matches"] is False                        # the stated 0.3 is not what the releases cost
-    assert {i["protection"] for i in saved["inventory"]} == {"noised", "public", "withheld"}
+    assert {i["protection"] for i in saved["inventory"]} == {"noised", "public", "sealed", "withheld"}
     text = render_text(report)
     assert "platform-c" in text and "stopped at round 3" in text and "ε = 0.300 of 1" in text
     # regenerating from the run directory keeps the per-round records and the releases
