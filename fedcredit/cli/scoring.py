@@ -30,7 +30,35 @@ def _psi(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
+def _party_files(args: argparse.Namespace) -> dict[str, Path]:
+    from fedcredit.credit.errors import InputError
+
+    files: dict[str, Path] = {}
+    for item in [args.input, *(args.party or [])]:
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            raise InputError(f"{item!r}: a vertical model scores one file per party, given as NAME=FILE "
+                             "(e.g. lender=new_lender.csv --party bureau=new_bureau.csv)", source="fedcredit score")
+        files[name] = Path(file)
+    return files
+
+
+def _score_vertical(args: argparse.Namespace) -> int:
+    """A vertical run's model: every party's file of the same applicants, joined by the normalised key."""
+    from fedcredit.credit.errors import InputError
+    from fedcredit.simulations.vertical import score_files
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise InputError("already exists: choose another --out, or add --force to replace it", source=str(out))
+    result = score_files(Path(args.model), _party_files(args), out)
+    print(f"scored {result['scored']:,} applicants held by every party ({', '.join(result['parties'])}): {out}")
+    return 0
+
+
 def _score(args: argparse.Namespace) -> int:
+    if Path(args.model).is_dir() and (Path(args.model) / "vertical_model.json").is_file():
+        return _score_vertical(args)
     from fedcredit.protection.keys import load_key
     from fedcredit.scoring import identity
     from fedcredit.scoring.batch import VaultAccess, score_file
@@ -134,8 +162,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def register(sub: Any) -> None:
     sc = sub.add_parser("score", help="score a file of applicants (CSV, CSV.gz, Parquet or a vault) with a model")
-    sc.add_argument("model", help="the model artefact (a run's model.pt)")
-    sc.add_argument("input", help="applicants: .csv, .csv.gz, .parquet, or a vault (with --key)")
+    sc.add_argument("model", help="the model artefact (a run's model.pt); or a vertical run's directory")
+    sc.add_argument("input", help="applicants: .csv, .csv.gz, .parquet, or a vault (with --key); for a vertical "
+                    "run NAME=FILE, one party's file (the others with --party)")
+    sc.add_argument("--party", action="append", metavar="NAME=FILE",
+                    help="a vertical run: another party's file of the same applicants (repeat per party)")
     sc.add_argument("--out", required=True, help="where to write the scores: .csv, .csv.gz or .parquet (never replaced "
                     "unless --force)")
     sc.add_argument("--key-column", help="the column identifying each row, copied to the output (default: a column "

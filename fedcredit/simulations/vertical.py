@@ -176,12 +176,12 @@ def score_files(run_dir: Path, files: Mapping[str, Path], out: Path) -> dict[str
 
 
 def _spec(part: Mapping[str, Any], *, label: bool) -> Any:
-    from fedcredit.credit.schema import DatasetSpec
+    from fedcredit.credit.vertical_config import spec_from_dict
 
     raw = dict(part["spec"])
     if not label:
         raw["label"] = ""
-    return DatasetSpec.from_dict(raw)
+    return spec_from_dict(raw, source=f"model part of party '{part['party']}'")
 
 
 def vertical_table(summary: Mapping[str, Any]) -> str:

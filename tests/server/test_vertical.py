@@ -99,3 +99,27 @@ def test_every_field_a_dp_party_sends_is_inventoried(tmp_path: Path) -> None:
             seen.add(leaf)
     assert {"vout.gram", "vout.masked.lender|platform", "vout.scores", "vinfo.intersection"} <= seen
     assert summary["federated"]["auc"] is not None and summary["partners"][0]["privacy"]["epsilon"] > 0
+
+
+def test_fedcredit_score_scores_applicants_across_the_parties_files(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from fedcredit.cli.main import main
+
+    path = _without_privacy(write_vertical_consortium(tmp_path / "synth", rows=3000, seed=4))
+    summary, _ = _run(path, tmp_path / "run")
+    files = {p: tmp_path / "synth" / f"{p}.csv" for p in ("lender", "platform", "bureau")}
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(tmp_path / "run"), f"lender={files['lender']}", "--party", f"platform={files['platform']}",
+                 "--party", f"bureau={files['bureau']}", "--out", str(out)]) == 0
+    scores = pd.read_csv(out)
+    assert len(scores) == summary["alignment"]["intersection"] and scores["p_bad"].between(0, 1).all()
+    lender = pd.read_csv(files["lender"]).assign(key=lambda f: f["customer_id"].str.strip().str.casefold())
+    joined = scores.merge(lender[["key", "default"]], on="key")
+    assert len(joined) == len(scores) and roc_auc_score(joined["default"], joined["p_bad"]) > 0.65
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "run"), f"lender={files['lender']}", "--out", str(out)]) != 0   # exists
+    assert main(["score", str(tmp_path / "run"), f"lender={files['lender']}", "--out", str(tmp_path / "x.csv")]) != 0
+    assert "no applicant file for parties ['bureau', 'platform']" in capsys.readouterr().err
