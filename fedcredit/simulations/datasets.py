@@ -210,16 +210,23 @@ def _write_vertical(frame: pd.DataFrame, keys: list[str], parties: list[dict], o
 def write_taiwan_vertical(out_dir: str | Path, *, overlap: float = 0.85, seed: int = 0, privacy: dict | None = None,
                           extra_federation: dict | None = None) -> Path:
     """Split Taiwan by columns: a lender (LIMIT_BAL, SEX, EDUCATION, MARRIAGE, AGE, BILL_AMT1–6 and the
-    label `default`) and a bureau (PAY_0, PAY_2–6 and PAY_AMT1–6, all numeric), keyed by `taiwan_key(ID)`;
+    label `default`) and a bureau (PAY_0, PAY_2–6 and PAY_AMT1–6), keyed by `taiwan_key(ID)`; column types and
+    code lists as the horizontal Taiwan scenario's (`TAIWAN_DATASET`: SEX, EDUCATION, MARRIAGE and the PAY_x
+    repayment-status codes categorical);
     `overlap` of all customers are in both files, the rest only in one (`vertical_memberships`), each file
     shuffled on its own. Returns the path of the vertical scenario (no [privacy] unless `privacy`)."""
     frame = read_table(require(TAIWAN)).rename(columns={"next_payment": VERTICAL_LABEL})
-    levels = {c: TAIWAN_DATASET["levels"][c] for c in TAIWAN_CATEGORICAL}
+    categorical = set(TAIWAN_DATASET["categorical"])
+
+    def columns(names: tuple[str, ...] | list[str]) -> dict:
+        cats = [c for c in names if c in categorical]
+        return {"numeric": [c for c in names if c not in categorical], "categorical": cats,
+                "levels": {c: TAIWAN_DATASET["levels"][c] for c in cats}}
+
     parties = [
         {"name": "lender", "kind": "bank", "data": "lender.csv", "label": VERTICAL_LABEL, "bad": 1,
-         "numeric": [c for c in TAIWAN_LENDER if c not in TAIWAN_CATEGORICAL],
-         "categorical": list(TAIWAN_CATEGORICAL), "levels": levels},
-        {"name": "bureau", "kind": "bureau", "data": "bureau.csv", "numeric": list(TAIWAN_BUREAU)},
+         **columns(TAIWAN_LENDER)},
+        {"name": "bureau", "kind": "bureau", "data": "bureau.csv", **columns(TAIWAN_BUREAU)},
     ]
     keys = [taiwan_key(i) for i in frame["ID"]]
     return _write_vertical(frame, keys, parties, out_dir, overlap=overlap, seed=seed, privacy=privacy,
