@@ -90,7 +90,7 @@ def read_keys(values: Sequence | pd.Series, *, source: str, partner: str, field:
     keys = [normalise_key(v) for v in raw]
     empty = [i for i, k in enumerate(keys) if k is None]
     if empty:
-        raise InputError(f"{len(empty)} rows have an empty key in column '{field}' ({_rows(empty)}): every row "
+        raise InputError(f"{len(empty)} row(s) have an empty key in column '{field}' ({_rows(empty)}): every row "
                          "needs its customer key to be aligned; fill the keys or drop these rows",
                          source=where, field=field)
     first: dict[str, int] = {}
@@ -100,7 +100,7 @@ def read_keys(values: Sequence | pd.Series, *, source: str, partner: str, field:
             repeats.append(i)
     if repeats:
         repeated_keys = len({keys[i] for i in repeats})
-        raise InputError(f"{repeated_keys} keys appear more than once in column '{field}' (after trimming and "
+        raise InputError(f"{repeated_keys} key(s) appear more than once in column '{field}' (after trimming and "
                          f"case folding; {len(repeats)} repeated rows: {_rows(repeats)}): a customer must have "
                          "one row per partner; merge or drop the repeated rows", source=where, field=field)
     return keys  # type: ignore[return-value]  # no None left

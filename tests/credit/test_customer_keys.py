@@ -57,7 +57,7 @@ def test_empty_keys_are_counted_with_rows_and_no_values():
     with pytest.raises(InputError) as err:
         read_keys(values, source="lender.csv", partner="lender", field="customer_id")
     message = str(err.value)
-    assert "3 rows have an empty key in column 'customer_id'" in message
+    assert "3 row(s) have an empty key in column 'customer_id'" in message
     assert "lender.csv" in message and "'lender'" in message
     assert "data rows 2, 4, 5" in message
     assert "secret" not in message.lower()
@@ -69,7 +69,7 @@ def test_duplicates_after_normalisation_are_counted_with_rows_and_no_values():
     with pytest.raises(InputError) as err:
         read_keys(values, source="bureau.csv", partner="bureau", field="cid")
     message = str(err.value)
-    assert "2 keys appear more than once" in message and "(after trimming and case folding" in message
+    assert "2 key(s) appear more than once" in message and "(after trimming and case folding" in message
     assert "3 repeated rows: data rows 3, 5, 6" in message
     assert "bureau.csv" in message and "'bureau'" in message and "'cid'" in message
     for key in ["alice", "bob", "carol", "dave", "77", "88"]:
@@ -78,7 +78,7 @@ def test_duplicates_after_normalisation_are_counted_with_rows_and_no_values():
 
 def test_many_problem_rows_show_only_the_first_few():
     values = ["k"] * 12
-    with pytest.raises(InputError, match=r"1 keys appear more than once .* 11 repeated rows: "
+    with pytest.raises(InputError, match=r"1 key\(s\) appear more than once .* 11 repeated rows: "
                                          r"data rows 2, 3, 4, 5, 6 and 6 more"):
         read_keys(values, source="s.csv", partner="p", field="id")
 

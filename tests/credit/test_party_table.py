@@ -119,11 +119,12 @@ def test_bad_party_files(tmp_path: Path) -> None:
 
     empty = bureau_f.copy()
     empty.loc[[4, 9], "cust"] = ""
-    _refused(bureau(empty), "b.csv partner 'bureau'", "field 'cust'", "2 of 60 row(s)", "empty")
+    _refused(bureau(empty), "b.csv", "partner 'bureau'", "field 'cust'", "2 row(s) have an empty key")
     twice = bureau_f.copy()
     twice.loc[7, "cust"] = " " + twice.loc[8, "cust"].upper() + " "             # the same customer, spelled otherwise
     key = normalise_key(twice.loc[8, "cust"])
-    _refused(bureau(twice), "b.csv partner 'bureau'", "field 'cust'", "1 row(s) repeat a key", hidden=(key,))
+    _refused(bureau(twice), "b.csv", "partner 'bureau'", "field 'cust'", "1 key(s) appear more than once",
+             hidden=(key,))
 
 
 def test_a_horizontal_partner_is_no_party(tmp_path: Path) -> None:

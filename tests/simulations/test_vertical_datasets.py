@@ -50,12 +50,12 @@ def test_taiwan_lender_and_bureau(tmp_path: Path) -> None:
     assert scenario.vertical and scenario.label_holder.name == "lender"
     lender_p, bureau_p = scenario.partners
     assert lender_p.privacy.enabled and lender_p.spec.categorical == ("SEX", "EDUCATION", "MARRIAGE")
-    assert bureau_p.spec.numeric == TAIWAN_BUREAU and bureau_p.spec.categorical == ()
+    assert set(bureau_p.spec.features) == set(TAIWAN_BUREAU) and bureau_p.spec.categorical[0] == "PAY_0"
     assert set(lender_p.spec.features) == set(TAIWAN_LENDER)
 
     lender = pd.read_csv(lender_p.data, dtype=str)
     bureau = pd.read_csv(bureau_p.data, dtype=str)
-    assert list(bureau.columns) == ["customer_id", *TAIWAN_BUREAU]                     # no label at the bureau
+    assert list(bureau.columns) == ["customer_id", *bureau_p.spec.features]            # no label at the bureau
     assert list(lender.columns) == ["customer_id", *lender_p.spec.features, "default"]
     ids_l, ids_b = set(lender["customer_id"]), set(bureau["customer_id"])
     assert len(ids_l | ids_b) == 30_000 and len(ids_l & ids_b) == 25_500                  # 85 % of all in both
