@@ -102,6 +102,14 @@ def vertical_yardsticks(summary: dict[str, Any], scenario: Scenario, run_dir: Pa
 
     summary["centralized"] = fit(list(data))
     summary["label_holder_alone"] = fit([holder])
+    alone = summary["label_holder_alone"].get("auc")
+    summary["added_by"] = {}            # what each other party's columns add to the label holder's own
+    for name in data:
+        if name != holder:
+            with_it = fit([holder, name])
+            summary["added_by"][name] = {"auc": with_it.get("auc"), "ks": with_it.get("ks"),
+                                         "auc_gain": None if alone is None or with_it.get("auc") is None
+                                         else with_it["auc"] - alone}
     summary["federated_exact"] = score_parties(run_dir, {n: d for n, d in data.items()}, rows=joined, test=test,
                                                label=y[test])
     for p in summary["partners"]:
@@ -203,6 +211,9 @@ def vertical_table(summary: Mapping[str, Any]) -> str:
         if m:
             lines.append(f"{label:<36}{num(m.get('auc')):>8}{num(m.get('ks')):>8}"
                          f"{num(m.get('gini')):>8}{num(m.get('brier')):>8}")
+    for name, m in (summary.get("added_by") or {}).items():
+        lines.append(f"{'label holder + ' + name + ' (centralised)':<36}{num(m.get('auc')):>8}{num(m.get('ks')):>8}"
+                     f"   adds {num(m.get('auc_gain'))} AUC")
     lines.append("")
     lines.append(f"{'party':<16}{'kind':<10}{'rows':>8}{'aligned':>9}{'features':>9}{'epsilon':>9}{'budget':>8}")
     for p in summary["partners"]:

@@ -35,6 +35,7 @@ class LocalGrid:
         self.contexts = {i + 1: Context(run_id=1, node_id=i + 1, node_config={"partition-id": i},
                                         state=RecordDict(), run_config={}) for i in range(parties)}
         self.replies: list[tuple[str, Message]] = []
+        self.sent: list[Message] = []
 
     def get_node_ids(self) -> list[int]:
         return list(self.contexts)
@@ -42,6 +43,7 @@ class LocalGrid:
     def send_and_receive(self, messages, *, timeout=None):
         out = []
         for m in messages:
+            self.sent.append(m)
             reply = app(m, self.contexts[m.metadata.dst_node_id])
             self.replies.append((str(m.content["config"]["vphase"]), reply))
             out.append(reply)
@@ -123,3 +125,34 @@ def test_fedcredit_score_scores_applicants_across_the_parties_files(tmp_path: Pa
     assert main(["score", str(tmp_path / "run"), f"lender={files['lender']}", "--out", str(out)]) != 0   # exists
     assert main(["score", str(tmp_path / "run"), f"lender={files['lender']}", "--out", str(tmp_path / "x.csv")]) != 0
     assert "no applicant file for parties ['bureau', 'platform']" in capsys.readouterr().err
+
+
+def _payloads(message: Message) -> list[bytes]:
+    """Every value a message carries, as bytes (config values, relayed blobs, the report JSON)."""
+    out = []
+    for record in message.content.config_records.values():
+        for value in record.values():
+            out.append(value if isinstance(value, bytes) else str(value).encode())
+    return out
+
+
+def test_no_customer_key_in_any_message_or_the_coordinators_log(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    import pandas as pd
+
+    from fedcredit.credit.customer_keys import normalise_key
+
+    path = write_vertical_consortium(tmp_path / "synth", rows=2000, seed=8)
+    keys = set()
+    for name in ("lender", "platform", "bureau"):
+        frame = pd.read_csv(tmp_path / "synth" / f"{name}.csv", dtype=str, keep_default_na=False)
+        column = next(c for c in frame.columns if c in ("customer_id", "customer_ref", "cust_id", "id")
+                      or c.endswith("_id") or c.endswith("_ref"))
+        keys |= {k for k in frame[column].head(200)} | {normalise_key(k) for k in frame[column].head(200)}
+    with caplog.at_level("DEBUG"):
+        summary, grid = _run(path, tmp_path / "run")
+    assert summary["alignment"]["intersection"] > 1000 and len(keys) > 400
+    blobs = [b for m in [*grid.sent, *(r for _, r in grid.replies)] for b in _payloads(m)]
+    assert sum(len(b) for b in blobs) > 100_000                      # the blinded sets went through
+    leaked = [k for k in keys if any(k.encode() in b for b in blobs) or k in caplog.text]
+    assert leaked == []
