@@ -11,9 +11,13 @@ from fedcredit.credit.progress import Progress
 
 
 def _cv(args: argparse.Namespace) -> int:
+    from fedcredit.credit.scenario import load_scenario
     from fedcredit.simulations.cv import prepare_search, render_result, run_search
     from fedcredit.simulations.cv_plan import render_search_plan
 
+    if args.scenario and load_scenario(args.scenario).vertical:
+        raise InputError("cross-validation is not available for vertical scenarios yet (a vertical run is one shot "
+                         "with no settings to search): run `fedcredit simulate` on it", source=str(args.scenario))
     search = prepare_search(str(args.scenario or ""), args.folds, args.grid or [], out=str(args.out or ""),
                             rounds=args.rounds or 0)
     print(f"cross-validation of {search.base.name}: {search.folds} folds × {len(search.settings)} setting(s) = "

@@ -37,10 +37,19 @@ def _plan(args: argparse.Namespace) -> int:
     settings = RunSettings(scenario=str(args.scenario or ""), rounds=args.rounds or 0)
     scenario = settings.resolve_scenario()
     with tempfile.TemporaryDirectory(prefix="fedcredit-plan-") as run_dir:   # where "run"-scoped ledgers would be
-        data = open_partners(scenario, Path(run_dir), purpose="check")
-        plan = plan_scenario(scenario, data, TaskConfig(scenario.dataset, scenario.federation, run_dir=run_dir))
-    print(f"plan for one run of {scenario.name} ({scenario.federation.rounds} rounds); nothing is released\n")
+        if scenario.vertical:
+            from fedcredit.simulations.vertical import plan_vertical
+
+            plan = plan_vertical(scenario, Path(run_dir))
+        else:
+            data = open_partners(scenario, Path(run_dir), purpose="check")
+            plan = plan_scenario(scenario, data, TaskConfig(scenario.dataset, scenario.federation, run_dir=run_dir))
+    what = ("one vertical run: its transform's statistics, one Gram release, the held-out evaluation"
+            if scenario.vertical else f"{scenario.federation.rounds} rounds")
+    print(f"plan for one run of {scenario.name} ({what}); nothing is released\n")
     print(render_plan(plan))
+    if scenario.vertical:
+        print("vertical: 'σ DP-SGD' is the noise multiplier of the Gram release (noise ÷ its replace-one sensitivity)")
     if args.json:
         from fedcredit.credit.atomic import atomic_write_json
 

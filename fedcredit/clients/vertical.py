@@ -48,7 +48,6 @@ from fedcredit.credit.party_table import key_fractions
 from fedcredit.credit.protocol import PartnerReport, TaskConfig
 from fedcredit.credit.statistics import PRIVATE_PER_DECADE, RangeStats
 from fedcredit.privacy.accountant import Charge, Release
-from fedcredit.privacy.gate import RunShape
 from fedcredit.privacy.gram import (
     block_bound,
     block_noise,
@@ -57,6 +56,7 @@ from fedcredit.privacy.gram import (
     norm_columns,
     row_bound,
     symmetric_noise,
+    vertical_run_shape,
 )
 from fedcredit.protection.channel import ChannelKey, open_sealed, pack_array, seal, unpack_array
 from fedcredit.protection.psi import PsiParty, hub_alignment
@@ -194,9 +194,8 @@ class VerticalParty:
         gate = party_gate(self.data, self.task, rows=len(train))
         planned: dict[str, Any] = {}
         if gate is not None:
-            shape = RunShape(1, max(len(train), 1), 1, max(len(train), 1), 1 if self.data.holds_label else 0,
-                             train_cell, test_cell)
-            plan = gate.plan_run(shape)
+            plan = gate.plan_run(vertical_run_shape(len(train), label_holder=self.data.holds_label,
+                                                    test_fraction=self.task.federation.test_fraction))
             if not plan.train:
                 return {}, {"declined": plan.reason}, self._report(
                     declined=plan.reason, privacy=privacy_statement(gate, self.data, status="declined", history=True))

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from fedcredit.credit.features import FeatureTransform
+from fedcredit.privacy.gate import RunShape
 
 ROW_BOUND_PER_COLUMN = 0.75   # c in row_bound(k) = c·sqrt(k): chosen by benchmarks/bench_vertical_lr.py --tune
 LABEL_HOLDER_EXTRA = 2.0      # the constant 1 and the label y ∈ {0, 1}: 1 + y² ≤ 2 in the squared row norm
@@ -112,3 +113,11 @@ def block_noise(rows: int, cols: int, sd: float, rng: np.random.Generator | None
     if rows < 0 or cols < 0 or not sd >= 0:
         raise ValueError(f"need rows, cols ≥ 0 and sd ≥ 0 (got {rows}, {cols}, {sd})")
     return _rng(rng).normal(0.0, sd, size=(rows, cols))
+
+
+def vertical_run_shape(rows: int, *, label_holder: bool, test_fraction: float) -> RunShape:
+    """What one vertical run releases at a party, for its privacy gate: the two statistics releases of its own
+    transform and one Gram release on the training customers (sampling rate 1, one step), and at the label
+    holder one evaluation on the held-out customers (the split is a hash of the key: disjoint rows)."""
+    rows = max(int(rows), 1)
+    return RunShape(1, rows, 1, rows, 1 if label_holder else 0, (test_fraction, 1.0), (0.0, test_fraction))

@@ -30,8 +30,7 @@ from fedcredit.credit.protocol import TaskConfig
 from fedcredit.credit.reading import read_table
 from fedcredit.credit.rundir import RunDirectory
 from fedcredit.credit.scenario import Partner, Scenario
-from fedcredit.privacy.gate import RunShape
-from fedcredit.privacy.gram import clip_rows, norm_columns, row_bound
+from fedcredit.privacy.gram import clip_rows, norm_columns, row_bound, vertical_run_shape
 
 
 def _task(scenario: Scenario, run_dir: Path | None) -> TaskConfig:
@@ -49,10 +48,33 @@ def check_parties(scenario: Scenario, run_dir: Path | None = None, *, purpose: s
     for d in data.values():
         gate = party_gate(d, task, rows=len(d.table.keys), readonly=True)
         if gate is not None:
-            f = scenario.federation.test_fraction
-            gate.check_policy(RunShape(1, len(d.table.keys), 1, len(d.table.keys), int(d.holds_label), (f, 1.0),
-                                       (0.0, f)))
+            gate.check_policy(_shape(d, scenario))
     return data
+
+
+def _shape(d: PartyData, scenario: Scenario) -> Any:
+    """The run a party plans before the alignment: its training rows are at most its own rows outside the
+    held-out split (the epsilon of a one-shot release does not depend on the count)."""
+    f = scenario.federation.test_fraction
+    return vertical_run_shape(int(len(d.table.keys) * (1 - f)), label_holder=d.holds_label, test_fraction=f)
+
+
+def plan_vertical(scenario: Scenario, run_dir: Path) -> Any:
+    """Each party's plan for one vertical run (`fedcredit plan`): nothing is released, ledgers only read."""
+    from fedcredit.simulations.planning import PartnerPlan, ScenarioPlan
+
+    data = check_parties(scenario, run_dir)
+    task = _task(scenario, run_dir)
+    plans = []
+    for name, d in data.items():
+        gate = party_gate(d, task, rows=len(d.table.keys), readonly=True)
+        policy = d.partner.privacy
+        if gate is None:
+            plans.append(PartnerPlan(name, policy.mode))
+            continue
+        plans.append(PartnerPlan(name, policy.mode, policy.epsilon, policy.run_cap, policy.delta,
+                                 gate.statement().epsilon, gate.plan_run(_shape(d, scenario))))
+    return ScenarioPlan(plans, "")
 
 
 def joined_rows(data: Mapping[str, PartyData], scenario: Scenario) -> dict[str, np.ndarray]:

@@ -156,3 +156,18 @@ def test_no_customer_key_in_any_message_or_the_coordinators_log(tmp_path: Path,
     assert sum(len(b) for b in blobs) > 100_000                      # the blinded sets went through
     leaked = [k for k in keys if any(k.encode() in b for b in blobs) or k in caplog.text]
     assert leaked == []
+
+
+def test_plan_shows_each_partys_cost_and_cv_refuses_a_vertical_scenario(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from fedcredit.cli.main import main
+
+    path = write_vertical_consortium(tmp_path / "synth", rows=1000, seed=6)
+    capsys.readouterr()
+    assert main(["plan", "--scenario", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("lender", "platform", "bureau")) and "Gram release" in out
+    assert not list((tmp_path / "synth").glob("*.privacy-ledger.jsonl")) or all(
+        "gaussian" not in f.read_text() for f in (tmp_path / "synth").glob("*.privacy-ledger.jsonl"))
+    assert main(["cv", "--scenario", str(path), "--folds", "2"]) != 0
+    assert "not available for vertical scenarios" in capsys.readouterr().err
