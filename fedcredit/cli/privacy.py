@@ -20,6 +20,10 @@ def _report(args: argparse.Namespace) -> int:
         raise InputError(f"no {JSON_NAME}: the run predates privacy reports", source=str(run_dir))
     summary = strict_json.loads_old((run_dir / "summary.json").read_text())
     report = write_privacy_report(run_dir, summary)
+    if summary.get("partitioning") == "vertical":    # its comparison is the summary's; no model-risk report yet
+        print(render_text(report))
+        print(f"written: {run_dir / JSON_NAME}, {run_dir / HTML_NAME} (a vertical run has no model-risk report yet)")
+        return 0
     model = model_report.write_model_report(run_dir, summary)
     print(render_text(report))
     print(model_report.render_text(model))
