@@ -105,7 +105,7 @@ class VerticalParty:
         key = ChannelKey.generate()
         self.state.update(channel=key.to_bytes())
         info = {"channel": key.public_bytes().hex(), "keys_fingerprint": self.data.keys_fingerprint,
-                "cached": AlignmentCache(self.data.partner, self.task).ids(), "label_holder": self.data.holds_label}
+                "cached": AlignmentCache(self.data, self.task).ids(), "label_holder": self.data.holds_label}
         return {}, info, self._report()
 
     def psi_blind(self) -> Result:
@@ -128,13 +128,13 @@ class VerticalParty:
         mine = {p: self._input(f"reblinded.{p}") for p in parties}
         theirs = {p: self.state.get_bytes(f"theirs.{p}") for p in parties}
         own, positions = hub_alignment(mine, theirs)
-        AlignmentCache(self.data.partner, self.task).put(self.state.get("alignment"), psi.rows(own))
+        AlignmentCache(self.data, self.task).put(self.state.get("alignment"), psi.rows(own))
         out = {f"positions.{p}": self._seal_to(p, "positions", pack_array(np.asarray(pos, dtype=np.int64)))
                for p, pos in positions.items()}
         return out, {"intersection": int(len(own))}, self._report()
 
     def _aligned_rows(self) -> np.ndarray:
-        cache = AlignmentCache(self.data.partner, self.task)
+        cache = AlignmentCache(self.data, self.task)
         ident = self.info["alignment"]
         if "positions" in self.inputs:      # a passive party after a fresh PSI
             label_holder = self.info["label_holder"]

@@ -139,25 +139,30 @@ class PartyState:
 
 
 class AlignmentCache:
-    """A party's finished alignments, by `alignment_id` (its own row numbers in the agreed order; the label
-    holder keeps per party the positions it sent too, not needed again)."""
+    """A party's finished alignments by alignment id: its own row numbers in the agreed order, valid only for
+    the file they were computed on (a reordered file with the same customers has other row numbers)."""
 
-    def __init__(self, partner: Partner, task: TaskConfig):
-        self.path = _folder(partner, task) / f"{partner.name}.alignments.json"
+    def __init__(self, data: PartyData, task: TaskConfig):
+        self.path = _folder(data.partner, task) / f"{data.partner.name}.alignments.json"
+        self.file = data.fingerprint
 
     def _read(self) -> dict[str, Any]:
         return json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def ids(self) -> list[str]:
-        return sorted(self._read())
+        """The alignments this party can reuse on its current file."""
+        return sorted(i for i, entry in self._read().items() if entry.get("file") == self.file)
 
     def get(self, ident: str) -> np.ndarray | None:
-        rows = self._read().get(ident)
-        return None if rows is None else np.asarray(rows, dtype=np.int64)
+        entry = self._read().get(ident)
+        if entry is None or entry.get("file") != self.file:
+            return None
+        return np.asarray(entry["rows"], dtype=np.int64)
 
     def put(self, ident: str, rows: np.ndarray) -> None:
         saved = self._read()
-        saved[ident] = [int(r) for r in rows]
+        saved.pop(ident, None)
+        saved[ident] = {"file": self.file, "rows": [int(r) for r in rows]}
         while len(saved) > 8:
             saved.pop(next(iter(saved)))
         _write_private(self.path, saved)

@@ -171,3 +171,16 @@ def test_plan_shows_each_partys_cost_and_cv_refuses_a_vertical_scenario(tmp_path
         "gaussian" not in f.read_text() for f in (tmp_path / "synth").glob("*.privacy-ledger.jsonl"))
     assert main(["cv", "--scenario", str(path), "--folds", "2"]) != 0
     assert "not available for vertical scenarios" in capsys.readouterr().err
+
+
+def test_a_reordered_file_with_the_same_customers_is_aligned_again(tmp_path: Path) -> None:
+    """The cache holds row numbers: valid only for the file they were computed on."""
+    import pandas as pd
+
+    path = _without_privacy(write_vertical_consortium(tmp_path / "synth", rows=2000, seed=9))
+    first, _ = _run(path, tmp_path / "run")
+    bureau = tmp_path / "synth" / "bureau.csv"
+    pd.read_csv(bureau, dtype=str, keep_default_na=False).iloc[::-1].to_csv(bureau, index=False)
+    again, _ = _run(path, tmp_path / "run2")
+    assert not again["alignment"]["cached"] and again["alignment"]["intersection"] == first["alignment"]["intersection"]
+    assert again["federated"]["auc"] == pytest.approx(first["federated"]["auc"], abs=1e-6)
