@@ -104,6 +104,11 @@ def test_a_deployed_vertical_consortium_trains_with_dp_and_the_coordinator_sees_
     assert not summary["alignment"]["cached"] and summary["federated"]["auc"] is not None
     assert summary["message_phases"] == 9 and [p["phase"] for p in summary["phases"]] == PHASES
     assert {p["name"] for p in summary["partners"]} == set(PARTIES)
+    report = {p["name"]: p for p in json.loads((out / "privacy_report.json").read_text())["partners"]}
+    assert set(report) == set(PARTIES)
+    for name, party in report.items():          # each party's own policy, its own ledger, recounted
+        assert party["mode"] == "sample" and 0 < party["epsilon"] <= PRIVACY["run_epsilon"], party
+        assert party["budget"] == PRIVACY["epsilon"] and party["recomputed_matches"], party
     for name in PARTIES:
         folder = configs[name].parent
         mechanisms = [e.mechanism for e in PrivacyLedger.inspect(folder / f"{name}.privacy-ledger.jsonl").entries()]
