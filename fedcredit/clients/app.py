@@ -208,15 +208,21 @@ def vertical(msg: Message, context: Context) -> Message:
 
     from fedcredit.clients.vertical import run_phase
     from fedcredit.clients.vertical_party import open_party_data
-    from fedcredit.credit.protocol import REPORT_KEY
+    from fedcredit.credit.errors import InputError
+    from fedcredit.credit.protocol import REPORT_KEY, PartnerReport
 
     task = _task(msg)
     config = msg.content["config"]
     phase = str(config["vphase"])
     inputs = msg.content.config_records.get("vin")
-    data = open_party_data(_partner(context, task), task, purpose="train" if phase != "evaluate" else "evaluate")
-    outputs, info, report = run_phase(phase, data, task, json.loads(str(config.get("vinfo", "{}"))),
-                                      {k: bytes(v) for k, v in inputs.items()} if inputs is not None else {})
+    partner = _partner(context, task)
+    try:
+        data = open_party_data(partner, task, purpose="train" if phase != "evaluate" else "evaluate")
+        outputs, info, report = run_phase(phase, data, task, json.loads(str(config.get("vinfo", "{}"))),
+                                          {k: bytes(v) for k, v in inputs.items()} if inputs is not None else {})
+    except InputError as exc:   # bad input here (its file, its policy): one line in its log and the coordinator's
+        log(WARNING, "partner '%s' declines vertical phase '%s': %s", partner.name, phase, exc)
+        outputs, info, report = {}, {"declined": str(exc)}, PartnerReport(partner.name, partner.kind, declined=str(exc))
     content = RecordDict({"report": ConfigRecord({REPORT_KEY: report.to_json()}),
                           "vinfo": ConfigRecord({"json": json.dumps(info)}),
                           "vout": ConfigRecord(dict(outputs))})

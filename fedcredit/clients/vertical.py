@@ -3,7 +3,8 @@
 The coordinator relays; every party-to-party payload is sealed end to end (`protection.channel`), so the
 coordinator, which also deals the secure products' correlated randomness, sees only ciphertext.
 
-    hello        every party: its channel key, its key-set fingerprint, the alignments it has cached
+    hello        every party: its channel key, its key-set fingerprint, the alignments it has cached, the role
+                 and columns its own config declares (checked against the coordinator's scenario)
     psi-blind    every party: its keys hashed and blinded under its PSI secret (shuffled)
     psi-reblind  a passive party re-blinds the label holder's set; the label holder re-blinds each other's
     psi-align    label holder: the joint intersection, its order; each passive party's positions (sealed)
@@ -102,10 +103,18 @@ class VerticalParty:
 
     # -- alignment -------------------------------------------------------------------------
     def hello(self) -> Result:
+        f = self.task.federation.test_fraction
+        rows = int(len(self.data.table.keys) * (1 - f))
+        gate = party_gate(self.data, self.task, rows=rows, readonly=True)   # its policy fits, before any PSI
+        if gate is not None:
+            gate.check_policy(vertical_run_shape(rows, label_holder=self.data.holds_label, test_fraction=f))
         key = ChannelKey.generate()
         self.state.update(channel=key.to_bytes())
+        spec = self.data.partner.spec      # the role its own config declares (the coordinator checks it)
         info = {"channel": key.public_bytes().hex(), "keys_fingerprint": self.data.keys_fingerprint,
-                "cached": AlignmentCache(self.data, self.task).ids(), "label_holder": self.data.holds_label}
+                "cached": AlignmentCache(self.data, self.task).ids(), "label_holder": self.data.holds_label,
+                "declared_label": spec.label, "declared_columns": sorted(spec.features),
+                "keys": len(self.data.table.keys)}
         return {}, info, self._report()
 
     def psi_blind(self) -> Result:

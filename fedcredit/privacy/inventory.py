@@ -112,6 +112,12 @@ INVENTORY: tuple[Item, ...] = (
     Item("vinfo.cached*", (VERTICAL,), PUBLIC, "ids of alignments the party cached: hashes of parties' names and "
                                                  "key-set fingerprints"),
     Item("vinfo.label_holder", (VERTICAL,), PUBLIC, "whether the party holds the label: its configuration"),
+    Item("vinfo.declared_label", (VERTICAL,), PUBLIC, "the label column its configuration names (\"\" at a passive "
+                                                      "party), checked against the coordinator's scenario"),
+    Item("vinfo.declared_columns*", (VERTICAL,), PUBLIC, "the feature columns its configuration declares, checked "
+                                                         "against the coordinator's scenario"),
+    Item("vinfo.keys", (VERTICAL,), PUBLIC, "how many customers the party's file holds: its set size, which the "
+                                            "length of its blinded set shows anyway"),
     Item("vinfo.intersection", (VERTICAL,), PUBLIC, "how many customers every party holds: the output of the "
                                                     "private set intersection, revealed by design"),
     Item("vinfo.rows", (VERTICAL,), PUBLIC, "the shared customers outside the held-out split (a hash of each key "

@@ -58,6 +58,7 @@ class VerticalTraining(StatisticsRound):
         self.privacy_rounds: list[dict[str, Any]] = []
         self.releases: dict[str, list[dict[str, Any]]] = {}
         self.reports: dict[str, PartnerReport] = {}
+        self.keys: dict[str, int | None] = {}              # party → customers in its file (its set size)
 
     # -- messaging ----------------------------------------------------------------------
     def _notice(self, text: str) -> None:
@@ -79,7 +80,7 @@ class VerticalTraining(StatisticsRound):
         else:
             messages = [self._message(self.node_of[p], phase, info, inputs) for p, (info, inputs) in (asks or {}).items()]
         replies = list(self.grid.send_and_receive(messages, timeout=self.fed.round_timeout))
-        failures = [f"node {r.metadata.src_node_id}: {r.error.reason}" for r in replies if r.has_error()]
+        failures = [f"{self._who(r.metadata.src_node_id)}: {r.error.reason}" for r in replies if r.has_error()]
         if len(replies) < len(messages):
             failures.append(f"{len(messages) - len(replies)} party node(s) did not reply within "
                             f"{self.fed.round_timeout:.0f} s")
@@ -103,6 +104,31 @@ class VerticalTraining(StatisticsRound):
             seconds, extra=progress_extra(len(self.phases), 9))
         return out
 
+    def _who(self, node: int) -> str:
+        name = next((p for p, n in self.node_of.items() if n == node), None) or self.registered.get(node)
+        return f"partner '{name}' (node {node})" if name else f"node {node}"
+
+    def _check_roles(self, said: Mapping[str, Mapping[str, Any]]) -> None:
+        """Each party's own config (its partner.toml in deployment) must declare the role and the columns its
+        entry in the coordinator's scenario gives it, before any PSI message (FederationError naming both)."""
+        for p in self.scenario.partners:
+            info, spec = said[p.name], p.spec
+            wrong = []
+            if bool(info["label_holder"]) != p.holds_label:
+                wrong.append(f"it declares itself the label holder (label '{info['declared_label']}')" if info["label_holder"]
+                             else f"it declares no label, but the scenario makes it the label holder ('{spec.label}')")
+            elif info["declared_label"] != spec.label:
+                wrong.append(f"its label column is '{info['declared_label']}', the scenario's '{spec.label}'")
+            theirs, ours = set(info["declared_columns"]), set(spec.features)
+            if theirs != ours:
+                wrong.append(f"columns only in its own config: {sorted(theirs - ours)}, only in the scenario: "
+                             f"{sorted(ours - theirs)}")
+            if wrong:
+                raise FederationError(
+                    f"partner '{p.name}' does not declare the role the scenario gives it: {'; '.join(wrong)}. Make "
+                    f"its [partner] table (label, numeric, categorical) and its [[partners]] entry in "
+                    f"{self.scenario.source or 'the scenario'} agree")
+
     def _identify(self, node: int, report: PartnerReport) -> None:
         members = {p.name for p in self.scenario.partners}
         owner = self.registered.get(node) if self.registered else report.partner
@@ -121,6 +147,8 @@ class VerticalTraining(StatisticsRound):
         missing = sorted(set(self.order) - set(hello))
         if missing:
             raise FederationError(f"parties {missing} did not answer (connected nodes: {len(nodes)})")
+        self._check_roles({p: hello[p][1] for p in self.order})
+        self.keys = {p: hello[p][1].get("keys") for p in self.order}
         channels = {p: hello[p][1]["channel"] for p in self.order}
         fingerprints = {p: hello[p][1]["keys_fingerprint"] for p in self.order}
         ident = alignment_id(fingerprints)
@@ -206,7 +234,7 @@ class VerticalTraining(StatisticsRound):
                 self.releases[p.name] = privacy.pop("releases")
             privacy.setdefault("status", "ok" if p.privacy.enabled else "off")
             partners.append({"name": p.name, "kind": p.kind, "label_holder": p.name == self.holder,
-                             "rows": None, "aligned_rows": intersection, "rows_train": n,
+                             "rows": self.keys.get(p.name), "aligned_rows": intersection, "rows_train": n,
                              "features": features[p.name], "federated": fed if p.name == self.holder else None,
                              "privacy": privacy})
         self.privacy_rounds = [{"round": 1, "partners": {q["name"]: q["privacy"] for q in partners}}]

@@ -184,3 +184,56 @@ def test_a_reordered_file_with_the_same_customers_is_aligned_again(tmp_path: Pat
     again, _ = _run(path, tmp_path / "run2")
     assert not again["alignment"]["cached"] and again["alignment"]["intersection"] == first["alignment"]["intersection"]
     assert again["federated"]["auc"] == pytest.approx(first["federated"]["auc"], abs=1e-6)
+def _own_configs(scenario_path: Path, changes: dict[str, dict]) -> dict[int, dict[str, str]]:
+    """Each party's own partner.toml (its [[partners]] entry, data path absolute, with `changes`), as the
+    node config of a deployed SuperNode names it; node id → node config."""
+    raw = tomllib.loads(scenario_path.read_text())
+    nodes = {}
+    for i, entry in enumerate(raw["partners"]):
+        own = {**entry, "data": str(scenario_path.parent / entry["data"]), **changes.get(entry["name"], {})}
+        path = scenario_path.parent / f"{entry['name']}.partner.toml"
+        path.write_text(tomli_w.dumps({"partner": {k: v for k, v in own.items() if v is not None}}))
+        nodes[i + 1] = {"partner-config": str(path)}
+    return nodes
+
+
+def _deployed_run(coordinator: Path, nodes: dict[int, dict[str, str]], out: Path, grid: LocalGrid | None = None) -> None:
+    """A run whose parties read their own configs, as deployed ClientApps do."""
+    grid = grid or LocalGrid(len(nodes))
+    for node, config in nodes.items():
+        grid.contexts[node].node_config = config
+    VerticalTraining(grid, load_scenario(coordinator), RunDirectory(out).create(), simulation=True).run()
+
+
+def test_a_party_whose_own_config_declares_another_role_stops_the_run_before_any_psi(tmp_path: Path) -> None:
+    from fedcredit.credit.errors import FederationError
+
+    scenario = _without_privacy(write_vertical_consortium(tmp_path / "synth", rows=1000, seed=4))
+    coordinator = tmp_path / "synth" / "coordinator.toml"      # names the bureau as the label holder
+    raw = tomllib.loads(scenario.read_text())
+    for entry in raw["partners"]:
+        if entry["name"] in ("lender", "bureau"):
+            entry["label"] = None if entry["name"] == "lender" else "default"
+            entry.pop("bad", None)
+    raw["partners"] = [{k: v for k, v in e.items() if v is not None} for e in raw["partners"]]
+    coordinator.write_text(tomli_w.dumps(raw))
+    grid = LocalGrid(3)
+    with pytest.raises(FederationError, match=r"partner 'lender' does not declare the role.*itself the label holder"):
+        _deployed_run(coordinator, _own_configs(scenario, {}), tmp_path / "run", grid)
+    assert {phase for phase, _ in grid.replies} == {"hello"}
+
+    numeric = [c for c in raw["partners"][1]["numeric"] if c != "night_share"]    # one column fewer at the party
+    nodes = _own_configs(scenario, {"platform": {"numeric": numeric, "drop": ["night_share"]}})
+    with pytest.raises(FederationError, match=r"partner 'platform'.*only in the scenario: \['night_share'\]"):
+        _deployed_run(scenario, nodes, tmp_path / "run2")
+
+
+def test_bad_input_at_a_party_ends_the_run_with_its_one_line_reason(tmp_path: Path) -> None:
+    from fedcredit.credit.errors import FederationError
+
+    scenario = _without_privacy(write_vertical_consortium(tmp_path / "synth", rows=1000, seed=4))
+    nodes = _own_configs(scenario, {"platform": {"id": "customer_no"}})
+    with pytest.raises(FederationError, match=r"partner 'platform' declined phase 'hello': .*no key column "
+                                              r"'customer_no'") as caught:
+        _deployed_run(scenario, nodes, tmp_path / "run")
+    assert "<class" not in str(caught.value) and "Traceback" not in str(caught.value)
