@@ -36,10 +36,12 @@ import numpy as np
 
 from fedcredit.clients.partner import charge, privacy_folder, privacy_statement
 from fedcredit.clients.vertical_party import (
+    REPLACE_ONE,
     AlignmentCache,
     PartyData,
     PartyState,
     party_gate,
+    statistics_refusal,
 )
 from fedcredit.credit.atomic import atomic_write_json
 from fedcredit.credit.errors import InputError
@@ -64,7 +66,6 @@ from fedcredit.protection.psi import PsiParty, hub_alignment
 from fedcredit.protection.secure_product import add_noise, encode, left_share, masked, right_share
 
 PART_FORMAT = "fedcredit-vertical-part/1"
-REPLACE_ONE = 2 ** 0.5     # a histogram's replace-one sensitivity ÷ its add/remove one (a count moves cell)
 Outputs = dict[str, bytes]
 Result = tuple[Outputs, dict[str, Any], PartnerReport]
 
@@ -108,6 +109,9 @@ class VerticalParty:
         gate = party_gate(self.data, self.task, rows=rows, readonly=True)   # its policy fits, before any PSI
         if gate is not None:
             gate.check_policy(vertical_run_shape(rows, label_holder=self.data.holds_label, test_fraction=f))
+            why = statistics_refusal(self.data, rows)
+            if why:
+                raise InputError(why, source=f"partner '{self.name}' privacy", field="stats_noise_multiplier")
         key = ChannelKey.generate()
         self.state.update(channel=key.to_bytes())
         spec = self.data.partner.spec      # the role its own config declares (the coordinator checks it)
@@ -202,6 +206,8 @@ class VerticalParty:
         train_cell, test_cell = self._cells()
         gate = party_gate(self.data, self.task, rows=len(train))
         planned: dict[str, Any] = {}
+        if gate is not None and (why := statistics_refusal(self.data, len(train))):
+            return {}, {"declined": why}, self._report(declined=why)
         if gate is not None:
             plan = gate.plan_run(vertical_run_shape(len(train), label_holder=self.data.holds_label,
                                                     test_fraction=self.task.federation.test_fraction))

@@ -102,6 +102,23 @@ def party_gate(data: PartyData, task: TaskConfig, *, rows: int, readonly: bool =
                        run=task.run)
 
 
+REPLACE_ONE = 2 ** 0.5     # a histogram's replace-one sensitivity ÷ its add/remove one (a count moves cell)
+
+
+def statistics_refusal(data: PartyData, rows: int) -> str:
+    """"" if a DP party's `rows` training rows support its own private transform statistics (noised at its
+    policy's stats_noise_multiplier, replace-one), else why not and what to change (the horizontal rule,
+    `privacy.statistics.too_few_rows`, for one contributor)."""
+    from fedcredit.privacy.statistics import bins_noise_sd, too_few_rows
+
+    policy = data.partner.privacy
+    if not policy.enabled or not data.partner.spec.numeric:
+        return ""
+    sd = bins_noise_sd(policy.stats_noise_multiplier * REPLACE_ONE, len(data.partner.spec.numeric))
+    why = too_few_rows(rows, sd, noise_multiplier=policy.stats_noise_multiplier)
+    return why.replace("the partners' summed noise", "its noise").replace("in the consortium", "at this party")
+
+
 # -- what a party remembers between messages ------------------------------------------------------
 def _folder(partner: Partner, task: TaskConfig) -> Path:
     return privacy_folder(partner, task) / "vertical"

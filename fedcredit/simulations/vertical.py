@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from fedcredit.clients.vertical import PART_FORMAT
-from fedcredit.clients.vertical_party import PartyData, open_party_data, party_gate
+from fedcredit.clients.vertical_party import PartyData, open_party_data, party_gate, statistics_refusal
 from fedcredit.credit.customer_keys import read_keys
 from fedcredit.credit.errors import InputError
 from fedcredit.credit.features import FeatureTransform
@@ -49,6 +49,9 @@ def check_parties(scenario: Scenario, run_dir: Path | None = None, *, purpose: s
         gate = party_gate(d, task, rows=len(d.table.keys), readonly=True)
         if gate is not None:
             gate.check_policy(_shape(d, scenario))
+            why = statistics_refusal(d, _shape(d, scenario).rows)
+            if why:
+                raise InputError(why, source=f"partner '{d.partner.name}' privacy", field="stats_noise_multiplier")
     return data
 
 

@@ -25,7 +25,8 @@ from tests.processes import free_port, kill_tree, pids_in_files, pids_with_argum
 
 pytestmark = pytest.mark.e2e
 PARTIES = ("lender", "platform", "bureau")
-PRIVACY = {"mode": "sample", "epsilon": 16.0, "run_epsilon": 8.0, "delta": 1e-4}   # two runs' worth
+PRIVACY = {"mode": "sample", "epsilon": 16.0, "run_epsilon": 8.0, "delta": 1e-4,   # two runs' worth
+           "stats_noise_multiplier": 6.0}   # the default 20 needs ~3,500 training rows a party
 PHASES = ["hello", "psi-blind", "psi-reblind", "psi-align", "gram-1", "gram-2", "solve", "score", "evaluate"]
 
 

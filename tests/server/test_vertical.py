@@ -57,6 +57,15 @@ def _without_privacy(path: Path) -> Path:
     return path
 
 
+def _small_dp(path: Path) -> Path:
+    """The synthetic consortium's DP policy with statistics noise a few thousand rows support (the default
+    20 needs about 3,500 training rows a party: `clients.vertical_party.statistics_refusal`)."""
+    raw = tomllib.loads(path.read_text())
+    raw["privacy"] = {**raw["privacy"], "epsilon": 8.0, "run_epsilon": 4.0, "stats_noise_multiplier": 6.0}
+    path.write_text(tomli_w.dumps(raw))
+    return path
+
+
 def _run(scenario_path: Path, out: Path) -> tuple[dict, LocalGrid]:
     scenario = load_scenario(scenario_path)
     grid = LocalGrid(len(scenario.partners))
@@ -85,7 +94,7 @@ def test_every_field_a_dp_party_sends_is_inventoried(tmp_path: Path) -> None:
     from fedcredit.credit.protocol import REPORT_KEY
     from fedcredit.privacy.inventory import SEALED, WITHHELD, classify, reply_paths
 
-    path = write_vertical_consortium(tmp_path / "synth", rows=3000, seed=5)
+    path = _small_dp(write_vertical_consortium(tmp_path / "synth", rows=3000, seed=5))
     summary, grid = _run(path, tmp_path / "run")
     seen = set()
     for phase, reply in grid.replies:
@@ -142,7 +151,7 @@ def test_no_customer_key_in_any_message_or_the_coordinators_log(tmp_path: Path,
 
     from fedcredit.credit.customer_keys import normalise_key
 
-    path = write_vertical_consortium(tmp_path / "synth", rows=2000, seed=8)
+    path = _small_dp(write_vertical_consortium(tmp_path / "synth", rows=2000, seed=8))
     keys = set()
     for name in ("lender", "platform", "bureau"):
         frame = pd.read_csv(tmp_path / "synth" / f"{name}.csv", dtype=str, keep_default_na=False)
@@ -162,8 +171,12 @@ def test_plan_shows_each_partys_cost_and_cv_refuses_a_vertical_scenario(tmp_path
                                                                          capsys: pytest.CaptureFixture[str]) -> None:
     from fedcredit.cli.main import main
 
-    path = write_vertical_consortium(tmp_path / "synth", rows=1000, seed=6)
+    path = write_vertical_consortium(tmp_path / "synth", rows=2000, seed=6)
     capsys.readouterr()
+    assert main(["plan", "--scenario", str(path)]) != 0          # ~1,400 training rows: too few at noise 20
+    err = capsys.readouterr().err
+    assert "too few training rows for private statistics" in err and "stats_noise_multiplier" in err
+    path = _small_dp(path)
     assert main(["plan", "--scenario", str(path)]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ("lender", "platform", "bureau")) and "Gram release" in out

@@ -48,7 +48,8 @@ def test_a_vertical_run_on_vaults_meets_the_contract_and_leaves_no_plaintext(tmp
         encrypt_file(plain, folder / f"{p['name']}.vault", new_key_file(folder / f"{p['name']}.key"))
         plain.unlink()
         p.update(data=f"{p['name']}.vault", key=f"{p['name']}.key")
-    scenario["privacy"] = {"mode": "sample", "epsilon": 6.0, "run_epsilon": 3.0, "delta": 1e-5}
+    scenario["privacy"] = {"mode": "sample", "epsilon": 6.0, "run_epsilon": 3.0, "delta": 1e-5,
+                           "stats_noise_multiplier": 6.0}   # the default 20 needs ~3,500 training rows a party
     path.write_text(tomli_w.dumps(scenario))
     assert not _scan([folder], 0, needles)
 
