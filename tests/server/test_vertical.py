@@ -250,3 +250,20 @@ def test_bad_input_at_a_party_ends_the_run_with_its_one_line_reason(tmp_path: Pa
                                               r"'customer_no'") as caught:
         _deployed_run(scenario, nodes, tmp_path / "run")
     assert "<class" not in str(caught.value) and "Traceback" not in str(caught.value)
+
+
+@pytest.mark.parametrize("shared", [0, 40])
+def test_too_small_an_overlap_ends_the_run_after_the_psi_before_any_training_release(tmp_path: Path,
+                                                                                   shared: int) -> None:
+    import pandas as pd
+
+    from fedcredit.credit.errors import FederationError
+
+    path = _without_privacy(write_vertical_consortium(tmp_path / "synth", rows=1000, seed=12))
+    bureau = tmp_path / "synth" / "bureau.csv"
+    frame = pd.read_csv(bureau, dtype=str, keep_default_na=False)
+    frame["customer_id"] = [k if i < shared else f"X-{i:06d}" for i, k in enumerate(frame["customer_id"])]
+    frame.to_csv(bureau, index=False)
+    with pytest.raises(FederationError, match=r"share \d+ customers, fewer than min_rows = 200: check"):
+        _run(path, tmp_path / "run")
+    assert not (tmp_path / "run" / "parties").exists()
