@@ -57,7 +57,11 @@ def _score_vertical(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    if Path(args.model).is_dir() and (Path(args.model) / "vertical_model.json").is_file():
+    model = Path(args.model)
+    if model.name == "vertical_model.json" and model.is_file():     # a vertical run: its directory holds the parts
+        args.model = str(model.parent)
+        return _score_vertical(args)
+    if model.is_dir() and (model / "vertical_model.json").is_file():
         return _score_vertical(args)
     from fedcredit.protection.keys import load_key
     from fedcredit.scoring import identity

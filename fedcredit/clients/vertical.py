@@ -44,6 +44,7 @@ from fedcredit.clients.vertical_party import (
     statistics_refusal,
 )
 from fedcredit.credit.atomic import atomic_write_json
+from fedcredit.credit.customer_keys import key_shape
 from fedcredit.credit.errors import InputError
 from fedcredit.credit.features import ColumnPlan, FeatureTransform
 from fedcredit.credit.metrics import ScoreHistogram
@@ -112,13 +113,14 @@ class VerticalParty:
             why = statistics_refusal(self.data, rows)
             if why:
                 raise InputError(why, source=f"partner '{self.name}' privacy", field="stats_noise_multiplier")
+        self.state.sweep()          # a run that failed or was stopped mid-way left its state: gone now
         key = ChannelKey.generate()
         self.state.update(channel=key.to_bytes())
         spec = self.data.partner.spec      # the role its own config declares (the coordinator checks it)
         info = {"channel": key.public_bytes().hex(), "keys_fingerprint": self.data.keys_fingerprint,
                 "cached": AlignmentCache(self.data, self.task).ids(), "label_holder": self.data.holds_label,
                 "declared_label": spec.label, "declared_columns": sorted(spec.features),
-                "keys": len(self.data.table.keys)}
+                "keys": len(self.data.table.keys), "key_shape": key_shape(self.data.table.keys)}
         return {}, info, self._report()
 
     def psi_blind(self) -> Result:
@@ -223,6 +225,11 @@ class VerticalParty:
                 charge(gate, self.data, self.task, stats_release, mechanism="gaussian-statistics", round=0,
                        rows=train_cell, epsilon=after.epsilon)
         transform, _ = self._fit_transform(train, gate, planned.get("statistics", 0.0))
+        if norm_columns(transform) == 0:
+            why = (f"no column of party '{self.name}' is usable: its transform dropped "
+                   + "; ".join(f"{c} ({w})" for c, w in transform.dropped.items())
+                   + (": add rows, or lower stats_noise_multiplier" if gate is not None else ""))
+            return {}, {"declined": why}, self._report(declined=why)
         bound = block_bound(norm_columns(transform), label_holder=self.data.holds_label)
         z = encode(self._design(train, transform))
         out = {}
@@ -232,7 +239,7 @@ class VerticalParty:
         self.state.update(transform=transform.to_dict(), planned=planned, train=[int(r) for r in train],
                           test=[int(r) for r in test])
         info = {"rows": int(len(train)), "columns": int(z.shape[1]), "bound": bound,
-                "features": transform.feature_names, "test_rows": int(len(test))}
+                "features": transform.feature_names, "test_rows": int(len(test)), "dropped": dict(transform.dropped)}
         return out, info, self._report(rows_train=int(len(train)))
 
     def _noise_sd(self, gate: Any) -> float:

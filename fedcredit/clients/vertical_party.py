@@ -134,7 +134,7 @@ class PartyState:
     """The state file of one party in one run: a JSON object of named values; bytes are stored base64."""
 
     def __init__(self, partner: Partner, task: TaskConfig):
-        self.path = _folder(partner, task) / f"{partner.name}.{task.run or 'run'}.state.json"
+        self.path = _folder(partner, task) / "state" / partner.name / f"{task.run or 'run'}.json"
         self.values: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else {}
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -153,6 +153,13 @@ class PartyState:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+    def sweep(self) -> None:
+        """Remove this party's state files of other runs (one that failed or was stopped before its end): a
+        party takes part in one vertical run at a time."""
+        for other in self.path.parent.glob("*.json") if self.path.parent.is_dir() else []:
+            if other != self.path:
+                other.unlink(missing_ok=True)
 
 
 class AlignmentCache:

@@ -10,7 +10,9 @@ put in this documented canonical form (`normalise_key`):
 3. Unicode NFKC (full-width "１２３" → "123", ligatures, compatibility spaces), then case folding
    (`str.casefold`: "Straße" → "strasse") and NFKC again (so the result is stable: normalising a
    normalised key gives it back);
-4. leading/trailing whitespace removed and every inner run of whitespace made one space.
+4. leading/trailing whitespace removed and every inner run of whitespace made one space;
+5. digits followed by a point and only zeros lose them ("742949.0" → "742949"): the text a spreadsheet
+   or a float column writes for a whole-number key.
 
 None, NaN, NA/NaT and keys that are empty after step 4 have no canonical form (None).
 
@@ -65,7 +67,36 @@ def normalise_key(value: object) -> str | None:
         text = str(value)
     text = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
     text = " ".join(text.split())
+    whole, point, zeros = text.partition(".")
+    if point and whole.isdigit() and zeros and set(zeros) == {"0"} and whole.isascii():
+        text = whole
     return text or None
+
+
+def key_shape(keys: Sequence[str]) -> dict[str, float]:
+    """A coarse description of a key column's format, for a hint when two parties' keys do not meet: the
+    share of digit-only keys and, among them, of those with a leading zero (each rounded to a tenth), and the
+    median length. No key and nothing about one customer."""
+    if not keys:
+        return {"digits": 0.0, "leading_zero": 0.0, "length": 0.0}
+    digits = [k for k in keys if k.isdigit()]
+    lengths = sorted(len(k) for k in keys)
+    return {"digits": round(len(digits) / len(keys), 1),
+            "leading_zero": round(sum(k.startswith("0") for k in digits) / len(digits), 1) if digits else 0.0,
+            "length": float(lengths[len(lengths) // 2])}
+
+
+def shape_hint(shapes: Mapping[str, Mapping[str, float]]) -> str:
+    """Why parties' keys may not meet, from their `key_shape`s ("" when their formats look alike)."""
+    def describe(s: Mapping[str, float]) -> str:
+        kind = "digits" if s["digits"] >= 0.9 else "text" if s["digits"] <= 0.1 else "mixed"
+        zeros = " with leading zeros" if kind == "digits" and s["leading_zero"] >= 0.5 else ""
+        return f"{kind}{zeros}, typically {s['length']:.0f} characters"
+
+    described = {p: describe(s) for p, s in shapes.items()}
+    if len(set(described.values())) <= 1:
+        return ""
+    return "their keys look different: " + "; ".join(f"'{p}' {d}" for p, d in described.items())
 
 
 def _rows(positions: list[int]) -> str:

@@ -116,6 +116,9 @@ INVENTORY: tuple[Item, ...] = (
                                                       "party), checked against the coordinator's scenario"),
     Item("vinfo.declared_columns*", (VERTICAL,), PUBLIC, "the feature columns its configuration declares, checked "
                                                          "against the coordinator's scenario"),
+    Item("vinfo.key_shape.*", (VERTICAL,), PUBLIC, "the key column's format: shares of digit-only keys and of "
+                                                   "leading zeros (rounded to a tenth) and the median length; no key "
+                                                   "(for a hint when the parties' keys do not meet)"),
     Item("vinfo.keys", (VERTICAL,), PUBLIC, "how many customers the party's file holds: its set size, which the "
                                             "length of its blinded set shows anyway"),
     Item("vinfo.intersection", (VERTICAL,), PUBLIC, "how many customers every party holds: the output of the "
@@ -128,6 +131,8 @@ INVENTORY: tuple[Item, ...] = (
     Item("vinfo.features*", (VERTICAL,), PUBLIC, "the names of the party's model inputs: its configured columns "
                                                   "and the levels its transform keeps (under DP fitted from its "
                                                   "own noised statistics: post-processing)"),
+    Item("vinfo.dropped.*", (VERTICAL,), PUBLIC, "the columns the party's transform does not use, and why (under "
+                                                 "DP decided from its own noised statistics: post-processing)"),
     Item("vinfo.noise_sd", (VERTICAL,), PUBLIC, "the Gram release's noise sd: noise multiplier × sensitivity"),
     Item("vinfo.declined", (VERTICAL,), PUBLIC, "why the party declines: budget figures from its ledger and policy"),
     Item("vout.blinded", (VERTICAL,), SEALED, "each normalised key hashed to the curve and raised to the party's "

@@ -50,6 +50,19 @@ ASSUMPTIONS = [
     "secure_mode needs torchcsprng, which is not available here).",
 ]
 
+# A vertical run (same customers, other columns) releases one noisy joint Gram matrix instead of DP-SGD updates.
+VERTICAL_ASSUMPTION = (
+    "Vertical federation (partitioning \"vertical\"): the unit is one customer's values at one party; the private "
+    "set intersection reveals which customers the parties share, so neighbouring datasets differ in one shared "
+    "customer's values (replace-one), not by adding or removing a customer. Each party releases its blocks of the "
+    "joint Gram matrix once (mechanism 'gaussian-gram', sample rate 1): its rows clipped to the norm C_p, the "
+    "replace-one L2 sensitivity is 2·C_p·C (C: the joined row's bound) and the noise is the stated multiplier "
+    "times it. Its own transform's two statistics releases and the label holder's evaluation are noised at their "
+    "replace-one sensitivity (√2 × the add/remove one). Held-out and training customers are split by a hash of "
+    "the normalised key (the same at every party). The model's weights and metrics are computed from the noised "
+    "releases (post-processing); a passive party's partial scores of the held-out customers go to the label holder "
+    "sealed and not noised (the model's output for them, as scoring sends it), never a training customer's.")
+
 # A boosted-trees run (model "gbdt") releases gradient histograms instead of DP-SGD updates.
 HISTOGRAM_ASSUMPTION = (
     "Boosted trees (model \"gbdt\"): each tree level is one Gaussian mechanism (mechanism 'gaussian-histogram', "
@@ -106,7 +119,8 @@ def build_report(summary: dict[str, Any], rounds: list[dict[str, Any]],
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "accountant": "PRV (Opacus 1.6, eps_error 0.01); RDP bound alongside; fallback to RDP only if PRV fails; "
                       "parallel composition over the training and held-out rows",
-        "assumptions": ASSUMPTIONS + ([HISTOGRAM_ASSUMPTION] if any(r["mechanism"] == "gaussian-histogram"
+        "assumptions": ASSUMPTIONS + ([VERTICAL_ASSUMPTION] if summary.get("partitioning") == "vertical" else [])
+                       + ([HISTOGRAM_ASSUMPTION] if any(r["mechanism"] == "gaussian-histogram"
                                                                    for r in per_round) else []),
         "partners": partners,
         "rounds": per_round,

@@ -21,7 +21,7 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid
 
 from fedcredit.credit.atomic import atomic_write_json
-from fedcredit.credit.customer_keys import alignment_id
+from fedcredit.credit.customer_keys import alignment_id, shape_hint
 from fedcredit.credit.errors import FederationError
 from fedcredit.credit.metrics import UNDEFINED
 from fedcredit.credit.protocol import REPORT_KEY, TASK_KEY, PartnerReport, TaskConfig
@@ -58,7 +58,8 @@ class VerticalTraining(StatisticsRound):
         self.privacy_rounds: list[dict[str, Any]] = []
         self.releases: dict[str, list[dict[str, Any]]] = {}
         self.reports: dict[str, PartnerReport] = {}
-        self.keys: dict[str, int | None] = {}              # party → customers in its file (its set size)
+        self.keys: dict[str, int | None] = {}
+        self.dropped: dict[str, str] = {}                  # "party:column" → why its transform does not use it              # party → customers in its file (its set size)
 
     # -- messaging ----------------------------------------------------------------------
     def _notice(self, text: str) -> None:
@@ -93,8 +94,8 @@ class VerticalTraining(StatisticsRound):
                 self._identify(r.metadata.src_node_id, report)
             info = json.loads(str(r.content["vinfo"]["json"]))
             if report.declined or info.get("declined"):
-                raise FederationError(f"partner '{report.partner}' declined phase '{phase}': "
-                                      f"{report.declined or info['declined']}")
+                why = str(report.declined or info["declined"]).removeprefix("declined: ")
+                raise FederationError(f"partner '{report.partner}' declined phase '{phase}': {why}")
             out[report.partner] = ({k: bytes(v) for k, v in r.content["vout"].items()}, info, report)
             self.reports[report.partner] = report
         seconds = time.monotonic() - started
@@ -169,9 +170,11 @@ class VerticalTraining(StatisticsRound):
             positions = {p: aligned[self.holder][0][f"positions.{p}"] for p in passive}
         align_seconds = time.monotonic() - align_started
         if intersection is not None and intersection < self.fed.min_rows:
+            hint = shape_hint({p: hello[p][1]["key_shape"] for p in self.order if "key_shape" in hello[p][1]})
             raise FederationError(f"the parties share {intersection} customers, fewer than min_rows = "
                                   f"{self.fed.min_rows}: check that the `id` columns hold the same kind of key "
-                                  "(e.g. the same customer number) in every party's file")
+                                  "(e.g. the same customer number) in every party's file"
+                                  + (f"; {hint}" if hint else ""))
         pairs = [{"id": f"{a}|{b}", "left": a, "right": b, "seed_left": new_seed(), "seed_right": new_seed()}
                  for i, a in enumerate(self.order) for b in self.order[i + 1:]]
         asks = {}
@@ -217,6 +220,10 @@ class VerticalTraining(StatisticsRound):
         evaluated = self._phase("evaluate", {self.holder: (common, {f"scores.{p}": scored[p][0]["scores"]
                                                                     for p in self.order[1:]})})
         features = {p: first[p][1]["features"] for p in self.order}
+        self.dropped = {f"{p}:{col}": why for p in self.order for col, why in first[p][1].get("dropped", {}).items()}
+        if self.dropped:
+            self._notice(f"{len(self.dropped)} column(s) not used by their party's transform: "
+                         + "; ".join(f"{c} ({w})" for c, w in self.dropped.items()))
         summary = self._summary(evaluated[self.holder][2], intersection, align_seconds, cached, n, features, started)
         return self._write(summary)
 
@@ -246,7 +253,7 @@ class VerticalTraining(StatisticsRound):
             "message_phases": len(self.phases), "phases": self.phases,
             "federated": fed, "partners": partners, "label_holder": self.holder,
             "features": [f"{p}:{f}" for p in self.order for f in features[p]],
-            "features_dropped": {}, "notices": list(self.notices), "refused_nodes": list(self.refused),
+            "features_dropped": dict(self.dropped), "notices": list(self.notices), "refused_nodes": list(self.refused),
             "artefact": COMBINER,
             "timing": {"seconds_total": round(time.monotonic() - started, 3)},
         }

@@ -227,17 +227,17 @@ def vertical_table(summary: Mapping[str, Any]) -> str:
     took = "cached" if a.get("cached") else f"{a.get('seconds', 0):.1f} s"
     lines = [f"aligned customers: {a.get('intersection')} ({a.get('protocol')}; {took}); "
              f"message phases: {summary.get('message_phases')}",
-             f"{'model':<36}{'AUC':>8}{'KS':>8}{'Gini':>8}{'Brier':>8}", "-" * 68]
+             f"{'model':<44}{'AUC':>8}{'KS':>8}{'Gini':>8}{'Brier':>8}", "-" * 76]
     for label, key in (("federated (released to the coordinator)", "federated"),
                        ("federated, scored exactly here", "federated_exact"),
                        ("label holder alone", "label_holder_alone"),
                        ("centralised on the joined rows", "centralized")):
         m = summary.get(key)
         if m:
-            lines.append(f"{label:<36}{num(m.get('auc')):>8}{num(m.get('ks')):>8}"
+            lines.append(f"{label:<44}{num(m.get('auc')):>8}{num(m.get('ks')):>8}"
                          f"{num(m.get('gini')):>8}{num(m.get('brier')):>8}")
     for name, m in (summary.get("added_by") or {}).items():
-        lines.append(f"{'label holder + ' + name + ' (centralised)':<36}{num(m.get('auc')):>8}{num(m.get('ks')):>8}"
+        lines.append(f"{'label holder + ' + name + ' (centralised)':<44}{num(m.get('auc')):>8}{num(m.get('ks')):>8}"
                      f"   adds {num(m.get('auc_gain'))} AUC")
     lines.append("")
     lines.append(f"{'party':<16}{'kind':<10}{'rows':>8}{'aligned':>9}{'features':>9}{'epsilon':>9}{'budget':>8}")

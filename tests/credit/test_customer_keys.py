@@ -101,3 +101,16 @@ def test_long_numeric_keys_read_as_floats_are_refused():
         read_keys(values, source="a.csv", partner="a", field="acct")
     assert read_keys(pd.Series([12345678901234567, 2]), source="a.csv", partner="a", field="acct") == \
         ["12345678901234567", "2"]
+
+
+def test_a_whole_number_written_with_a_point_zero_is_that_number_and_key_shapes_explain_a_miss() -> None:
+    from fedcredit.credit.customer_keys import key_shape, shape_hint
+
+    assert normalise_key("742949.0") == normalise_key("742949") == normalise_key(742949.0) == "742949"
+    assert normalise_key("742949.50") == "742949.50" and normalise_key("ab.0") == "ab.0"
+    lender = key_shape([f"{i:08d}" for i in range(100)])
+    bureau = key_shape([str(i + 1000) for i in range(100)])
+    assert lender == {"digits": 1.0, "leading_zero": 1.0, "length": 8.0}
+    hint = shape_hint({"lender": lender, "bureau": bureau})
+    assert "'lender' digits with leading zeros, typically 8 characters" in hint and "'bureau' digits, typically 4" in hint
+    assert shape_hint({"a": lender, "b": lender}) == ""

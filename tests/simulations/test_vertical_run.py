@@ -75,7 +75,7 @@ def test_a_vertical_run_on_vaults_meets_the_contract_and_leaves_no_plaintext(tmp
 
     roots = [tmp_path, Path(tempfile.gettempdir()), Path("/tmp/ray")]
     assert _scan([r for r in roots if r.exists()], started, needles) == []
-    assert not list(folder.glob("vertical/*.state.json"))        # a party's per-run state is gone at the end
+    assert not list(folder.glob("vertical/state/*/*.json"))       # a party's per-run state is gone at the end
     assert sorted(f.name for f in (tmp_path / "run" / "parties").iterdir()) == ["bureau.json", "lender.json",
                                                                                   "platform.json"]
 
