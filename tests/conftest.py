@@ -87,10 +87,17 @@ def three_partners(tmp_path: Path) -> Path:
     return write_scenario(tmp_path / "consortium", frames)
 
 
+# The real deployments, in two groups of about equal length (measured: 11 tests, ≈ 1,250 s in one group made
+# the suite's critical path); each group's tests run one after another on one worker.
+DEPLOYMENT_GROUPS = {"test_deployment_run.py": 1, "test_deployment_processes.py": 1}   # the others: group 2
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under `pytest -n 2 --dist loadgroup` (make test) the tests that start a real deployment run one
-    after another on one worker — mostly waiting on Flower's polling — while the other worker takes
-    everything else; without xdist the mark does nothing."""
+    """Under `pytest -n 2 --dist loadgroup` (make test) the tests that start a real deployment run in two
+    groups, each one after another on a worker — mostly waiting on Flower's polling and timeouts, so the two
+    groups' waits overlap — with everything else spread around them; without xdist the mark does nothing.
+    Each worker picks its processes' ports from its own range (`tests.processes.free_port_block`)."""
     for item in items:
-        if item.get_closest_marker("e2e") and Path(str(item.fspath)).parent.name == "deployment":
-            item.add_marker(pytest.mark.xdist_group("real-deployment"))
+        path = Path(str(item.fspath))
+        if item.get_closest_marker("e2e") and path.parent.name == "deployment":
+            item.add_marker(pytest.mark.xdist_group(f"real-deployment-{DEPLOYMENT_GROUPS.get(path.name, 2)}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,8 +27,15 @@ def free_port_block(size: int, *, tries: int = 200) -> int:
         low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         low = 32768
+    start, stop = 20_000, max(low - size, 20_001)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")       # "gw0", "gw1", …: each worker its own range
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if worker.startswith("gw") and worker[2:].isdigit() and count > 1:
+        width = (stop - start) // count
+        start += int(worker[2:]) % count * width
+        stop = start + width
     for _ in range(tries):
-        first = random.randrange(20_000, max(low - size, 20_001))
+        first = random.randrange(start, max(stop, start + 1))
         sockets = []
         try:
             for port in range(first, first + size):
