@@ -157,8 +157,7 @@ def _open_partner_data(partner: Partner, task: TaskConfig, *, purpose: str, roun
            federation.min_rows, federation.min_bad, stat and (stat.st_mtime_ns, stat.st_size))
     vault = stat is not None and path.is_file() and is_vault(path)
     if vault:
-        access = dict(policy=AccessPolicy(frozenset(partner.purposes)), audit=audit_log(partner, task),
-                      partner=partner.name, run=task.run, round=round)
+        access = vault_access(partner, task, round=round)
         if key in _CACHE:
             reuse_vault(path, purpose=purpose, **access)
             return _CACHE[key]
@@ -177,6 +176,13 @@ def _open_partner_data(partner: Partner, task: TaskConfig, *, purpose: str, roun
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[key] = data
     return data
+
+
+def vault_access(partner: Partner, task: TaskConfig, *, round: int | None) -> dict[str, Any]:
+    """The access arguments of `open_vault`/`reuse_vault` for this partner: its allowed purposes, its audit
+    trail, the run and round the access is for."""
+    return dict(policy=AccessPolicy(frozenset(partner.purposes)), audit=audit_log(partner, task),
+                partner=partner.name, run=task.run, round=round)
 
 
 def privacy_gate(data: PartnerData, task: TaskConfig, *, readonly: bool = False) -> PrivacyGate | None:

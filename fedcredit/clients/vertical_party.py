@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcredit.clients.partner import audit_log, file_fingerprint, privacy_folder
+from fedcredit.clients.partner import audit_log, file_fingerprint, privacy_folder, vault_access
 from fedcredit.credit.atomic import atomic_write_text
 from fedcredit.credit.customer_keys import key_set_fingerprint
 from fedcredit.credit.errors import InputError
@@ -31,7 +31,7 @@ from fedcredit.credit.scenario import Partner
 from fedcredit.privacy.anchor import DatasetAnchor
 from fedcredit.privacy.gate import PrivacyGate
 from fedcredit.privacy.ledger import PrivacyLedger, ledger_path
-from fedcredit.protection.access import AccessPolicy, open_vault, reuse_vault
+from fedcredit.protection.access import open_vault, reuse_vault
 from fedcredit.protection.keys import load_key
 from fedcredit.protection.vault import is_vault
 
@@ -66,8 +66,7 @@ def open_party_data(partner: Partner, task: TaskConfig, *, purpose: str, round: 
     key = (json.dumps(partner.to_dict(), sort_keys=True), task.spec.label, task.federation.min_rows,
            stat and (stat.st_mtime_ns, stat.st_size))
     if stat is not None and path.is_file() and is_vault(path):
-        access = dict(policy=AccessPolicy(frozenset(partner.purposes)), audit=audit_log(partner, task),
-                      partner=partner.name, run=task.run, round=round)
+        access = vault_access(partner, task, round=round)
         if key in _CACHE:
             reuse_vault(path, purpose=purpose, **access)
             return _CACHE[key]

@@ -66,6 +66,25 @@ TAIWAN_PROTECTED = ("SEX", "AGE")
 TAIWAN_FAIRNESS = {"cutoff_score": 520, "reference": {"SEX": 1, "AGE": 40}, "groups": {"AGE": [25, 40, 62]}}
 
 
+def _staging(out_dir: str | Path) -> tuple[Path, Path]:
+    """(the folder to write, a temp folder beside it to build it in): FileExistsError if the folder holds
+    anything (a writer never replaces what it did not create)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} exists and is not empty: choose a new folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return out_dir, Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+
+
+def _into_place(tmp: Path, out_dir: Path, scenario: dict) -> Path:
+    """Write the scenario into the built folder and rename it into place; the scenario's path."""
+    (tmp / "scenario.toml").write_text(tomli_w.dumps(scenario))
+    if out_dir.exists():
+        out_dir.rmdir()        # empty (`_staging` checked)
+    tmp.rename(out_dir)
+    return out_dir / "scenario.toml"
+
+
 def write_taiwan_partners(out_dir: str | Path, *, rounds: int = 20, extra_federation: dict | None = None,
                           privacy: dict | None = None, scorecard: dict | None = None,
                           protected: Sequence[str] = (), fairness: dict | None = None) -> Path:
@@ -74,8 +93,7 @@ def write_taiwan_partners(out_dir: str | Path, *, rounds: int = 20, extra_federa
     The cells are copied as written (read_table keeps CSV cells as text). `protected` columns are taken out
     of the features (e.g. `TAIWAN_PROTECTED`, with `fairness=TAIWAN_FAIRNESS`)."""
     frame = read_table(require(TAIWAN))
-    out_dir = Path(out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    out_dir, tmp = _staging(out_dir)
     partners = []
     for name, kind, codes in TAIWAN_PARTNERS:
         frame[frame["EDUCATION"].isin([str(c) for c in codes])].to_csv(tmp / f"{name}.csv", index=False)
@@ -88,11 +106,7 @@ def write_taiwan_partners(out_dir: str | Path, *, rounds: int = 20, extra_federa
         scenario["scorecard"] = scorecard
     if fairness:
         scenario["fairness"] = fairness
-    (tmp / "scenario.toml").write_text(tomli_w.dumps(scenario))
-    if out_dir.exists():
-        out_dir.rmdir()        # empty (checked above)
-    tmp.rename(out_dir)
-    return out_dir / "scenario.toml"
+    return _into_place(tmp, out_dir, scenario)
 
 
 
@@ -122,8 +136,7 @@ def write_german_partners(out_dir: str | Path, *, rounds: int = 20, extra_federa
     `protected` columns are taken out of the features (e.g. `GERMAN_PROTECTED`, with
     `fairness=GERMAN_FAIRNESS`)."""
     frame = pd.read_csv(require(GERMAN), sep=r"\s+", header=None, names=list(GERMAN_COLUMNS), dtype=str)
-    out_dir = Path(out_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent if out_dir.parent.exists() else None))
+    out_dir, tmp = _staging(out_dir)
     partners = []
     for name, kind, codes in GERMAN_PARTNERS:
         frame[frame["property"].isin(codes)].to_csv(tmp / f"{name}.csv", index=False)
@@ -134,11 +147,7 @@ def write_german_partners(out_dir: str | Path, *, rounds: int = 20, extra_federa
         scenario["privacy"] = privacy
     if fairness:
         scenario["fairness"] = fairness
-    (tmp / "scenario.toml").write_text(tomli_w.dumps(scenario))
-    if out_dir.exists():
-        out_dir.rmdir()        # empty (checked above)
-    tmp.rename(out_dir)
-    return out_dir / "scenario.toml"
+    return _into_place(tmp, out_dir, scenario)
 
 
 # ---- vertical splits (issue 11): the same customers, other columns at each party -----------------------
@@ -183,11 +192,7 @@ def _write_vertical(frame: pd.DataFrame, keys: list[str], parties: list[dict], o
     own random order, plus a vertical scenario.toml; built in a temp folder and renamed into place."""
     holds = vertical_memberships(len(frame), overlap=overlap, seed=seed)
     frame = frame.assign(**{VERTICAL_KEY: keys})
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} exists and is not empty: choose a new folder")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    out_dir, tmp = _staging(out_dir)
     entries = []
     for i, (party, held) in enumerate(zip(parties, holds, strict=True)):
         columns = [VERTICAL_KEY, *party.get("numeric", ()), *party.get("categorical", ())]
@@ -200,11 +205,7 @@ def _write_vertical(frame: pd.DataFrame, keys: list[str], parties: list[dict], o
                       "partners": entries}
     if privacy:
         scenario["privacy"] = privacy
-    (tmp / "scenario.toml").write_text(tomli_w.dumps(scenario))
-    if out_dir.exists():
-        out_dir.rmdir()        # empty (checked above)
-    tmp.rename(out_dir)
-    return out_dir / "scenario.toml"
+    return _into_place(tmp, out_dir, scenario)
 
 
 def write_taiwan_vertical(out_dir: str | Path, *, overlap: float = 0.85, seed: int = 0, privacy: dict | None = None,

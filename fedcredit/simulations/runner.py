@@ -371,12 +371,11 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
               else {"ray_address": None, "ray_nodes": 1, "ray_cpus": float(os.cpu_count() or 1),
                     "cpus_per_actor": backend_config(partners=len(scenario.partners))["client_resources"]["num_cpus"]})
     final, staging = _staging_for(settings, scenario)
-    if scenario.vertical:
-        return _simulate_vertical(settings, scenario, final, staging, engine, started, verbose=verbose,
-                                  yardsticks=yardsticks, on_round=on_round, log_stream=log_stream,
-                                  ray_address=ray_address, cpus_per_actor=cpus_per_actor)
+    vertical = scenario.vertical       # same apps; its own pre-flight and yardsticks (`simulations.vertical`)
+    if vertical:
+        from fedcredit.simulations.vertical import check_parties, vertical_yardsticks
     try:
-        check_partners(scenario, staging)                     # bad input stops here
+        (check_parties if vertical else check_partners)(scenario, staging)   # bad input stops here
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -388,7 +387,11 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
     summary = _finished_summary(run_dir)
     summary["simulation_engine"] = engine
     fed_seconds = time.monotonic() - started
-    if yardsticks:
+    if yardsticks and vertical:
+        t = time.monotonic()
+        vertical_yardsticks(summary, scenario, staging)
+        summary["timing"]["seconds_yardsticks"] = round(time.monotonic() - t, 3)
+    elif yardsticks:
         summary["timing"]["seconds_yardsticks"] = round(_add_yardsticks(summary, scenario, staging, run_dir,
                                                                         on_yardstick), 3)
     summary["timing"]["seconds_wall"] = round(time.monotonic() - started, 3)
@@ -396,40 +399,8 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
     summary["timing"]["peak_rss_mb_driver"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     run_dir.write_summary(summary)
     write_privacy_report(staging, summary)
-    write_model_report(staging, summary)      # now with the yardsticks
-    if final.exists():
-        final.rmdir()
-    staging.rename(final)
-    return SimulationResult(final, summary)
-
-
-def _simulate_vertical(settings: RunSettings, scenario: Scenario, final: Path, staging: Path, engine: dict[str, Any],
-                       started: float, *, verbose: bool, yardsticks: bool, on_round: Progress | None,
-                       log_stream: TextIO | None, ray_address: str, cpus_per_actor: int) -> SimulationResult:
-    """`simulate` for a vertical scenario: the parties' tables checked, the same apps run, the vertical
-    yardsticks (`fedcredit.simulations.vertical`) added."""
-    from fedcredit.simulations.vertical import check_parties, vertical_yardsticks
-
-    try:
-        check_parties(scenario, staging)                      # bad input stops here, before any PSI message
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    staged = RunSettings(str(scenario.source), str(staging), settings.rounds, settings.model, settings.strategy)
-    run_flower_simulation(staged, len(scenario.partners), verbose=verbose, on_round=on_round, log_stream=log_stream,
-                          ray_address=ray_address, cpus_per_actor=cpus_per_actor)
-    run_dir = RunDirectory(staging)
-    summary = _finished_summary(run_dir)
-    summary["simulation_engine"] = engine
-    fed_seconds = time.monotonic() - started
-    if yardsticks:
-        t = time.monotonic()
-        vertical_yardsticks(summary, scenario, staging)
-        summary["timing"]["seconds_yardsticks"] = round(time.monotonic() - t, 3)
-    summary["timing"]["seconds_wall"] = round(time.monotonic() - started, 3)
-    summary["timing"]["seconds_simulation"] = round(fed_seconds, 3)
-    run_dir.write_summary(summary)
-    write_privacy_report(staging, summary)
+    if not vertical:                          # a vertical run has no model-risk report yet
+        write_model_report(staging, summary)  # now with the yardsticks
     if final.exists():
         final.rmdir()
     staging.rename(final)
