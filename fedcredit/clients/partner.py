@@ -185,10 +185,12 @@ def vault_access(partner: Partner, task: TaskConfig, *, round: int | None) -> di
                 partner=partner.name, run=task.run, round=round)
 
 
-def privacy_gate(data: PartnerData, task: TaskConfig, *, readonly: bool = False) -> PrivacyGate | None:
+def privacy_gate(data: Any, task: TaskConfig, *, readonly: bool = False, rows: int | None = None
+                 ) -> PrivacyGate | None:
     """The partner's gate when its policy asks for record-level DP, else None. Opening it
     reconciles the ledger with the dataset's anchor and the partner's audit trail
-    (`readonly`: for planning; nothing is written)."""
+    (`readonly`: for planning; nothing is written). `data`: a `PartnerData`, or a vertical party's data
+    (anything with `partner` and `fingerprint`) with its training `rows` given."""
     policy = data.partner.privacy
     if not policy.enabled:
         return None
@@ -196,8 +198,8 @@ def privacy_gate(data: PartnerData, task: TaskConfig, *, readonly: bool = False)
     ledger = PrivacyLedger.open(ledger_path(folder, data.partner.name), data.fingerprint, data.partner.name,
                                 anchor=DatasetAnchor(data.fingerprint), audit=audit_log(data.partner, task).path,
                                 readonly=readonly)
-    return PrivacyGate(policy, ledger, rows=len(data.train), source=f"partner '{data.partner.name}' privacy",
-                       run=task.run)
+    return PrivacyGate(policy, ledger, rows=max(len(data.train) if rows is None else rows, 1),
+                       source=f"partner '{data.partner.name}' privacy", run=task.run)
 
 
 def run_shape(data: PartnerData, task: TaskConfig, *, rows: int | None = None) -> RunShape:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcredit.clients.partner import audit_log, file_fingerprint, privacy_folder, vault_access
+from fedcredit.clients.partner import file_fingerprint, privacy_folder, privacy_gate, vault_access
 from fedcredit.credit.atomic import atomic_write_text
 from fedcredit.credit.customer_keys import key_set_fingerprint
 from fedcredit.credit.errors import InputError
@@ -28,9 +28,7 @@ from fedcredit.credit.party_table import PartyTable, prepare_party_table
 from fedcredit.credit.protocol import TaskConfig
 from fedcredit.credit.reading import read_table, read_table_bytes
 from fedcredit.credit.scenario import Partner
-from fedcredit.privacy.anchor import DatasetAnchor
 from fedcredit.privacy.gate import PrivacyGate
-from fedcredit.privacy.ledger import PrivacyLedger, ledger_path
 from fedcredit.protection.access import open_vault, reuse_vault
 from fedcredit.protection.keys import load_key
 from fedcredit.protection.vault import is_vault
@@ -88,17 +86,8 @@ def open_party_data(partner: Partner, task: TaskConfig, *, purpose: str, round: 
 
 
 def party_gate(data: PartyData, task: TaskConfig, *, rows: int, readonly: bool = False) -> PrivacyGate | None:
-    """The party's privacy gate when its policy asks for record-level DP, else None (its ledger reconciled
-    with the dataset's anchor and audit trail, as a horizontal partner's)."""
-    policy = data.partner.privacy
-    if not policy.enabled:
-        return None
-    folder = privacy_folder(data.partner, task)
-    ledger = PrivacyLedger.open(ledger_path(folder, data.partner.name), data.fingerprint, data.partner.name,
-                                anchor=DatasetAnchor(data.fingerprint), audit=audit_log(data.partner, task).path,
-                                readonly=readonly)
-    return PrivacyGate(policy, ledger, rows=max(rows, 1), source=f"partner '{data.partner.name}' privacy",
-                       run=task.run)
+    """The party's privacy gate (`clients.partner.privacy_gate` with its training `rows`), else None."""
+    return privacy_gate(data, task, rows=rows, readonly=readonly)
 
 
 REPLACE_ONE = 2 ** 0.5     # a histogram's replace-one sensitivity ÷ its add/remove one (a count moves cell)

@@ -68,10 +68,16 @@ def consortium(tmp_path: Path, app_signing):
     try:
         yield scenario, configs
     finally:
-        settings = conf.read_coordinator_settings(scenario)
-        pid_files = [settings.pid_file, settings.gateway_pid_file,
-                     *(conf.read_node_settings(c).pid_file for c in configs.values())]
-        kill_tree([*pids_in_files(*pid_files), *pids_with_argument(str(tmp_path))])
+        stop_deployment(scenario, configs, tmp_path)
+
+
+def stop_deployment(scenario: Path, configs: dict[str, Path], tmp_path: Path) -> None:
+    """Stop, by PID, every process a deployment test started: the coordinator's and each partner's (their PID
+    files), and anything still running with the test's folder in its command line."""
+    settings = conf.read_coordinator_settings(scenario)
+    pid_files = [settings.pid_file, settings.gateway_pid_file,
+                 *(conf.read_node_settings(c).pid_file for c in configs.values())]
+    kill_tree([*pids_in_files(*pid_files), *pids_with_argument(str(tmp_path))])
 
 
 def _start(scenario: Path, configs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,10 +18,10 @@ import tomli_w
 
 from fedcredit.cli.main import main
 from fedcredit.credit.synthetic_vertical import write_vertical_consortium
-from fedcredit.deployment import config as conf
 from fedcredit.privacy.ledger import PrivacyLedger
 from fedcredit.protection import tls
-from tests.processes import free_port, kill_tree, pids_in_files, pids_with_argument
+from tests.deployment.test_deployment_run import stop_deployment
+from tests.processes import free_port
 
 pytestmark = pytest.mark.e2e
 PARTIES = ("lender", "platform", "bureau")
@@ -69,10 +69,7 @@ def vertical_consortium(tmp_path: Path, app_signing):
     try:
         yield scenario, configs
     finally:
-        settings = conf.read_coordinator_settings(scenario)
-        pid_files = [settings.pid_file, settings.gateway_pid_file,
-                     *(conf.read_node_settings(c).pid_file for c in configs.values())]
-        kill_tree([*pids_in_files(*pid_files), *pids_with_argument(str(tmp_path))])
+        stop_deployment(scenario, configs, tmp_path)
 
 
 def _keys(configs: dict[str, Path], per_party: int = 25) -> set[str]:
