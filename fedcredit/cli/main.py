@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -132,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = 130     # the shell's code for a command stopped by SIGINT
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -144,8 +148,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print("fedcredit: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
+
+
+def cli() -> None:
+    """The `fedcredit` command: `main()`, then exit — at once after an interrupt. A Flower simulation runs the
+    ServerApp in a thread the interpreter waits for at exit; after Ctrl-C it would poll its dead partners until
+    its round timeout (minutes). Everything the run wrote is already on disk (ledgers are written before a
+    release leaves); an interrupted run directory stays `.incomplete`."""
+    code = main()
+    if code == INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

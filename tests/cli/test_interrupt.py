@@ -1,0 +1,41 @@
+"""Ctrl-C stops `fedcredit simulate` at once: the ServerApp thread of Flower's simulation used to keep the
+process alive, polling its dead partners until the round timeout."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fedcredit.cli.main import main
+from tests.processes import kill_tree
+
+pytestmark = pytest.mark.e2e
+
+
+def test_an_interrupted_simulation_exits_at_once_and_leaves_an_incomplete_run(tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["synth", "--out", str(tmp_path / "data")]) == 0
+    capsys.readouterr()
+    out = tmp_path / "run"
+    run = subprocess.Popen([sys.executable, "-m", "fedcredit.cli.main", "simulate", "--scenario",
+                            str(tmp_path / "data" / "scenario.toml"), "--out", str(out), "--no-yardsticks"],
+                           cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        staging = out.with_name(out.name + ".incomplete")
+        deadline = time.monotonic() + 120            # the partners are up once the run directory has its config
+        while not (staging / "config.json").exists():
+            assert time.monotonic() < deadline and run.poll() is None, "the simulation never started"
+            time.sleep(0.2)
+        time.sleep(2)
+        run.send_signal(signal.SIGINT)
+        output, _ = run.communicate(timeout=60)      # the round timeout is 600 s: this is the fix, not luck
+    finally:
+        kill_tree([run.pid])
+    assert run.returncode == 130 and "fedcredit: interrupted" in output
+    assert not out.exists()
