@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import NoReturn
 
 from fedcredit.cli.cv import register as register_cv
 from fedcredit.cli.deploy import register as register_deploy
@@ -134,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 INTERRUPTED = 130     # the shell's code for a command stopped by SIGINT
+GRACE_SECONDS = 10.0  # after Ctrl-C, how long finally-blocks may tidy up before the process ends regardless
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,16 +156,40 @@ def main(argv: list[str] | None = None) -> int:
         return INTERRUPTED
 
 
+def _exit_interrupted(announce: bool = True) -> NoReturn:
+    if announce:
+        print("fedcredit: interrupted", file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(INTERRUPTED)
+
+
+def install_interrupt_handler(grace: float = GRACE_SECONDS) -> None:
+    """Ctrl-C ends the process, whatever it was doing. The first SIGINT raises KeyboardInterrupt as usual (so
+    finally-blocks tidy up) and starts a watchdog that ends the process `grace` seconds later: an interrupt that
+    lands inside a fork handler or a library's broad `except` is swallowed, and the run would go on. A second
+    SIGINT ends it at once."""
+    interrupted = threading.Event()
+
+    def on_interrupt(signum: int, frame: object) -> None:
+        if interrupted.is_set():
+            _exit_interrupted()
+        interrupted.set()
+        threading.Thread(target=lambda: (time.sleep(grace), _exit_interrupted()), daemon=True).start()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_interrupt)
+
+
 def cli() -> None:
     """The `fedcredit` command: `main()`, then exit — at once after an interrupt. A Flower simulation runs the
     ServerApp in a thread the interpreter waits for at exit; after Ctrl-C it would poll its dead partners until
     its round timeout (minutes). Everything the run wrote is already on disk (ledgers are written before a
     release leaves); an interrupted run directory stays `.incomplete`."""
+    install_interrupt_handler()
     code = main()
     if code == INTERRUPTED:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        _exit_interrupted(announce=False)
     sys.exit(code)
 
 

@@ -39,3 +39,35 @@ def test_an_interrupted_simulation_exits_at_once_and_leaves_an_incomplete_run(tm
         kill_tree([run.pid])
     assert run.returncode == 130 and "fedcredit: interrupted" in output
     assert not out.exists()
+
+
+SWALLOWS_INTERRUPTS = """
+import sys, time
+from fedcredit.cli.main import install_interrupt_handler
+install_interrupt_handler(grace=float(sys.argv[1]))
+print("ready", flush=True)
+while True:                     # a library loop that catches everything, as a fork handler or a broad except does
+    try:
+        time.sleep(0.05)
+    except BaseException:
+        pass
+"""
+
+
+@pytest.mark.parametrize("second_interrupt", [False, True])
+def test_an_interrupt_that_is_swallowed_still_ends_the_process(second_interrupt: bool) -> None:
+    grace = "3600" if second_interrupt else "1"
+    run = subprocess.Popen([sys.executable, "-c", SWALLOWS_INTERRUPTS, grace],
+                           cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        assert run.stdout is not None and run.stdout.readline().strip() == "ready"
+        run.send_signal(signal.SIGINT)
+        if second_interrupt:                          # the watchdog waits an hour: only the second Ctrl-C ends it
+            time.sleep(0.5)
+            assert run.poll() is None
+            run.send_signal(signal.SIGINT)
+        output, _ = run.communicate(timeout=60)
+    finally:
+        kill_tree([run.pid])
+    assert run.returncode == 130 and output.count("fedcredit: interrupted") == 1
