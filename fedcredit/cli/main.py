@@ -33,7 +33,8 @@ def _simulate(args: argparse.Namespace) -> int:
         result = simulate(settings, verbose=args.verbose, yardsticks=not args.no_yardsticks,
                           on_round=view.steps("federated rounds", "rounds"),
                           on_yardstick=view.steps("yardsticks", "models"), log_stream=view.log_stream,
-                          ray_address=args.ray_address or "", cpus_per_actor=args.ray_cpus_per_actor)
+                          ray_address=args.ray_address or "", cpus_per_actor=args.ray_cpus_per_actor,
+                          engine=args.engine)
     from fedcredit.privacy.report import render_text
 
     print()
@@ -108,9 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--verbose", action="store_true", help="show Flower's own log lines")
     sim.add_argument("--ray-address", metavar="HOST:PORT",
                      help="run the partners on an existing Ray cluster (its head, as `ray start --head` prints; "
-                          "or auto); default: a private Ray on this machine")
+                          "or auto); default: this machine (see --engine)")
     sim.add_argument("--ray-cpus-per-actor", type=int, default=1, metavar="N",
                      help="with --ray-address: CPUs each partner actor takes (default 1: one actor per CPU)")
+    sim.add_argument("--engine", choices=["auto", "in-process", "ray"], default="auto",
+                     help="where the partners' ClientApps run: in this process, or on Ray (a private one, or the "
+                          "cluster of --ray-address); default auto: Ray from 5 partners per CPU or with "
+                          "--ray-address, in this process otherwise")
     sim.set_defaults(func=_simulate)
 
     syn = sub.add_parser("synth", help="write a synthetic consortium (partner tables + scenario.toml)")

@@ -18,7 +18,7 @@ import resource
 import shutil
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,13 +38,13 @@ from fedcredit.reports import model_report
 from fedcredit.reports.model_report import write_model_report
 from fedcredit.server.app import RunSettings
 from fedcredit.server.progress import MARK, PROGRESS_KEY
+from fedcredit.simulations.engine import PARTNERS_PER_ACTOR, Backend, choose_backend, in_process
 from fedcredit.simulations.membership_audit import membership_audit
 from fedcredit.simulations.planning import plan_scenario
 from fedcredit.simulations.ray_cluster import cluster_info
 from fedcredit.simulations.yardsticks import centralised, federation_gain, local_only, local_private
 
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
-PARTNERS_PER_ACTOR = 5      # from this many partners per CPU, one Ray actor per CPU
 # what a run writes into its staging folder (ledgers/: privacy ledger_dir = "run")
 RUN_FILES = {CONFIG, ROUNDS, MODEL, SUMMARY, FAILED, JSON_NAME, HTML_NAME, model_report.JSON_NAME,
              model_report.HTML_NAME, "ledgers", SCORECARD_CSV, SCORECARD_JSON, "parties", "vertical_model.json"}
@@ -208,11 +208,24 @@ def flower_console(*, verbose: bool = False, on_round: Progress | None = None,
             console_handler.setStream(stream)
 
 
+def engine_summary(backend: Backend, partners: int, *, ray_address: str = "",
+                   cpus_per_actor: int = 1) -> dict[str, Any]:
+    """The summary's `simulation_engine`: `backend` ("in-process" or "ray") and, for Ray, the cluster's
+    address (None: a private Ray), alive nodes, CPUs and CPUs per actor (0 nodes and CPUs in-process)."""
+    if backend == "in-process":
+        return {"backend": backend, "ray_address": None, "ray_nodes": 0, "ray_cpus": 0.0, "cpus_per_actor": 0}
+    if ray_address:
+        return {"backend": backend, **cluster_info(ray_address, cpus_per_actor=cpus_per_actor).to_dict()}
+    return {"backend": backend, "ray_address": None, "ray_nodes": 1, "ray_cpus": float(os.cpu_count() or 1),
+            "cpus_per_actor": backend_config(partners=partners)["client_resources"]["num_cpus"]}
+
+
 def run_flower_simulation(settings: RunSettings, num_partners: int, *, verbose: bool = False,
                           on_round: Progress | None = None, log_stream: TextIO | None = None,
-                          ray_address: str = "", cpus_per_actor: int = 1) -> None:
-    """Run fedcredit.server.app + fedcredit.clients.app in-process on the Simulation Engine with this run
-    config; `on_round` and `log_stream` as in `flower_console`; `ray_address` as in `backend_config`."""
+                          ray_address: str = "", cpus_per_actor: int = 1, backend: Backend = "ray") -> None:
+    """Run fedcredit.server.app + fedcredit.clients.app on Flower's Simulation Engine with this run config:
+    the ClientApps on Ray (`ray_address` as in `backend_config`) or, `backend="in-process"`, in this process
+    (`simulations.engine`); `on_round` and `log_stream` as in `flower_console`."""
     from flwr.app import Context, RecordDict
     from flwr.simulation.run_simulation import _run_simulation
     from flwr.supercore.telemetry import EventType
@@ -225,7 +238,8 @@ def run_flower_simulation(settings: RunSettings, num_partners: int, *, verbose: 
     if settings.trainings:   # `simulate_batch`: several runs, one after another, in this one simulation
         run_config["trainings"] = settings.trainings
     context = Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=run_config)
-    with flower_console(verbose=verbose, on_round=on_round, log_stream=log_stream):
+    with flower_console(verbose=verbose, on_round=on_round, log_stream=log_stream), \
+            (in_process() if backend == "in-process" else nullcontext()):
         _run_simulation(num_supernodes=num_partners, client_app=client_app, server_app=server_app,
                         backend_config=backend_config(partners=num_partners, ray_address=ray_address,
                                                       client_cpus=cpus_per_actor),
@@ -312,7 +326,8 @@ def _staging_for(settings: RunSettings, scenario: Scenario) -> tuple[Path, Path]
 
 
 def simulate_batch(runs: list[RunSettings], *, verbose: bool = False, on_round: Progress | None = None,
-                   log_stream: TextIO | None = None, on_run: Progress | None = None) -> list[SimulationResult]:
+                   log_stream: TextIO | None = None, on_run: Progress | None = None,
+                   engine: str = "auto") -> list[SimulationResult]:
     """Several runs of the same partners (`fedcredit cv`: one per fold and setting) one after another in ONE
     Flower simulation (one Ray start): each a whole run as `simulate` makes it, without yardsticks — its own
     run directory and run id, its partners' privacy plan, gate and ledger charges. Every run's partners are
@@ -337,16 +352,16 @@ def simulate_batch(runs: list[RunSettings], *, verbose: bool = False, on_round: 
     first = runs[0]
     batch = RunSettings(str(scenarios[0].source), str(places[0][1]), first.rounds, first.model, first.strategy,
                         trainings=trainings)
+    backend = choose_backend(engine, partners=len(scenarios[0].partners))
     run_flower_simulation(batch, len(scenarios[0].partners), verbose=verbose, on_round=on_round,
-                          log_stream=log_stream)
-    engine = {"ray_address": None, "ray_nodes": 1, "ray_cpus": float(os.cpu_count() or 1),
-              "cpus_per_actor": backend_config(partners=len(scenarios[0].partners))["client_resources"]["num_cpus"],
-              "batch_runs": len(runs), "seconds_batch": round(time.monotonic() - started, 3)}
+                          log_stream=log_stream, backend=backend)
+    where = {**engine_summary(backend, len(scenarios[0].partners)),
+             "batch_runs": len(runs), "seconds_batch": round(time.monotonic() - started, 3)}
     results = []
     for i, (final, staging) in enumerate(places):
         run_dir = RunDirectory(staging)
         summary = _finished_summary(run_dir)
-        summary["simulation_engine"] = engine
+        summary["simulation_engine"] = where
         run_dir.write_summary(summary)
         if final.exists():
             final.rmdir()
@@ -358,18 +373,19 @@ def simulate_batch(runs: list[RunSettings], *, verbose: bool = False, on_round: 
 
 def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool = True,
              on_round: Progress | None = None, on_yardstick: Progress | None = None,
-             log_stream: TextIO | None = None, ray_address: str = "", cpus_per_actor: int = 1) -> SimulationResult:
+             log_stream: TextIO | None = None, ray_address: str = "", cpus_per_actor: int = 1,
+             engine: str = "auto") -> SimulationResult:
     """Validate, simulate, add yardsticks; return the finished run directory and summary.
 
     `on_round` / `on_yardstick` hear of each round / yardstick as `(done, total, what)`;
     `log_stream` is where Flower's console writes during the simulation (None: unchanged);
     `ray_address` runs the partners on an existing Ray cluster (`ray_cluster`), one actor per
-    `cpus_per_actor` of its CPUs; the summary's `simulation_engine` says where it ran."""
+    `cpus_per_actor` of its CPUs; `engine` ("auto", "in-process", "ray") as in `engine.choose_backend`; the
+    summary's `simulation_engine` says where it ran."""
     started = time.monotonic()
     scenario = settings.resolve_scenario()
-    engine = (cluster_info(ray_address, cpus_per_actor=cpus_per_actor).to_dict() if ray_address
-              else {"ray_address": None, "ray_nodes": 1, "ray_cpus": float(os.cpu_count() or 1),
-                    "cpus_per_actor": backend_config(partners=len(scenario.partners))["client_resources"]["num_cpus"]})
+    backend = choose_backend(engine, partners=len(scenario.partners), ray_address=ray_address)
+    where = engine_summary(backend, len(scenario.partners), ray_address=ray_address, cpus_per_actor=cpus_per_actor)
     final, staging = _staging_for(settings, scenario)
     vertical = scenario.vertical       # same apps; its own pre-flight and yardsticks (`simulations.vertical`)
     if vertical:
@@ -382,10 +398,10 @@ def simulate(settings: RunSettings, *, verbose: bool = False, yardsticks: bool =
     staged = RunSettings(str(scenario.source), str(staging), settings.rounds, settings.model,
                          settings.strategy)
     run_flower_simulation(staged, len(scenario.partners), verbose=verbose, on_round=on_round, log_stream=log_stream,
-                          ray_address=ray_address, cpus_per_actor=cpus_per_actor)
+                          ray_address=ray_address, cpus_per_actor=cpus_per_actor, backend=backend)
     run_dir = RunDirectory(staging)
     summary = _finished_summary(run_dir)
-    summary["simulation_engine"] = engine
+    summary["simulation_engine"] = where
     fed_seconds = time.monotonic() - started
     if yardsticks and vertical:
         t = time.monotonic()

@@ -45,10 +45,20 @@ SWALLOWS_INTERRUPTS = """
 import sys, time
 from fedcredit.cli.main import install_interrupt_handler
 install_interrupt_handler(grace=float(sys.argv[1]))
+
+
+def swallow():                  # a library loop that catches everything, as a fork handler or a broad except does
+    while True:
+        try:
+            time.sleep(0.05)
+        except BaseException:
+            pass
+
+
 print("ready", flush=True)
-while True:                     # a library loop that catches everything, as a fork handler or a broad except does
+while True:                     # an interrupt between two statements of that loop is caught here
     try:
-        time.sleep(0.05)
+        swallow()
     except BaseException:
         pass
 """

@@ -114,7 +114,7 @@ def test_a_simulation_runs_on_an_existing_two_node_cluster(two_node_cluster: str
     result = simulate(RunSettings(scenario=str(three_partners), out_dir=str(tmp_path / "run"), rounds=2),
                       yardsticks=False, ray_address=two_node_cluster)
     summary = result.summary
-    assert summary["simulation_engine"] == {"ray_address": two_node_cluster, "ray_nodes": 2, "ray_cpus": 2.0,
+    assert summary["simulation_engine"] == {"backend": "ray", "ray_address": two_node_cluster, "ray_nodes": 2, "ray_cpus": 2.0,
                                             "cpus_per_actor": 1}
     assert summary["rounds"] == 2
     assert summary["federated"]["auc"] > 0.6

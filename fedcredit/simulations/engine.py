@@ -1,0 +1,116 @@
+"""Where a simulation's partners run: in this process, or on Ray (a private one, or an existing cluster).
+
+A few partners train one after another in one Ray actor anyway (`runner.backend_config`); starting Ray for
+them costs ≈ 7–8 s and ≈ 0.9 GB (its daemons and the actor's own copy of torch) for nothing. The in-process
+backend runs the same ClientApp on Flower's own worker thread in this process instead.
+
+Adapter, pinned to Flower 1.42 (`flwr/server/superlink/fleet/vce/vce_api.py`, `start_vce`): its `backend_fn`
+always builds `backend.raybackend.RayBackend` (the `backend_name` it is given is not read), so `in_process()`
+swaps that class for `InProcessBackend` for the length of one simulation. `tests/simulations/test_engine.py`
+checks the swap point is still there; on another Flower version the swap refuses to run.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from fedcredit.credit.errors import InputError
+
+Backend = Literal["in-process", "ray"]
+BACKENDS: tuple[str, ...] = ("auto", "in-process", "ray")
+FLOWER_VERSION = "1.42."
+PARTNERS_PER_ACTOR = 5      # from this many partners per CPU, Ray with one actor per CPU (partners side by side)
+_SWAP_LOCK = threading.Lock()
+
+
+def choose_backend(requested: str, *, partners: int, ray_address: str = "", cpus: int | None = None) -> Backend:
+    """`requested` ("auto", "in-process" or "ray") → the backend a simulation of `partners` runs on.
+
+    auto: Ray when joining a cluster (`ray_address`) or when there are at least PARTNERS_PER_ACTOR partners per
+    CPU (they then train side by side, one actor per CPU); in this process otherwise.
+    Raises InputError for an unknown name, or in-process together with a cluster address."""
+    if requested not in BACKENDS:
+        raise InputError(f"must be one of {', '.join(BACKENDS)} (got '{requested}')", field="--engine")
+    if ray_address:
+        if requested == "in-process":
+            raise InputError("--ray-address runs the partners on that Ray cluster: drop --engine in-process "
+                             "or the address", field="--engine")
+        return "ray"
+    if requested != "auto":
+        return requested  # type: ignore[return-value]
+    return "ray" if partners >= PARTNERS_PER_ACTOR * (cpus or os.cpu_count() or 1) else "in-process"
+
+
+def _backend_class() -> type:
+    from flwr.app.message import Context, Message
+    from flwr.clientapp.client_app import ClientApp, ClientAppException, LoadClientAppError
+    from flwr.server.superlink.fleet.vce.backend import Backend as FlowerBackend
+    from flwr.server.superlink.fleet.vce.backend import BackendConfig
+
+    class InProcessBackend(FlowerBackend):
+        """Flower's Simulation Engine backend that runs each message's ClientApp on the engine's one worker
+        thread, in this process: partners one after another, as in the one Ray actor it replaces."""
+
+        def __init__(self, backend_config: BackendConfig) -> None:
+            super().__init__(backend_config)
+            self.app_fn: Callable[[], ClientApp] | None = None
+
+        def build(self, app_fn: Callable[[], ClientApp]) -> None:
+            self.app_fn = app_fn
+
+        @property
+        def num_workers(self) -> int:
+            return 1
+
+        def is_worker_idle(self) -> bool:
+            return True
+
+        def terminate(self) -> None:
+            self.app_fn = None
+
+        def process_message(self, message: Message, context: Context) -> tuple[Message, Context]:
+            if self.app_fn is None:
+                raise ValueError("the in-process backend was not built before its first message")
+            # As Flower's Ray actor does (simulation/ray_transport/ray_actor.py, `run`): the ClientApp gets its own
+            # copy of the message (Ray's serialisation makes one; Flower's SecAgg+ mod edits the message it is
+            # given, which in one process would be the one the next partner reads), and a ClientApp's own
+            # exception reaches the ServerApp as a CLIENT_APP_RAISED_EXCEPTION error reply.
+            try:
+                app = self.app_fn()
+                return app(message=copy.deepcopy(message), context=context), context
+            except LoadClientAppError:
+                raise
+            except Exception as ex:
+                raise ClientAppException(str(ex)) from ex
+
+    return InProcessBackend
+
+
+def check_flower() -> Any:
+    """The Flower module whose Ray backend class `in_process` swaps; raises RuntimeError when this Flower
+    is not the version the adapter was written against."""
+    import flwr
+    from flwr.server.superlink.fleet.vce.backend import raybackend
+
+    if not flwr.__version__.startswith(FLOWER_VERSION) or not hasattr(raybackend, "RayBackend"):
+        raise RuntimeError(f"fedcredit's in-process simulation backend is written for Flower {FLOWER_VERSION}x "
+                           f"(this is {flwr.__version__}): run with --engine ray")
+    return raybackend
+
+
+@contextmanager
+def in_process() -> Iterator[None]:
+    """For the length of the `with` block, Flower's Simulation Engine runs ClientApps in this process."""
+    raybackend = check_flower()
+    with _SWAP_LOCK:
+        original = raybackend.RayBackend
+        raybackend.RayBackend = _backend_class()
+        try:
+            yield
+        finally:
+            raybackend.RayBackend = original

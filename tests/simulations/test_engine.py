@@ -1,0 +1,54 @@
+"""Where a simulation's partners run (`simulations.engine`): in this process for a few partners, on Ray for
+many or on a cluster — the same ClientApp, so the same model either way."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+
+from fedcredit.credit.errors import InputError
+from fedcredit.server.app import RunSettings
+from fedcredit.simulations.engine import choose_backend, in_process
+from fedcredit.simulations.runner import simulate
+
+
+@pytest.mark.parametrize("requested, partners, address, expected", [
+    ("auto", 3, "", "in-process"), ("auto", 9, "", "in-process"), ("auto", 10, "", "ray"),
+    ("auto", 3, "127.0.0.1:6379", "ray"), ("ray", 3, "", "ray"), ("in-process", 100, "", "in-process")])
+def test_the_backend_chosen(requested: str, partners: int, address: str, expected: str) -> None:
+    assert choose_backend(requested, partners=partners, ray_address=address, cpus=2) == expected
+
+
+def test_a_backend_that_cannot_be_is_one_clear_error() -> None:
+    with pytest.raises(InputError, match="field '--engine': must be one of auto, in-process, ray"):
+        choose_backend("threads", partners=3)
+    with pytest.raises(InputError, match="field '--engine': --ray-address runs the partners on that Ray cluster"):
+        choose_backend("in-process", partners=3, ray_address="127.0.0.1:6379")
+
+
+def test_the_swap_point_in_flower_is_still_there() -> None:
+    """The adapter swaps the Ray backend class that Flower 1.42's engine builds; if Flower moves it, this fails
+    before a simulation would quietly start Ray."""
+    from flwr.server.superlink.fleet.vce import vce_api
+    from flwr.server.superlink.fleet.vce.backend import raybackend
+
+    assert "from .backend.raybackend import RayBackend" in inspect.getsource(vce_api.start_vce)
+    original = raybackend.RayBackend
+    with in_process():
+        assert raybackend.RayBackend is not original and raybackend.RayBackend.__name__ == "InProcessBackend"
+    assert raybackend.RayBackend is original
+
+
+@pytest.mark.e2e
+def test_in_process_and_ray_train_the_same_model(three_partners: Path, tmp_path: Path) -> None:
+    runs = {}
+    for engine in ("in-process", "ray"):
+        runs[engine] = simulate(RunSettings(scenario=str(three_partners), out_dir=str(tmp_path / engine), rounds=2),
+                                yardsticks=False, engine=engine).summary
+    assert runs["in-process"]["simulation_engine"] == {"backend": "in-process", "ray_address": None, "ray_nodes": 0,
+                                                       "ray_cpus": 0.0, "cpus_per_actor": 0}
+    assert runs["ray"]["simulation_engine"]["backend"] == "ray" and runs["ray"]["simulation_engine"]["ray_nodes"] == 1
+    assert runs["in-process"]["federated"]["auc"] == pytest.approx(runs["ray"]["federated"]["auc"], abs=1e-5)
+    assert runs["in-process"]["federated"]["auc"] > 0.6
