@@ -3,8 +3,8 @@
 Flower 1.42's deployed Grid (`flwr.superlink.grid.http_grid.HttpGrid.send_and_receive`, upstream:
 https://github.com/adap/flower/blob/v1.42.0/framework/py/flwr/superlink/grid/http_grid.py) pulls the
 replies of a message phase every 3 s, so each phase of a round ends up to 3 s after the last
-partner answered. `PromptGrid` wraps any Grid and does the same push-then-pull with its own
-interval; everything else is the wrapped Grid's. Flower's workflows (SecAgg+) and our round loop
+partner answered; its simulation Grid (`inmemory_grid.InMemoryGrid`) every 0.1 s. `PromptGrid` wraps any
+Grid and does the same push-then-pull with its own interval; everything else is the wrapped Grid's. Flower's workflows (SecAgg+) and our round loop
 call `send_and_receive` on it like on any Grid.
 """
 
@@ -18,7 +18,8 @@ from flwr.proto.node_pb2 import NodeInfo  # pylint: disable=E0611
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
-DEFAULT_PULL_INTERVAL = 0.2   # seconds between pulls while replies are outstanding
+DEFAULT_PULL_INTERVAL = 0.2   # seconds between pulls while replies are outstanding (a SuperLink over gRPC)
+SIMULATION_PULL_INTERVAL = 0.02   # the simulation's in-memory state: a pull is a dictionary lookup
 
 
 class PromptGrid(Grid):

@@ -13,8 +13,10 @@ checks the swap point is still there; on another Flower version the swap refuses
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -26,6 +28,19 @@ BACKENDS: tuple[str, ...] = ("auto", "in-process", "ray")
 FLOWER_VERSION = "1.42."
 PARTNERS_PER_ACTOR = 5      # from this many partners per CPU, Ray with one actor per CPU (partners side by side)
 _SWAP_LOCK = threading.Lock()
+_IN_CLIENT_APP = threading.local()    # `.active` while this thread runs a partner's ClientApp
+
+
+def _in_client_app() -> bool:
+    return getattr(_IN_CLIENT_APP, "active", False)
+
+
+class PartnerLines(logging.Filter):
+    """Keeps a partner's own log lines (those its ClientApp logs while it runs in this process) off Flower's
+    logger, as Ray keeps them in the actor (`log_to_driver` False): the coordinator logs what it hears."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _in_client_app()
 
 
 def choose_backend(requested: str, *, partners: int, ray_address: str = "", cpus: int | None = None) -> Backend:
@@ -80,6 +95,7 @@ def _backend_class() -> type:
             # copy of the message (Ray's serialisation makes one; Flower's SecAgg+ mod edits the message it is
             # given, which in one process would be the one the next partner reads), and a ClientApp's own
             # exception reaches the ServerApp as a CLIENT_APP_RAISED_EXCEPTION error reply.
+            _IN_CLIENT_APP.active = True
             try:
                 app = self.app_fn()
                 return app(message=copy.deepcopy(message), context=context), context
@@ -87,6 +103,8 @@ def _backend_class() -> type:
                 raise
             except Exception as ex:
                 raise ClientAppException(str(ex)) from ex
+            finally:
+                _IN_CLIENT_APP.active = False
 
     return InProcessBackend
 
@@ -105,12 +123,26 @@ def check_flower() -> Any:
 
 @contextmanager
 def in_process() -> Iterator[None]:
-    """For the length of the `with` block, Flower's Simulation Engine runs ClientApps in this process."""
+    """For the length of the `with` block, Flower's Simulation Engine runs ClientApps in this process (their
+    own log lines kept off Flower's logger: `PartnerLines`)."""
+    from flwr.common.logger import FLOWER_LOGGER
+
     raybackend = check_flower()
+    lines = PartnerLines()
+    show = warnings.showwarning
+
+    def partner_warnings_stay(*args: Any, **kwargs: Any) -> None:     # and so do its Python warnings
+        if not _in_client_app():
+            show(*args, **kwargs)
+
     with _SWAP_LOCK:
         original = raybackend.RayBackend
         raybackend.RayBackend = _backend_class()
+        FLOWER_LOGGER.addFilter(lines)
+        warnings.showwarning = partner_warnings_stay
         try:
             yield
         finally:
+            warnings.showwarning = show
+            FLOWER_LOGGER.removeFilter(lines)
             raybackend.RayBackend = original

@@ -329,7 +329,7 @@ def simulate_batch(runs: list[RunSettings], *, verbose: bool = False, on_round: 
                    log_stream: TextIO | None = None, on_run: Progress | None = None,
                    engine: str = "auto") -> list[SimulationResult]:
     """Several runs of the same partners (`fedcredit cv`: one per fold and setting) one after another in ONE
-    Flower simulation (one Ray start): each a whole run as `simulate` makes it, without yardsticks — its own
+    Flower simulation (at most one Ray start): each a whole run as `simulate` makes it, without yardsticks — its own
     run directory and run id, its partners' privacy plan, gate and ledger charges. Every run's partners are
     checked before the first starts (bad input stops them all); the first run that cannot finish ends the
     batch (FederationError naming it; the runs before it are finished, in place). `on_run(done, total, dir)`

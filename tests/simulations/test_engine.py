@@ -4,6 +4,7 @@ many or on a cluster — the same ClientApp, so the same model either way."""
 from __future__ import annotations
 
 import inspect
+import warnings
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,35 @@ def test_the_swap_point_in_flower_is_still_there() -> None:
     with in_process():
         assert raybackend.RayBackend is not original and raybackend.RayBackend.__name__ == "InProcessBackend"
     assert raybackend.RayBackend is original
+
+
+def test_a_partners_own_log_lines_stay_off_the_coordinators_log(caplog: pytest.LogCaptureFixture) -> None:
+    """Under Ray a ClientApp's log lines stay in its actor; in this process they are dropped the same way
+    (the coordinator logs what it hears), while the coordinator's own lines pass."""
+    from logging import WARNING
+
+    from flwr.common.logger import log
+    from flwr.server.superlink.fleet.vce.backend import raybackend
+
+    def partner_app(message: dict, context: object) -> dict:
+        log(WARNING, "partner line: %s", message["text"])
+        warnings.warn("partner warning", UserWarning, stacklevel=1)
+        message["text"] = "edited"                     # the app gets its own copy of the message
+        return message
+
+    caplog.set_level(WARNING, logger="flwr")
+    sent = {"text": "hello"}
+    with warnings.catch_warnings(record=True) as shown, in_process():
+        warnings.simplefilter("always")
+        backend = raybackend.RayBackend({})
+        backend.build(lambda: partner_app)
+        reply, _ = backend.process_message(sent, context=None)
+        log(WARNING, "coordinator line")
+        warnings.warn("coordinator warning", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in shown] == ["coordinator warning"]
+    assert reply == {"text": "edited"} and sent == {"text": "hello"}
+    lines = [r.getMessage() for r in caplog.records]
+    assert "coordinator line" in lines and not [line for line in lines if line.startswith("partner line")]
 
 
 @pytest.mark.e2e
