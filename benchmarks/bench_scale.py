@@ -7,7 +7,7 @@ each on average, and 1,000 partners with 1,000 rows each where a round asks 10 %
 Prints a table and writes benchmarks/results/scale.json. Issue 14's targets: 100 partners × 10,000
 rows, 10 rounds, DP in ≤ 180 s wall and ≤ 4 GB.
 
-    .venv/bin/python benchmarks/bench_scale.py [--only 3,10,100,1000] [--rounds 10] [--epsilon 3]
+    .venv/bin/python benchmarks/bench_scale.py [--only 3,10,100,1000] [--rounds 10] [--epsilon 3] [--engine auto]
 """
 
 from __future__ import annotations
@@ -47,19 +47,20 @@ def consortium(folder: Path, partners: int, rows_each: int, fraction: float, rou
     return path
 
 
-def run_case(tmp: Path, partners: int, rounds: int, epsilon: float) -> dict:
+def run_case(tmp: Path, partners: int, rounds: int, epsilon: float, engine: str = "auto") -> dict:
     rows_each, fraction = CASES[partners]
     os.environ["FEDCREDIT_STATE_DIR"] = str(tmp / f"state-{partners}")   # fresh ledgers: never the user's
     scenario = consortium(tmp / f"consortium-{partners}", partners, rows_each, fraction, rounds, epsilon)
     started = time.perf_counter()
     with PeakMemory() as memory:
-        result = simulate(RunSettings(scenario=str(scenario), out_dir=str(tmp / f"run-{partners}")), yardsticks=False)
+        result = simulate(RunSettings(scenario=str(scenario), out_dir=str(tmp / f"run-{partners}")), yardsticks=False,
+                          engine=engine)
     wall = time.perf_counter() - started
     summary = result.summary
     stats = summary["timing"]["seconds_statistics_round"]
     epsilons = [p["privacy"].get("epsilon") or 0.0 for p in summary["partners"]]
     return {
-        "partners": partners, "rows": sum(p["rows_train"] + p["rows_test"] for p in summary["partners"]),
+        "partners": partners, "engine": summary["simulation_engine"]["backend"], "rows": sum(p["rows_train"] + p["rows_test"] for p in summary["partners"]),
         "fraction_train": fraction, "rounds": summary["rounds"], "wall_seconds": round(wall, 1),
         "statistics_round_seconds": round(stats, 1),
         "seconds_per_round": round((summary["timing"]["seconds_total"] - stats) / max(summary["rounds"], 1), 2),
@@ -73,12 +74,13 @@ def main() -> None:
     parser.add_argument("--only", default="3,10,100,1000", help="comma-separated partner counts")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--epsilon", type=float, default=3.0)
+    parser.add_argument("--engine", default="auto", choices=["auto", "in-process", "ray"])
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("FEDCREDIT_CACHE_DIR", str(Path(tmp) / "cache"))
         for n in (int(x) for x in args.only.split(",")):
-            rows.append(run_case(Path(tmp), n, args.rounds, args.epsilon))
+            rows.append(run_case(Path(tmp), n, args.rounds, args.epsilon, args.engine))
             print(rows[-1], flush=True)
     for row in rows:
         if row["partners"] == 100:
@@ -87,7 +89,7 @@ def main() -> None:
                                 else "not met"))
     RESULTS.mkdir(exist_ok=True)
     atomic_write_json(RESULTS / "scale.json", {"rounds": args.rounds, "epsilon": args.epsilon, "runs": rows})
-    keys = ["partners", "rows", "fraction_train", "wall_seconds", "statistics_round_seconds", "seconds_per_round",
+    keys = ["partners", "engine", "rows", "fraction_train", "wall_seconds", "statistics_round_seconds", "seconds_per_round",
             "peak_memory_gb", "federated_auc", "max_partner_epsilon"]
     print("\n" + "  ".join(f"{k:>14}" for k in keys))
     for row in rows:

@@ -47,18 +47,22 @@ from fedcredit.cli.main import install_interrupt_handler
 install_interrupt_handler(grace=float(sys.argv[1]))
 
 
-def swallow():                  # a library loop that catches everything, as a fork handler or a broad except does
+def swallow(ready):            # a library loop that catches everything, as a fork handler or a broad except does
     while True:
         try:
+            if ready:             # said from inside the try: an interrupt can only land in it
+                print("ready", flush=True)
+                ready = False
             time.sleep(0.05)
         except BaseException:
             pass
 
 
-print("ready", flush=True)
+ready = True
 while True:                     # an interrupt between two statements of that loop is caught here
     try:
-        swallow()
+        first, ready = ready, False
+        swallow(first)
     except BaseException:
         pass
 """
