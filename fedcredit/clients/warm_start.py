@@ -81,7 +81,13 @@ def serve(path: Path, parent: int) -> None:
     """Import PRELOAD, then fork one child per launcher connection until `parent` (the SuperNode
     launcher) is gone. Single-threaded, so forking is safe. The socket and its folder are removed
     on SIGTERM or when the parent is gone, also while still importing."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    def stop(*_: object) -> None:
+        # Exit here, not by raising SystemExit: raised inside an import it can be swallowed (a library's broad
+        # except), and the server would go on until its parent is gone.
+        _remove_socket(path)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
     listener = None
     try:
         for name in PRELOAD:
@@ -98,11 +104,15 @@ def serve(path: Path, parent: int) -> None:
     finally:
         if listener is not None:
             listener.close()
-        path.unlink(missing_ok=True)
-        try:
-            path.parent.rmdir()
-        except OSError:
-            pass
+        _remove_socket(path)
+
+
+def _remove_socket(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    try:
+        path.parent.rmdir()
+    except OSError:
+        pass
 
 
 def _serve(listener: socket.socket, parent: int, target) -> None:
