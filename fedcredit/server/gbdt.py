@@ -168,10 +168,7 @@ class TreeGrowing:
         config = run._config(**{TREES_KEY: self.ensemble.to_json(), "server-round": grown})
         nodes = [n for n, name in run.node_partner.items() if name not in run.dropped]
         messages = [Message(RecordDict({"config": config}), dst_node_id=n, message_type="evaluate") for n in nodes]
-        run.asked = len(messages)
-        replies, failures = run._exchange(messages)
-        if not replies:
-            run._notice("final evaluation: no partner replied: " + "; ".join(failures))
+        replies, failures = run._final_exchange(messages)
         reports = [run._report(r) for r in replies]
         final = run._record(grown, reports, final_started, failures)
         run._log_exchange(final, reports, trained_round=None, contributed=0, train_loss=None, done=grown)

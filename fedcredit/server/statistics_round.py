@@ -53,8 +53,7 @@ class StatisticsRound:
                             message_type=f"query.{STATS_ACTION}") for n in nodes]
         replies, failures = self._exchange(messages)
         if failures:
-            raise FederationError("the statistics round failed: " + "; ".join(failures)
-                                  + f" (round_timeout is {self.fed.round_timeout:g} s)")
+            raise FederationError("the statistics round failed: " + "; ".join(failures))
         return [(r, self._report(r)) for r in replies]
 
     def fit_transform(self) -> FeatureTransform:

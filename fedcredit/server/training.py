@@ -116,10 +116,21 @@ class FederatedTraining(StatisticsRound, FairnessRound):
         failures = [f"{self._who(r.metadata.src_node_id)}: {r.error.reason}" for r in replies if r.has_error()]
         missing = len(messages) - len(replies)
         if missing:
-            failures.append(f"{missing} node(s) did not reply within {self.fed.round_timeout:.0f} s")
+            failures.append(f"{missing} node(s) did not reply within {self.fed.round_timeout:g} s "
+                            "([federation] round_timeout)")
         for failure in failures:
             log(WARNING, "partner failure: %s", failure)
         return ok, failures
+
+    def _final_exchange(self, messages: list[Message]) -> tuple[list[Message], list[str]]:
+        """The final evaluation's exchange (`asked` counts its messages); a notice when nobody answers it."""
+        self.asked = len(messages)
+        replies, failures = self._exchange(messages)
+        if not messages:
+            self._notice("final evaluation: no partner left to ask (every partner dropped out or was declined)")
+        elif not replies:
+            self._notice("final evaluation: no partner replied: " + "; ".join(failures))
+        return replies, failures
 
     def _who(self, node_id: int) -> str:
         return f"partner '{self.node_partner[node_id]}'" if node_id in self.node_partner else f"node {node_id}"
@@ -326,10 +337,7 @@ class FederatedTraining(StatisticsRound, FairnessRound):
                                                                 self._config(**{VALIDATE_KEY: self.validate}), self.grid)
                     if m.metadata.dst_node_id in self.node_partner
                     and self.node_partner[m.metadata.dst_node_id] not in self.dropped]
-        self.asked = len(messages)
-        replies, failures = self._exchange(messages)
-        if not replies:
-            self._notice("final evaluation: no partner replied: " + "; ".join(failures))
+        replies, failures = self._final_exchange(messages)
         final_reports = [self._report(r) for r in replies]
         final = self._record(trained_rounds, final_reports, final_started, failures, last_loss, last_steps)
         self._log_exchange(final, final_reports, trained_round=None, contributed=0, train_loss=None,

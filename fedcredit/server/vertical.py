@@ -84,7 +84,7 @@ class VerticalTraining(StatisticsRound):
         failures = [f"{self._who(r.metadata.src_node_id)}: {r.error.reason}" for r in replies if r.has_error()]
         if len(replies) < len(messages):
             failures.append(f"{len(messages) - len(replies)} party node(s) did not reply within "
-                            f"{self.fed.round_timeout:.0f} s")
+                            f"{self.fed.round_timeout:g} s ([federation] round_timeout)")
         if failures:
             raise FederationError(f"vertical phase '{phase}' failed: " + "; ".join(failures))
         out: dict[str, tuple[dict[str, bytes], dict[str, Any], PartnerReport]] = {}

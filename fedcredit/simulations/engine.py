@@ -1,7 +1,7 @@
 """Where a simulation's partners run: in this process, or on Ray (a private one, or an existing cluster).
 
 A few partners train one after another in one Ray actor anyway (`runner.backend_config`); starting Ray for
-them costs ≈ 7–8 s and ≈ 0.9 GB (its daemons and the actor's own copy of torch) for nothing. The in-process
+them costs ≈ 10–12 s and ≈ 1.1 GB (its daemons and the actor's own copy of torch; benchmarks/README.md). The in-process
 backend runs the same ClientApp on Flower's own worker thread in this process instead.
 
 Adapter, pinned to Flower 1.42 (`flwr/server/superlink/fleet/vce/vce_api.py`, `start_vce`): its `backend_fn`
@@ -16,9 +16,11 @@ import copy
 import logging
 import os
 import threading
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from logging import DEBUG
 from typing import Any, Literal
 
 from fedcredit.credit.errors import InputError
@@ -43,6 +45,14 @@ class PartnerLines(logging.Filter):
         return not _in_client_app()
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: `taskset`, a container's cpuset), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:           # no affinity on this platform
+        return os.cpu_count() or 1
+
+
 def choose_backend(requested: str, *, partners: int, ray_address: str = "", cpus: int | None = None) -> Backend:
     """`requested` ("auto", "in-process" or "ray") → the backend a simulation of `partners` runs on.
 
@@ -58,12 +68,15 @@ def choose_backend(requested: str, *, partners: int, ray_address: str = "", cpus
         return "ray"
     if requested != "auto":
         return requested  # type: ignore[return-value]
-    return "ray" if partners >= PARTNERS_PER_ACTOR * (cpus or os.cpu_count() or 1) else "in-process"
+    return "ray" if partners >= PARTNERS_PER_ACTOR * (cpus or usable_cpus()) else "in-process"
 
 
 def _backend_class() -> type:
+    from flwr.app.error import Error
     from flwr.app.message import Context, Message
-    from flwr.clientapp.client_app import ClientApp, ClientAppException, LoadClientAppError
+    from flwr.clientapp.client_app import ClientApp, LoadClientAppError
+    from flwr.common.constant import ErrorCode
+    from flwr.common.logger import log
     from flwr.server.superlink.fleet.vce.backend import Backend as FlowerBackend
     from flwr.server.superlink.fleet.vce.backend import BackendConfig
 
@@ -91,20 +104,27 @@ def _backend_class() -> type:
         def process_message(self, message: Message, context: Context) -> tuple[Message, Context]:
             if self.app_fn is None:
                 raise ValueError("the in-process backend was not built before its first message")
-            # As Flower's Ray actor does (simulation/ray_transport/ray_actor.py, `run`): the ClientApp gets its own
-            # copy of the message (Ray's serialisation makes one; Flower's SecAgg+ mod edits the message it is
-            # given, which in one process would be the one the next partner reads), and a ClientApp's own
-            # exception reaches the ServerApp as a CLIENT_APP_RAISED_EXCEPTION error reply.
+            # As Flower's Ray actor does (simulation/ray_transport/ray_actor.py, `run`), the ClientApp gets its
+            # own copy of the message: Ray's serialisation makes one, and Flower's SecAgg+ mod edits the message
+            # it is given, which in one process would be the one the next partner reads.
             _IN_CLIENT_APP.active = True
             try:
                 app = self.app_fn()
                 return app(message=copy.deepcopy(message), context=context), context
             except LoadClientAppError:
                 raise
-            except Exception as ex:
-                raise ClientAppException(str(ex)) from ex
+            except Exception as ex:      # noqa: BLE001 - any partner failure is the reply, as a node's would be
+                failure = ex
             finally:
                 _IN_CLIENT_APP.active = False
+            # A partner's failure reaches the ServerApp as the error reply Flower's engine would make of it
+            # (CLIENT_APP_RAISED_EXCEPTION), its reason the partner's own one-line message rather than the
+            # class-and-traceback text Flower's worker logs; the traceback only in Flower's debug log.
+            log(DEBUG, "a partner's ClientApp raised:\n%s",
+                "".join(traceback.format_exception(type(failure), failure, failure.__traceback__)))
+            reason = str(failure) or type(failure).__name__
+            return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason),
+                           reply_to=message), context
 
     return InProcessBackend
 

@@ -38,7 +38,7 @@ from fedcredit.reports import model_report
 from fedcredit.reports.model_report import write_model_report
 from fedcredit.server.app import RunSettings
 from fedcredit.server.progress import MARK, PROGRESS_KEY
-from fedcredit.simulations.engine import PARTNERS_PER_ACTOR, Backend, choose_backend, in_process
+from fedcredit.simulations.engine import PARTNERS_PER_ACTOR, Backend, choose_backend, in_process, usable_cpus
 from fedcredit.simulations.membership_audit import membership_audit
 from fedcredit.simulations.planning import plan_scenario
 from fedcredit.simulations.ray_cluster import cluster_info
@@ -132,7 +132,7 @@ def backend_config(num_cpus: int | None = None, *, partners: int = 1, ray_addres
     if ray_address:
         return {"client_resources": {"num_cpus": client_cpus, "num_gpus": 0.0},
                 "init_args": {"address": ray_address, **logging_args}}
-    cpus = num_cpus or os.cpu_count() or 1
+    cpus = num_cpus or usable_cpus()
     per_actor = 1 if partners >= PARTNERS_PER_ACTOR * cpus else cpus
     return {
         "client_resources": {"num_cpus": per_actor, "num_gpus": 0.0},
@@ -216,7 +216,7 @@ def engine_summary(backend: Backend, partners: int, *, ray_address: str = "",
         return {"backend": backend, "ray_address": None, "ray_nodes": 0, "ray_cpus": 0.0, "cpus_per_actor": 0}
     if ray_address:
         return {"backend": backend, **cluster_info(ray_address, cpus_per_actor=cpus_per_actor).to_dict()}
-    return {"backend": backend, "ray_address": None, "ray_nodes": 1, "ray_cpus": float(os.cpu_count() or 1),
+    return {"backend": backend, "ray_address": None, "ray_nodes": 1, "ray_cpus": float(usable_cpus()),
             "cpus_per_actor": backend_config(partners=partners)["client_resources"]["num_cpus"]}
 
 

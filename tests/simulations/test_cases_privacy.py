@@ -118,7 +118,7 @@ def test_c15_a_round_timeout_shorter_than_start_up_is_one_clear_error(tmp_path: 
     assert main(["simulate", "--scenario", str(folder / "scenario.toml"), "--out", str(out), "--rounds", "3",
                  "--no-yardsticks", "--engine", "ray"]) == 1
     err = capsys.readouterr().err
-    assert err.count("fedcredit: error:") == 1 and "round_timeout is 2 s" in err and "Traceback" not in err
+    assert err.count("fedcredit: error:") == 1 and "did not reply within 2 s ([federation] round_timeout)" in err and "Traceback" not in err
     assert not out.exists() and not (out.with_name("run.incomplete") / "summary.json").exists()
 
 

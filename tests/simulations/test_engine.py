@@ -71,6 +71,43 @@ def test_a_partners_own_log_lines_stay_off_the_coordinators_log(caplog: pytest.L
     assert "coordinator line" in lines and not [line for line in lines if line.startswith("partner line")]
 
 
+def test_a_partner_failure_is_its_one_line_reason_not_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """A ClientApp's exception becomes the error reply Flower's engine would make (CLIENT_APP_RAISED_EXCEPTION),
+    its reason the partner's own message: the coordinator names the partner and says what to do."""
+    import time
+    from logging import INFO
+
+    from flwr.app import Message, Metadata, RecordDict
+    from flwr.common.constant import ErrorCode
+    from flwr.server.superlink.fleet.vce.backend import raybackend
+
+    reason = "partner 'bank-a' (/data/bank-a.csv): data file not found: check the path"
+
+    def failing_app(message: Message, context: object) -> Message:
+        raise InputError(reason.split(": ", 1)[1], source="partner 'bank-a' (/data/bank-a.csv)")
+
+    sent = Message(RecordDict(), metadata=Metadata(run_id=1, message_id="m-1", src_node_id=0, dst_node_id=7,
+                                                   reply_to_message_id="", group_id="", created_at=time.time(),
+                                                   ttl=60, message_type="query"))
+    caplog.set_level(INFO, logger="flwr")
+    with in_process():
+        backend = raybackend.RayBackend({})
+        backend.build(lambda: failing_app)
+        reply, _ = backend.process_message(sent, context=None)
+    assert reply.has_error() and reply.error.code == ErrorCode.CLIENT_APP_RAISED_EXCEPTION
+    assert reply.error.reason == str(InputError(reason.split(": ", 1)[1], source="partner 'bank-a' (/data/bank-a.csv)"))
+    assert "data file not found" in reply.error.reason and "Traceback" not in reply.error.reason
+    assert reply.metadata.reply_to_message_id == "m-1" and reply.metadata.src_node_id == 7
+    assert not [r for r in caplog.records if "Traceback" in r.getMessage()]
+
+
+def test_auto_counts_the_cpus_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})       # as under `taskset -c 0`
+    assert choose_backend("auto", partners=5) == "ray" and choose_backend("auto", partners=4) == "in-process"
+
+
 @pytest.mark.e2e
 def test_in_process_and_ray_train_the_same_model(three_partners: Path, tmp_path: Path) -> None:
     runs = {}
