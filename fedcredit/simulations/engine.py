@@ -1,8 +1,8 @@
 """Where a simulation's partners run: in this process, or on Ray (a private one, or an existing cluster).
 
 A few partners train one after another in one Ray actor anyway (`runner.backend_config`); starting Ray for
-them costs ≈ 10–12 s and ≈ 1.1 GB (its daemons and the actor's own copy of torch; benchmarks/README.md). The in-process
-backend runs the same ClientApp on Flower's own worker thread in this process instead.
+them costs ≈ 10–12 s and ≈ 1.1 GB (its daemons and the actor's own copy of torch; benchmarks/README.md).
+The in-process backend runs the same ClientApp on Flower's own worker thread in this process instead.
 
 Adapter, pinned to Flower 1.42 (`flwr/server/superlink/fleet/vce/vce_api.py`, `start_vce`): its `backend_fn`
 always builds `backend.raybackend.RayBackend` (the `backend_name` it is given is not read), so `in_process()`

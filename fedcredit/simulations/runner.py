@@ -123,11 +123,12 @@ def backend_config(num_cpus: int | None = None, *, partners: int = 1, ray_addres
                    client_cpus: int = 1) -> dict[str, Any]:
     """Flower's Ray backend settings.
 
-    Without `ray_address`: a private Ray on this machine — one actor using every CPU (fastest and
-    leanest for a few partners: ≈ 430 MB an actor), or one actor per CPU once there are at least
-    PARTNERS_PER_ACTOR partners per CPU, so partners train side by side. With it (`host:port` of a running cluster's head, or "auto"): join
-    that cluster — Ray refuses CPU counts and memory sizes when connecting, the cluster has them —
-    with one actor per `client_cpus` CPUs of the whole cluster, so partners train on every node."""
+    Without `ray_address`: a private Ray on this machine — one actor using every CPU (≈ 430 MB an actor;
+    a few partners run in process instead, `engine.choose_backend`), or one actor per CPU once there are
+    at least PARTNERS_PER_ACTOR partners per CPU, so partners train side by side. With it (`host:port` of
+    a running cluster's head, or "auto"): join that cluster — Ray refuses CPU counts and memory sizes when
+    connecting, the cluster has them — with one actor per `client_cpus` CPUs of the whole cluster, so
+    partners train on every node."""
     logging_args = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
     if ray_address:
         return {"client_resources": {"num_cpus": client_cpus, "num_gpus": 0.0},
