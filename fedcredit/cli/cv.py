@@ -36,6 +36,7 @@ def _cv(args: argparse.Namespace) -> int:
         trainings = view.steps("cv trainings", "trainings")
         rounds = _per_training(view.steps("federated rounds", "rounds"))
         result = run_search(search, verbose=args.verbose, on_round=rounds, log_stream=view.log_stream,
+                            engine=args.engine,
                             on_run=lambda done, total, what: trainings(done, total, f"training {done}/{total} done: "
                                                                        f"{Path(what).name}"))
     print()
@@ -69,4 +70,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     cv.add_argument("--out", type=Path, help="search directory to create (default: runs/<scenario>-cv-<time>)")
     cv.add_argument("--dry-run", action="store_true", help="check and show the plan and its privacy cost, then stop")
     cv.add_argument("--verbose", action="store_true", help="show Flower's own log lines")
+    cv.add_argument("--engine", choices=["auto", "in-process", "ray"], default="auto",
+                    help="where the partners' ClientApps run, as for `fedcredit simulate` (default auto)")
     cv.set_defaults(func=_cv)

@@ -138,8 +138,10 @@ def prepare_search(scenario: str, folds: int, grid: Sequence[str] = (), *, out: 
 
 
 def run_search(search: CvSearch, *, verbose: bool = False, on_round: Progress | None = None,
-               on_run: Progress | None = None, log_stream: TextIO | None = None) -> dict[str, Any]:
-    """Train every fold of every setting and write the result; returns it (as in cv_result.json).
+               on_run: Progress | None = None, log_stream: TextIO | None = None,
+               engine: str = "auto") -> dict[str, Any]:
+    """Train every fold of every setting and write the result; returns it (as in cv_result.json); `engine`
+    as in `simulations.engine.choose_backend`.
     InputError before any training: the plan does not fit a partner's budget, or a training's check
     fails (nothing is left behind). FederationError: a training could not finish (the search stops; its
     staging folder keeps the finished trainings, whose releases the ledgers hold)."""
@@ -153,7 +155,8 @@ def run_search(search: CvSearch, *, verbose: bool = False, on_round: Progress | 
         for t in search.trainings:
             atomic_write_text(staging / SCENARIOS / f"{t.name}.toml", tomli_w.dumps(t.raw))
             runs.append(RunSettings(scenario=str(t.scenario.source), out_dir=str(staging / TRAININGS / t.name)))
-        results = simulate_batch(runs, verbose=verbose, on_round=on_round, on_run=on_run, log_stream=log_stream)
+        results = simulate_batch(runs, verbose=verbose, on_round=on_round, on_run=on_run, log_stream=log_stream,
+                                 engine=engine)
     except InputError:
         shutil.rmtree(staging, ignore_errors=True)   # nothing was trained
         raise

@@ -86,7 +86,8 @@ def test_a_cross_validation_without_dp_charges_nothing_and_its_folds_cover_the_r
         tmp_path: Path, capsys: pytest.CaptureFixture[str], machine_state: Path) -> None:
     scenario = _scenario(tmp_path / "consortium", epsilon=None)
     out = tmp_path / "search"
-    assert main(["cv", "--scenario", str(scenario), "--folds", "2", "--out", str(out)]) == 0
+    # on a private Ray (auto would run 3 partners in process): the batch's other engine
+    assert main(["cv", "--scenario", str(scenario), "--folds", "2", "--out", str(out), "--engine", "ray"]) == 0
     printed = capsys.readouterr().out
     assert "no record-level DP: nothing is planned or charged" in printed
     result = json.loads((out / RESULT_JSON).read_text())
@@ -94,7 +95,9 @@ def test_a_cross_validation_without_dp_charges_nothing_and_its_folds_cover_the_r
     assert result["best"]["setting"] == 1 and result["settings"][0]["label"] == "scenario's settings"
     # each partner evaluated each fold exactly: the folds are disjoint and cover its training rows
     base = load_scenario(scenario)
-    folds = [_summary(out, f["run"])["partners"] for f in result["settings"][0]["folds"]]
+    summaries = [_summary(out, f["run"]) for f in result["settings"][0]["folds"]]
+    assert {(s["simulation_engine"]["backend"], s["simulation_engine"]["batch_runs"]) for s in summaries} == {("ray", 2)}
+    folds = [s["partners"] for s in summaries]
     for i, partner in enumerate(base.partners):
         data = open_partner_data(partner, TaskConfig(base.dataset, base.federation), purpose="check")
         assert sum(fold[i]["rows_test"] for fold in folds) == len(data.train)
