@@ -4,10 +4,14 @@ A few partners train one after another in one Ray actor anyway (`runner.backend_
 them costs ≈ 10–12 s and ≈ 1.1 GB (its daemons and the actor's own copy of torch; benchmarks/README.md).
 The in-process backend runs the same ClientApp on Flower's own worker thread in this process instead.
 
-Adapter, pinned to Flower 1.42 (`flwr/server/superlink/fleet/vce/vce_api.py`, `start_vce`): its `backend_fn`
-always builds `backend.raybackend.RayBackend` (the `backend_name` it is given is not read), so `in_process()`
-swaps that class for `InProcessBackend` for the length of one simulation. `tests/simulations/test_engine.py`
-checks the swap point is still there; on another Flower version the swap refuses to run.
+Adapter, pinned to Flower 1.42 (`flwr/server/superlink/fleet/vce/vce_api.py`, upstream
+https://github.com/adap/flower/blob/v1.42.0/framework/py/flwr/server/superlink/fleet/vce/vce_api.py): `start_vce`'s
+`backend_fn` always builds `backend.raybackend.RayBackend` (the `backend_name` it is given is not read), so
+`in_process()` swaps that class for `InProcessBackend` for the length of one simulation — and swaps
+`add_messages_to_queue`, the loop that hands the partners their messages, for the same loop waiting
+EXTRACT_INTERVAL between passes instead of 0.1 s (each round has two message phases; a pass is a lookup in
+memory). `tests/simulations/test_engine.py` checks both swap points are still there; on another Flower version
+the swap refuses to run.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from fedcredit.credit.errors import InputError
 Backend = Literal["in-process", "ray"]
 BACKENDS: tuple[str, ...] = ("auto", "in-process", "ray")
 FLOWER_VERSION = "1.42."
+EXTRACT_INTERVAL = 0.01    # seconds between the engine's passes over its queued messages (Flower: 0.1)
 PARTNERS_PER_ACTOR = 5      # from this many partners per CPU, Ray with one actor per CPU (partners side by side)
 _SWAP_LOCK = threading.Lock()
 _IN_CLIENT_APP = threading.local()    # `.active` while this thread runs a partner's ClientApp
@@ -129,16 +134,27 @@ def _backend_class() -> type:
     return InProcessBackend
 
 
-def check_flower() -> Any:
-    """The Flower module whose Ray backend class `in_process` swaps; raises RuntimeError when this Flower
-    is not the version the adapter was written against."""
+def _prompt_extractor(state: Any, queue: Any, nodes_mapping: Any, f_stop: threading.Event) -> None:
+    """Flower 1.42's `vce_api.add_messages_to_queue`, waiting EXTRACT_INTERVAL between passes (not 0.1 s)."""
+    while not f_stop.is_set():
+        for node_id in nodes_mapping.keys():
+            for message in state.get_message_ins(node_id=node_id, limit=1):
+                queue.put(message)
+        f_stop.wait(EXTRACT_INTERVAL)
+
+
+def check_flower() -> tuple[Any, Any]:
+    """The Flower modules whose Ray backend class and message loop `in_process` swaps; raises RuntimeError when
+    this Flower is not the version the adapter was written against."""
     import flwr
+    from flwr.server.superlink.fleet.vce import vce_api
     from flwr.server.superlink.fleet.vce.backend import raybackend
 
-    if not flwr.__version__.startswith(FLOWER_VERSION) or not hasattr(raybackend, "RayBackend"):
+    if (not flwr.__version__.startswith(FLOWER_VERSION) or not hasattr(raybackend, "RayBackend")
+            or not hasattr(vce_api, "add_messages_to_queue")):
         raise RuntimeError(f"fedcredit's in-process simulation backend is written for Flower {FLOWER_VERSION}x "
                            f"(this is {flwr.__version__}): run with --engine ray")
-    return raybackend
+    return raybackend, vce_api
 
 
 @contextmanager
@@ -147,7 +163,7 @@ def in_process() -> Iterator[None]:
     own log lines kept off Flower's logger: `PartnerLines`)."""
     from flwr.common.logger import FLOWER_LOGGER
 
-    raybackend = check_flower()
+    raybackend, vce_api = check_flower()
     lines = PartnerLines()
     show = warnings.showwarning
 
@@ -156,8 +172,8 @@ def in_process() -> Iterator[None]:
             show(*args, **kwargs)
 
     with _SWAP_LOCK:
-        original = raybackend.RayBackend
-        raybackend.RayBackend = _backend_class()
+        original, extractor = raybackend.RayBackend, vce_api.add_messages_to_queue
+        raybackend.RayBackend, vce_api.add_messages_to_queue = _backend_class(), _prompt_extractor
         FLOWER_LOGGER.addFilter(lines)
         warnings.showwarning = partner_warnings_stay
         try:
@@ -165,4 +181,4 @@ def in_process() -> Iterator[None]:
         finally:
             warnings.showwarning = show
             FLOWER_LOGGER.removeFilter(lines)
-            raybackend.RayBackend = original
+            raybackend.RayBackend, vce_api.add_messages_to_queue = original, extractor

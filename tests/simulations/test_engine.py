@@ -36,10 +36,13 @@ def test_the_swap_point_in_flower_is_still_there() -> None:
     from flwr.server.superlink.fleet.vce.backend import raybackend
 
     assert "from .backend.raybackend import RayBackend" in inspect.getsource(vce_api.start_vce)
-    original = raybackend.RayBackend
+    assert "target=add_messages_to_queue" in inspect.getsource(vce_api.run_api)
+    assert "f_stop.wait(0.1)" in inspect.getsource(vce_api.add_messages_to_queue)    # what the swap shortens
+    original, extractor = raybackend.RayBackend, vce_api.add_messages_to_queue
     with in_process():
         assert raybackend.RayBackend is not original and raybackend.RayBackend.__name__ == "InProcessBackend"
-    assert raybackend.RayBackend is original
+        assert vce_api.add_messages_to_queue is not extractor
+    assert raybackend.RayBackend is original and vce_api.add_messages_to_queue is extractor
 
 
 def test_a_partners_own_log_lines_stay_off_the_coordinators_log(caplog: pytest.LogCaptureFixture) -> None:
