@@ -109,10 +109,12 @@ class RunSettings:
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     settings = RunSettings.from_run_config(dict(context.run_config))
-    from fedcredit.server.grid import DEFAULT_PULL_INTERVAL, SIMULATION_PULL_INTERVAL, PromptGrid
+    from fedcredit.server.grid import DEFAULT_PULL_INTERVAL, SIMULATION_PULL_INTERVAL, PromptGrid, prompt_object_pulls
 
     # Flower's deployed Grid looks for replies every 3 s, its simulation Grid every 0.1 s (twice a round)
     grid = PromptGrid(grid, DEFAULT_PULL_INTERVAL if settings.deployment else SIMULATION_PULL_INTERVAL)
+    if settings.deployment:
+        prompt_object_pulls()
     for one in settings.each_training():   # `fedcredit cv`: the next only after one finished
         if not _train(grid, context, one):
             break

@@ -6,10 +6,19 @@ replies of a message phase every 3 s, so each phase of a round ends up to 3 s af
 partner answered; its simulation Grid (`inmemory_grid.InMemoryGrid`) every 0.1 s. `PromptGrid` wraps any
 Grid and does the same push-then-pull with its own interval; everything else is the wrapped Grid's. Flower's workflows (SecAgg+) and our round loop
 call `send_and_receive` on it like on any Grid.
+
+A reply's parts (its objects) are pulled after the reply itself; one the partner's SuperNode has not
+finished pushing is asked for again after `initial_backoff` seconds, doubling — 1 s the first time in
+the pinned `flwr.supercore.inflatable.inflatable_utils.pull_objects` — so a pull landing between a
+SuperNode registering its reply and pushing its parts cost a whole second (measured: the last reply
+of a SecAgg+ stage often arrived ≈ 1.0 s after its SuperNode had pushed it). `prompt_object_pulls()`
+makes the deployed Grid's `pull_objects` that function with `initial_backoff` OBJECT_RETRY (cap, tries
+and time limit unchanged).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 
@@ -18,8 +27,24 @@ from flwr.proto.node_pb2 import NodeInfo  # pylint: disable=E0611
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
-DEFAULT_PULL_INTERVAL = 0.2   # seconds between pulls while replies are outstanding (a SuperLink over gRPC)
+DEFAULT_PULL_INTERVAL = 0.05  # seconds between pulls while replies are outstanding (the SuperLink on its machine)
 SIMULATION_PULL_INTERVAL = 0.02   # the simulation's in-memory state: a pull is a dictionary lookup
+OBJECT_RETRY = 0.05           # seconds before a reply's not yet pushed part is asked for again (Flower: 1 s), doubling
+PINNED = "1.42."
+
+
+def prompt_object_pulls() -> bool:
+    """Retry a reply's missing parts after OBJECT_RETRY seconds in this process's deployed Grid (see
+    the module's text); False (nothing changed) on a Flower version this adapter was not written for."""
+    import flwr
+    from flwr.supercore.inflatable import inflatable_utils
+    from flwr.superlink.grid import http_grid
+
+    if not flwr.__version__.startswith(PINNED) or getattr(http_grid, "pull_objects", None) is not \
+            inflatable_utils.pull_objects:
+        return False
+    http_grid.pull_objects = functools.partial(inflatable_utils.pull_objects, initial_backoff=OBJECT_RETRY)
+    return True
 
 
 class PromptGrid(Grid):

@@ -4,6 +4,7 @@ log line per decision."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,3 +74,26 @@ def test_launcher_runs_this_interpreter() -> None:
 
     text = v.launcher_script()
     assert text.splitlines()[0] == f"#!{sys.executable}" and "from fedcredit.clients.warm_start import launch" in text
+
+
+def test_a_bundle_is_unpacked_and_checked_by_flower_once_then_its_folder_reused(signed, tmp_path: Path) -> None:
+    from flwr.cli.install import install_from_fab
+
+    fab = signed[0]
+    calls: list[bytes] = []
+
+    def install(content: bytes, install_dir: Path | None = None, **kwargs) -> Path:
+        calls.append(content)
+        return install_from_fab(content, install_dir, **kwargs)
+
+    home = tmp_path / "flwr-home"
+    first = v.install_once(install, fab.content, home, skip_prompt=True)
+    assert (first / "pyproject.toml").is_file() and len(calls) == 1
+    assert v.install_once(install, fab.content, home, skip_prompt=True) == first and len(calls) == 1
+    shutil.rmtree(first)                                       # the folder is gone: Flower installs again
+    assert v.install_once(install, fab.content, home, skip_prompt=True) == first and len(calls) == 2
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    assert v.install_once(lambda content, install_dir, **kw: calls.append(content) or elsewhere,
+                          fab.content + b" ", home) == elsewhere     # other bytes: asked anew
+    assert calls[-1] == fab.content + b" " and len(calls) == 3

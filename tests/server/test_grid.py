@@ -11,7 +11,7 @@ from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.supercore.run import Run
 
-from fedcredit.server.grid import PromptGrid
+from fedcredit.server.grid import PromptGrid, prompt_object_pulls
 
 
 class _SlowPartners(Grid):
@@ -86,3 +86,36 @@ def test_everything_else_is_the_wrapped_grid() -> None:
     assert list(grid.get_node_ids()) == [1, 2, 3] and [n.node_id for n in grid.get_nodes()] == [1, 2, 3]
     with pytest.raises(ValueError, match="pull_interval"):
         PromptGrid(slow, pull_interval=0)
+
+
+def test_a_replys_missing_part_is_asked_again_within_a_tenth_of_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flower 1.42 asks again for a reply's part its SuperNode has not pushed yet after 1 s; the
+    deployed Grid's `pull_objects` asks after 0.05 s (then doubling), with Flower's own function."""
+    from flwr.supercore.inflatable import inflatable_utils
+    from flwr.supercore.inflatable.inflatable_utils import ObjectUnavailableError
+    from flwr.superlink.grid import http_grid
+
+    monkeypatch.setattr(http_grid, "pull_objects", inflatable_utils.pull_objects)   # restored after the test
+    assert prompt_object_pulls()
+    asked: list[float] = []
+
+    def pull_object(object_id: str) -> bytes:
+        asked.append(time.monotonic())
+        if len(asked) == 1:
+            raise ObjectUnavailableError(object_id)
+        return b"part"
+
+    assert http_grid.pull_objects(["a"], pull_object_fn=pull_object) == {"a": b"part"}
+    assert len(asked) == 2 and asked[1] - asked[0] < 0.5      # Flower's own first retry: 0.8–1.2 s
+    assert http_grid.pull_objects.func is inflatable_utils.pull_objects
+
+
+def test_object_pulls_are_left_alone_on_another_flower(monkeypatch: pytest.MonkeyPatch) -> None:
+    import flwr
+    from flwr.supercore.inflatable import inflatable_utils
+    from flwr.superlink.grid import http_grid
+
+
+    monkeypatch.setattr(http_grid, "pull_objects", inflatable_utils.pull_objects)
+    monkeypatch.setattr(flwr, "__version__", "1.43.0")
+    assert not prompt_object_pulls() and http_grid.pull_objects is inflatable_utils.pull_objects
