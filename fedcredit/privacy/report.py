@@ -20,6 +20,7 @@ from typing import Any
 
 from fedcredit.credit import strict_json
 from fedcredit.credit.atomic import atomic_write_json, atomic_write_text
+from fedcredit.credit.memo import by_content
 from fedcredit.credit.metrics import UNDEFINED
 from fedcredit.privacy.accountant import EPS_ERROR, Charge, Release, compose_rows
 from fedcredit.privacy.disclosure import statement as disclosure_statement
@@ -170,6 +171,7 @@ def _utility(summary: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@by_content(lambda report: [report["partners"], report["rounds"]])
 def _plot(report: dict[str, Any]) -> str:
     """Epsilon over rounds per partner against its budget, as a base64 PNG."""
     import matplotlib

@@ -13,6 +13,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from fedcredit.credit.memo import by_content
+
 ORDER = ("feature", "bin", "count_share", "bad_rate", "woe", "points")   # a points table's usual columns
 
 
@@ -69,6 +71,7 @@ def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str) -> str:
     return _png(fig)
 
 
+@by_content(lambda report: report["calibration"])
 def calibration_plot(report: Mapping[str, Any]) -> str:
     """Observed against predicted bad rate per score decile: pooled (thick) and per partner; base64 PNG."""
     cal = report["calibration"]
@@ -89,6 +92,7 @@ def calibration_plot(report: Mapping[str, Any]) -> str:
                    "Calibration by score decile")
 
 
+@by_content(lambda report: report["score_distribution"])
 def distribution_plot(report: Mapping[str, Any]) -> str:
     """Share of held-out rows per coarse score bin, pooled and per partner; base64 PNG."""
     dist = report["score_distribution"]
