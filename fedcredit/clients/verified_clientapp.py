@@ -15,10 +15,18 @@ hash on EVERY message, only to find it installed already (0.1–0.4 s of a Clien
 stage work is 0.3–0.6 s). `install_once` asks Flower once per bundle: the same bytes (same SHA-256)
 give the same answer, so the installed folder is remembered under FLWR_HOME/apps/INSTALLED_DIR and
 reused while it exists. The signature is still checked on every message, before that.
+
+The ClientApp pulls its message's parts (objects) from the SuperNode, which may still be pulling
+them from the SuperLink (Flower's SuperExec can start the ClientApp before the node has stored them);
+Flower 1.42 asks again for a missing part after 1 s, doubling
+(`flwr.supercore.inflatable.inflatable_utils.pull_and_inflate_object_from_tree`, `initial_backoff`):
+measured, that second was half of a SecAgg+ training stage's ClientApp. `main()` makes the runtime's
+function ask again after `supernode_launcher.OBJECT_RETRY` seconds (cap, tries and time limit unchanged).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -98,6 +106,21 @@ class _NoTraceback(logging.Filter):
         return True
 
 
+def prompt_object_pulls(runtime) -> bool:
+    """The ClientApp runtime's `pull_and_inflate_object_from_tree` asks again for a missing part after
+    OBJECT_RETRY seconds (see the module's text); False (nothing changed) if it is not Flower's own."""
+    from flwr.supercore.inflatable import inflatable_utils
+
+    from fedcredit.clients.supernode_launcher import OBJECT_RETRY
+
+    if getattr(runtime, "pull_and_inflate_object_from_tree", None) is not \
+            inflatable_utils.pull_and_inflate_object_from_tree:
+        return False
+    runtime.pull_and_inflate_object_from_tree = functools.partial(
+        inflatable_utils.pull_and_inflate_object_from_tree, initial_backoff=OBJECT_RETRY)
+    return True
+
+
 def main() -> None:
     from flwr.supernode.cli.flwr_clientapp import flwr_clientapp
     from flwr.supernode.runtime import run_clientapp as runtime
@@ -119,6 +142,7 @@ def main() -> None:
 
     logging.getLogger("flwr").addFilter(_NoTraceback())
     runtime.pull_task_input, runtime.install_from_fab = pull_remembered, install_checked
+    prompt_object_pulls(runtime)
     flwr_clientapp()
 
 

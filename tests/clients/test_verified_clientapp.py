@@ -97,3 +97,17 @@ def test_a_bundle_is_unpacked_and_checked_by_flower_once_then_its_folder_reused(
     assert v.install_once(lambda content, install_dir, **kw: calls.append(content) or elsewhere,
                           fab.content + b" ", home) == elsewhere     # other bytes: asked anew
     assert calls[-1] == fab.content + b" " and len(calls) == 3
+
+
+def test_the_clientapp_asks_again_for_a_missing_part_within_a_tenth_of_a_second(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runtime's pull (Flower's own function) retries after 0.05 s, not Flower's 1 s."""
+    from flwr.supercore.inflatable import inflatable_utils
+    from flwr.supernode.runtime import run_clientapp as runtime
+
+    monkeypatch.setattr(runtime, "pull_and_inflate_object_from_tree",
+                        inflatable_utils.pull_and_inflate_object_from_tree)    # restored after the test
+    assert v.prompt_object_pulls(runtime)
+    pull = runtime.pull_and_inflate_object_from_tree
+    assert pull.func is inflatable_utils.pull_and_inflate_object_from_tree and pull.keywords["initial_backoff"] < 0.1
+    assert not v.prompt_object_pulls(runtime)         # already wrapped: left as it is
