@@ -1,7 +1,7 @@
 """Remember what a pure function made of JSON-able data: a report's plot is drawn once per process.
 
 A simulation writes its reports twice (the ServerApp at the end of the run, then the runner again with
-the yardsticks); the second time most plots are drawn from the same data again (≈ 0.2–0.4 s each).
+the yardsticks); the second time most plots would be drawn again from the same data.
 """
 
 from __future__ import annotations
